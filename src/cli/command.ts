@@ -1,0 +1,30 @@
+/**
+ * The shape of a `lethe` sub-command. Each lives in src/cli/commands/<name>.ts and is listed once in main.ts.
+ * Commands parse their own flags (node:util parseArgs) and throw UsageError for bad input: main prints the message
+ * and exits 2, so a user always learns what was wrong.
+ */
+export interface Command {
+  /** Words that select it, e.g. ['privacy', 'epsilon']. */
+  readonly path: readonly string[];
+  readonly summary: string;
+  /** Flags, one line, shown by `lethe help`. */
+  readonly usage: string;
+  /** Runs with the arguments after the command path; resolves to the exit code. */
+  run(argv: string[]): Promise<number>;
+}
+
+/** Bad command-line input: the message says what was wrong and how to fix it. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Parses a flag value as a finite number, or throws a UsageError naming the flag. */
+export function numberFlag(name: string, value: string | undefined, fallback?: number): number {
+  if (value === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${name} is required`);
+    return fallback;
+  }
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${value}"`);
+  return n;
+}
