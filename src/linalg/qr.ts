@@ -1,0 +1,94 @@
+/**
+ * Thin QR by Householder reflections (Golub & Van Loan, Matrix Computations, 4th ed., §5.2.2). Householder QR gives a
+ * Q that is orthonormal to working precision whatever the rank of the input, which Gram–Schmidt does not; the SVD
+ * (svd.ts) relies on that for rank-deficient adapter products.
+ *
+ * The factorisation works on columns, so it takes a column-major buffer: column j of an m×n matrix is
+ * `data[j*m .. j*m+m)`. A row-major r×d matrix (a LoRA `lora_A`) is exactly its transpose (d×r) in column-major, so
+ * QR of Aᵀ needs no copy.
+ */
+import { LinalgError } from './errors.js';
+import { matrix, type Dense, type Matrix } from './matrix.js';
+
+/** M = Q·R with Q (m×k) orthonormal columns, R (k×n) upper triangular, k = min(m, n). Both row-major. */
+export interface QR {
+  readonly q: Matrix;
+  readonly r: Matrix;
+}
+
+/** Thin QR of a row-major m×n matrix. */
+export function qr(data: Dense, rows: number, cols: number): QR {
+  const a = matrix(data, rows, cols);
+  const cm = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) cm[j * rows + i] = a.data[i * cols + j]!;
+  }
+  return qrColumnMajorInPlace(cm, rows, cols);
+}
+
+/**
+ * Thin QR of an m×n matrix given column-major. Copies the input (float32 input is widened to float64 anyway), so
+ * the caller's buffer is left as it was.
+ */
+export function qrColumnMajor(data: Dense, rows: number, cols: number): QR {
+  if (data.length !== rows * cols) {
+    throw new LinalgError(`QR input has ${data.length} values but ${rows}×${cols} needs ${rows * cols}`, 'bad_shape');
+  }
+  return qrColumnMajorInPlace(Float64Array.from(data), rows, cols);
+}
+
+/** Householder QR overwriting `cm` (column-major m×n); returns row-major thin Q and R. */
+function qrColumnMajorInPlace(cm: Float64Array, m: number, n: number): QR {
+  const k = Math.min(m, n);
+  // Reflector j is H_j = I − τ_j v_j v_jᵀ acting on rows j..m−1; v_j is kept in `vs` at offset j*m (entries j..m−1).
+  const vs = new Float64Array(k * m);
+  const taus = new Float64Array(k);
+  for (let j = 0; j < k; j++) {
+    const c = j * m;
+    let norm2 = 0;
+    for (let i = j; i < m; i++) norm2 += cm[c + i]! * cm[c + i]!;
+    if (norm2 === 0) continue; // column already zero below the diagonal: H_j = I
+    const x0 = cm[c + j]!;
+    const norm = Math.sqrt(norm2);
+    const alpha = x0 >= 0 ? -norm : norm; // opposite sign to x0 avoids cancellation in v0 = x0 − alpha
+    const v0 = x0 - alpha;
+    const vo = j * m;
+    vs[vo + j] = v0;
+    for (let i = j + 1; i < m; i++) vs[vo + i] = cm[c + i]!;
+    const vnorm2 = norm2 - x0 * x0 + v0 * v0;
+    const tau = 2 / vnorm2;
+    taus[j] = tau;
+    cm[c + j] = alpha;
+    for (let i = j + 1; i < m; i++) cm[c + i] = 0;
+    for (let l = j + 1; l < n; l++) applyReflector(cm, l * m, vs, vo, tau, j, m);
+  }
+
+  const q = new Float64Array(m * k); // column-major while being formed
+  for (let j = 0; j < k; j++) q[j * m + j] = 1;
+  // Q = H_0·…·H_{k−1}·[I; 0], applied right to left; column l < j is still e_l there, which H_j leaves alone.
+  for (let j = k - 1; j >= 0; j--) {
+    const tau = taus[j]!;
+    if (tau === 0) continue;
+    for (let l = j; l < k; l++) applyReflector(q, l * m, vs, j * m, tau, j, m);
+  }
+
+  const qRows = new Float64Array(m * k);
+  for (let l = 0; l < k; l++) {
+    for (let i = 0; i < m; i++) qRows[i * k + l] = q[l * m + i]!;
+  }
+  const r = new Float64Array(k * n);
+  for (let l = 0; l < n; l++) {
+    const top = Math.min(l, k - 1);
+    for (let i = 0; i <= top; i++) r[i * n + l] = cm[l * m + i]!;
+  }
+  return { q: { rows: m, cols: k, data: qRows }, r: { rows: k, cols: n, data: r } };
+}
+
+/** x ← (I − τ v vᵀ) x on rows from..m−1, where x is the column at `xo` and v the reflector at `vo`. */
+function applyReflector(x: Float64Array, xo: number, v: Float64Array, vo: number, tau: number, from: number, m: number): void {
+  let s = 0;
+  for (let i = from; i < m; i++) s += v[vo + i]! * x[xo + i]!;
+  if (s === 0) return;
+  s *= tau;
+  for (let i = from; i < m; i++) x[xo + i]! -= s * v[vo + i]!;
+}
