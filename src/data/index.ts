@@ -1,0 +1,20 @@
+/** Public API of the data layer: loaders, the built-in corpora, splits, partitions and token encoding. */
+export { DataArgumentError, DataError, DataFileError } from './errors.js';
+export type { DataArgumentErrorCode, DataFileErrorCode } from './errors.js';
+export { labelCounts, makeDataset, makeExample, subset } from './dataset.js';
+export type { Example, LabeledDataset } from './dataset.js';
+export type { LoadOptions } from './records.js';
+export { loadJsonl } from './jsonl.js';
+export { loadCsv, parseCsvRows } from './csv.js';
+export type { CsvRow } from './csv.js';
+export { loadDataset } from './load.js';
+export { SPAM_LABELS, spamAssassin } from './spam-assassin.js';
+export { mailToText } from './mail.js';
+export { pretrainCorpus } from './corpus.js';
+export type { TextCorpus } from './corpus.js';
+export { trainTestSplit } from './split.js';
+export type { SplitOptions } from './split.js';
+export { meanLabelSkew, partitionByMeta, partitionDirichlet, partitionIid } from './partition.js';
+export type { DirichletOptions } from './partition.js';
+export { encodeExamples, packLanguageModeling } from './encode.js';
+export type { EncodedExamples } from './encode.js';
