@@ -18,7 +18,10 @@ export interface SplitOptions {
  */
 export function apportion(total: number, weights: readonly number[]): number[] {
   const sum = weights.reduce((a, b) => a + b, 0);
-  const exact = weights.map((w) => (sum > 0 ? (w * total) / sum : 0));
+  if (!(sum > 0) && total > 0) {
+    throw new DataArgumentError(`cannot apportion ${total} by weights that sum to ${sum}`, 'bad_option');
+  }
+  const exact = weights.map((w) => (total === 0 ? 0 : (w * total) / sum));
   const parts = exact.map(Math.floor);
   let rest = total - parts.reduce((a, b) => a + b, 0);
   const order = exact.map((e, i) => ({ i, frac: e - Math.floor(e) })).sort((a, b) => b.frac - a.frac || a.i - b.i);
