@@ -5,6 +5,7 @@
  * Adapter naming (fixed project-wide): `h.{i}.{module}.lora_A.weight` [r, d_in], `h.{i}.{module}.lora_B.weight`
  * [d_out, r], and the classification head `score.weight` [numLabels, nEmbd].
  */
+import type { EncodedExamples } from '../data/encode.js';
 import type { HostTensor } from '../tensors/host.js';
 import { TrainError } from './errors.js';
 
@@ -16,6 +17,8 @@ import { TrainError } from './errors.js';
  */
 export const TRAINABLE_KINDS = ['ffa', 'lora'] as const;
 export type Trainable = (typeof TRAINABLE_KINDS)[number];
+
+export type { EncodedExamples };
 
 export function parseTrainable(value: string): Trainable {
   if ((TRAINABLE_KINDS as readonly string[]).includes(value)) return value as Trainable;
@@ -31,21 +34,6 @@ export function isLoraA(name: string): boolean {
 export function trainableNames(names: Iterable<string>, kind: Trainable): string[] {
   const all = [...names];
   return kind === 'lora' ? all : all.filter((n) => !isLoraA(n));
-}
-
-/**
- * Tokenised classification examples, row-major. Structurally identical to `EncodedExamples` of src/data (declared
- * here so trainers depend only on the fields they read).
- */
-export interface EncodedExamples {
-  readonly n: number;
-  readonly seqLen: number;
-  /** [n, seqLen] token ids, padded. */
-  readonly ids: Int32Array;
-  /** [n, seqLen] 1 for real tokens, 0 for padding. */
-  readonly mask: Float32Array;
-  /** [n] class labels. */
-  readonly labels: Int32Array;
 }
 
 /**
