@@ -1,0 +1,102 @@
+/**
+ * Plain averaging functions, after Flower's `aggregate.py`: strategies orchestrate, these do the arithmetic. All take
+ * and return float32 host tensors; the weighted sums run in the WebAssembly SIMD kernel of fold-kernel.ts (see there
+ * for why the accumulator is float32 and how the loop reaches memory speed).
+ */
+import { hostTensor, type HostTensor, type TensorMap } from '../tensors/host.js';
+import { RoundRejectedError, UpdateRejectedError } from './errors.js';
+import { FoldKernel } from './fold-kernel.js';
+
+/**
+ * FedAvg weights w_k = n_k / Σ n (McMahan et al. 2017, Algorithm 1). Counts must be finite and ≥ 0 with a positive
+ * total. `clientIds` name the culprit in errors.
+ */
+export function exampleWeights(counts: readonly number[], clientIds: readonly string[] = []): number[] {
+  let total = 0;
+  counts.forEach((n, k) => {
+    if (!Number.isFinite(n) || n < 0) {
+      const id = clientIds[k] ?? `#${k}`;
+      throw new UpdateRejectedError(
+        `client ${id} reported ${n} training examples; an example count must be a finite number ≥ 0`,
+        'bad_example_count',
+        id,
+      );
+    }
+    total += n;
+  });
+  if (!(total > 0)) {
+    throw new RoundRejectedError(
+      `the ${counts.length} updates report no training examples in total, so example weights are undefined; ` +
+        `use equal weighting or have clients report their example counts`,
+      'no_examples',
+    );
+  }
+  return counts.map((n) => n / total);
+}
+
+/** w_k = 1/K: every client counts the same (the weighting DP uses, so one client's influence is bounded). */
+export function equalWeights(k: number): number[] {
+  return Array.from({ length: k }, () => 1 / k);
+}
+
+/** out = Σ_k w_k·x_k; `out` defaults to a fresh array and may alias an input. */
+export function weightedSum(inputs: readonly Float32Array[], weights: readonly number[], out?: Float32Array): Float32Array {
+  const n = out?.length ?? inputs[0]?.length ?? 0;
+  if (inputs.length !== weights.length) {
+    throw new RangeError(`weightedSum got ${inputs.length} inputs but ${weights.length} weights`);
+  }
+  for (const x of inputs) {
+    if (x.length !== n) throw new RangeError(`weightedSum inputs must all have length ${n}, got ${x.length}`);
+  }
+  const result = out ?? new Float32Array(n);
+  new FoldKernel().weightedSum(inputs, weights, result);
+  return result;
+}
+
+/** acc += w·delta, in place (one client folded into a running sum). */
+export function foldInto(acc: Float32Array, delta: Float32Array, w: number): void {
+  weightedSum([acc, delta], [1, w], acc);
+}
+
+/**
+ * Σ_k w_k·delta_k for the named tensors, one kernel for all of them. Shapes come from the first update; callers
+ * check layouts first (updates.ts).
+ */
+export function weightedSumTensors(
+  deltas: readonly TensorMap[],
+  weights: readonly number[],
+  names: readonly string[],
+): Map<string, HostTensor> {
+  const kernel = new FoldKernel();
+  const out = new Map<string, HostTensor>();
+  for (const name of names) {
+    const inputs = deltas.map((d) => d.get(name)!.data);
+    const first = deltas[0]!.get(name)!;
+    const sum = new Float32Array(first.data.length);
+    kernel.weightedSum(inputs, weights, sum);
+    out.set(name, hostTensor(first.shape, sum));
+  }
+  return out;
+}
+
+/** global + scale·update for the tensors in `update`; every other tensor of `global` is copied unchanged. */
+export function applyUpdate(global: TensorMap, update: TensorMap, scale = 1): Map<string, HostTensor> {
+  const kernel = new FoldKernel();
+  const out = new Map<string, HostTensor>();
+  for (const [name, t] of global) {
+    const u = update.get(name);
+    const data = u === undefined ? t.data.slice() : new Float32Array(t.data.length);
+    if (u !== undefined) kernel.weightedSum([t.data, u.data], [1, scale], data);
+    out.set(name, hostTensor(t.shape, data));
+  }
+  return out;
+}
+
+/** Index of the first NaN or ±Infinity, or −1. (x − x is 0 for finite x and NaN otherwise.) */
+export function firstNonFinite(data: Float32Array | Float64Array): number {
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i]!;
+    if (x - x !== 0) return i;
+  }
+  return -1;
+}

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import {
+  applyUpdate,
+  equalWeights,
+  exampleWeights,
+  firstNonFinite,
+  foldInto,
+  weightedSum,
+  weightedSumTensors,
+} from '../../src/aggregation/aggregate.js';
+import { RoundRejectedError, UpdateRejectedError } from '../../src/aggregation/errors.js';
+import { maxAbsDiff } from './fixtures.js';
+
+function ramp(n: number, f: (i: number) => number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => f(i));
+}
+
+describe('aggregate', () => {
+  it('exampleWeights – are n_k / Σn and sum to one', () => {
+    expect(exampleWeights([1, 3, 0])).toEqual([0.25, 0.75, 0]);
+  });
+
+  it('exampleWeights – rejects a negative or non-finite count naming the client', () => {
+    expect(() => exampleWeights([2, -1], ['a', 'b'])).toThrow(expect.objectContaining({ clientId: 'b', code: 'bad_example_count' }));
+    expect(() => exampleWeights([Number.NaN], ['a'])).toThrow(UpdateRejectedError);
+  });
+
+  it('exampleWeights – rejects a round with zero examples in total', () => {
+    expect(() => exampleWeights([0, 0])).toThrow(RoundRejectedError);
+  });
+
+  it('equalWeights – gives every client 1/K', () => {
+    expect(equalWeights(4)).toEqual([0.25, 0.25, 0.25, 0.25]);
+  });
+
+  it.each([1, 15, 16, 17, 16384, 16384 * 2 + 5])('weightedSum – matches the scalar sum for length %i (chunk and lane tails)', (n) => {
+    // Prepare
+    const xs = [ramp(n, (i) => Math.sin(i)), ramp(n, (i) => i % 7), ramp(n, (i) => -0.5 * Math.cos(i))];
+    const ws = [0.2, 0.3, 0.5];
+    // Execute
+    const out = weightedSum(xs, ws);
+    // Assert
+    const expected = Float64Array.from({ length: n }, (_, i) => ws.reduce((s, w, k) => s + w * xs[k]![i]!, 0));
+    expect(out.length).toBe(n);
+    expect(maxAbsDiff(out, expected)).toBeLessThan(1e-5);
+  });
+
+  it('weightedSum – may write into one of its inputs', () => {
+    const a = ramp(40000, (i) => i % 11);
+    const b = ramp(40000, () => 2);
+    const expected = a.map((x) => x + 0.5 * 2);
+    weightedSum([a, b], [1, 0.5], a);
+    expect(maxAbsDiff(a, expected)).toBe(0);
+  });
+
+  it('weightedSum – rejects inputs of different lengths', () => {
+    expect(() => weightedSum([new Float32Array(3), new Float32Array(4)], [1, 1])).toThrow(RangeError);
+  });
+
+  it('foldInto – adds w·delta to the accumulator in place', () => {
+    const acc = ramp(33, (i) => i);
+    foldInto(acc, ramp(33, () => 4), 0.25);
+    expect([...acc]).toEqual(Array.from({ length: 33 }, (_, i) => i + 1));
+  });
+
+  it('weightedSumTensors – sums each named tensor with its shape', () => {
+    const d1 = new Map([['x', { shape: [2, 2], data: ramp(4, (i) => i) }]]);
+    const d2 = new Map([['x', { shape: [2, 2], data: ramp(4, () => 1) }]]);
+    const out = weightedSumTensors([d1, d2], [0.5, 0.5], ['x']);
+    expect(out.get('x')!.shape).toEqual([2, 2]);
+    expect([...out.get('x')!.data]).toEqual([0.5, 1, 1.5, 2]);
+  });
+
+  it('applyUpdate – adds the update to the named tensors and copies the others', () => {
+    // Prepare
+    const global = new Map([
+      ['moved', { shape: [3], data: ramp(3, (i) => i) }],
+      ['kept', { shape: [1], data: ramp(1, () => 7) }],
+    ]);
+    // Execute
+    const out = applyUpdate(global, new Map([['moved', { shape: [3], data: ramp(3, () => 1) }]]), 2);
+    // Assert
+    expect([...out.get('moved')!.data]).toEqual([2, 3, 4]);
+    expect([...out.get('kept')!.data]).toEqual([7]);
+    expect(out.get('kept')!.data).not.toBe(global.get('kept')!.data);
+  });
+
+  it('firstNonFinite – finds NaN and infinities and nothing in finite data', () => {
+    expect(firstNonFinite(Float32Array.of(1, Number.NaN))).toBe(1);
+    expect(firstNonFinite(Float32Array.of(Number.NEGATIVE_INFINITY))).toBe(0);
+    expect(firstNonFinite(Float32Array.of(0, -3.4e38))).toBe(-1);
+  });
+});
