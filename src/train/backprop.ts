@@ -4,7 +4,7 @@
  *
  * One step: a mini-batch, softmax cross-entropy of `model.classify` (HF GPT2ForSequenceClassification's loss), the
  * gradient of exactly the trainable adapter tensors (FFA-LoRA: lora_B + score.weight; LoRA: A, B and the head), and
- * an AdamW update. Deterministic given `seed` on a given backend: batch order comes from seedrandom and every op is
+ * an AdamW (or SGD) update. Deterministic given `seed` on a given backend: batch order comes from seedrandom and every op is
  * deterministic on cpu/wasm.
  *
  * With `dp`, sample-level DP-SGD (Abadi et al. 2016; ALGORITHMS.md §2): Poisson batches with rate q; for each example
@@ -19,8 +19,10 @@ import type { GPT2 } from '../model/gpt2.js';
 import type { LoraConfig, LoraParams } from '../model/lora.js';
 import { validateAdapter } from '../model/lora.js';
 import type { NoiseSource } from '../privacy/gaussian.js';
+import { privatizeGradients } from '../privacy/sample-level.js';
 import type { HostTensor, TensorMap } from '../tensors/host.js';
-import { AdamW, DEFAULT_ADAMW, clipByGlobalNorm } from './adam.js';
+import type { Optimizer, OptimizerName } from './optimizer.js';
+import { clipByGlobalNorm, makeOptimizer } from './optimizer.js';
 import type { BatchSampler, HostBatch } from './batches.js';
 import { PoissonBatches, ShuffledBatches, gatherBatch, seededUniform } from './batches.js';
 import { TrainError } from './errors.js';
@@ -36,6 +38,8 @@ export interface BackpropOptions extends BaseTrainOptions {
   readonly clipGradNorm?: number;
   /** Learning-rate schedule over `steps`. Default 'constant'. */
   readonly schedule?: 'constant' | 'cosine';
+  /** Default 'adamw'. */
+  readonly optimizer?: OptimizerName;
 }
 
 /** Sample-level DP-SGD. With it, `BackpropOptions.batchSize` is ignored: the batch is Poisson(q) over the rows. */
@@ -101,7 +105,7 @@ function disposeAll(tensors: ReadonlyMap<string, tf.Tensor>): void {
 }
 
 /** One ordinary mini-batch step; returns the batch loss before the update. */
-function sgdStep(model: GPT2, params: LoraParams, adapter: DeviceAdapter, optimizer: AdamW, batch: HostBatch, lr: number, clipGradNorm?: number): number {
+function sgdStep(model: GPT2, params: LoraParams, adapter: DeviceAdapter, optimizer: Optimizer, batch: HostBatch, lr: number, clipGradNorm?: number): number {
   const { loss, grads } = adapterGrads(adapter, () => classificationLoss(model, params, batch));
   if (!Number.isFinite(loss)) {
     disposeAll(grads);
@@ -115,31 +119,6 @@ function sgdStep(model: GPT2, params: LoraParams, adapter: DeviceAdapter, optimi
   optimizer.step(used, lr);
   disposeAll(used);
   return loss;
-}
-
-/** Accumulates clipped per-example gradients (float64) and counts how many needed clipping. */
-export class ClippedSum {
-  readonly sum: Float64Array;
-  clipped = 0;
-  count = 0;
-
-  constructor(
-    size: number,
-    private readonly clip: number,
-  ) {
-    this.sum = new Float64Array(size);
-  }
-
-  /** Adds g · min(1, C/‖g‖) for one example's flattened gradient g. */
-  add(g: Float32Array): void {
-    let sq = 0;
-    for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!;
-    const norm = Math.sqrt(sq);
-    const scale = norm > this.clip ? this.clip / norm : 1;
-    if (scale < 1) this.clipped += 1;
-    for (let i = 0; i < g.length; i++) this.sum[i]! += g[i]! * scale;
-    this.count += 1;
-  }
 }
 
 /** Offsets of each trainable tensor inside the flattened gradient vector, in adapter order. */
@@ -157,7 +136,7 @@ function dpStep(
   model: GPT2,
   params: LoraParams,
   adapter: DeviceAdapter,
-  optimizer: AdamW,
+  optimizer: Optimizer,
   batch: HostBatch,
   lr: number,
   dp: DpSgdOptions,
@@ -165,31 +144,33 @@ function dpStep(
   stats: { clipped: number; examples: number },
 ): number {
   const layout = flatLayout(adapter);
-  const total = layout.reduce((a, l) => a + l.size, 0);
-  const acc = new ClippedSum(total, dp.clip);
+  const dim = layout.reduce((a, l) => a + l.size, 0);
+  const perExample: Float32Array[] = [];
   let lossSum = 0;
-  const flat = new Float32Array(total);
   for (let i = 0; i < batch.size; i++) {
     const one = sliceBatch(batch, i);
     const { loss, grads } = adapterGrads(adapter, () => classificationLoss(model, params, one));
+    const flat = new Float32Array(dim);
     for (const l of layout) flat.set(grads.get(l.name)!.dataSync() as Float32Array, l.offset);
     disposeAll(grads);
     if (!Number.isFinite(loss)) throw new TrainError(`per-example loss became ${loss}; lower the learning rate`, 'diverged');
     lossSum += loss;
-    acc.add(flat);
+    if (l2(flat) > dp.clip) stats.clipped += 1; // for the clip-fraction metric only; privatizeGradients clips
+    perExample.push(flat);
   }
-  const noise = dp.noise(total, dp.noiseMultiplier * dp.clip);
+  const g = privatizeGradients(perExample, dp.clip, dp.noiseMultiplier, expectedBatch, dp.noise, dim);
   const update = new Map<string, tf.Tensor>();
-  for (const l of layout) {
-    const g = new Float32Array(l.size);
-    for (let j = 0; j < l.size; j++) g[j] = (acc.sum[l.offset + j]! + noise[l.offset + j]!) / expectedBatch;
-    update.set(l.name, tf.tensor(g, l.shape, 'float32'));
-  }
+  for (const l of layout) update.set(l.name, tf.tensor(g.subarray(l.offset, l.offset + l.size), l.shape, 'float32'));
   optimizer.step(update, lr);
   disposeAll(update);
-  stats.clipped += acc.clipped;
-  stats.examples += acc.count;
+  stats.examples += batch.size;
   return batch.size > 0 ? lossSum / batch.size : Number.NaN;
+}
+
+function l2(v: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i]! * v[i]!;
+  return Math.sqrt(s);
 }
 
 function sliceBatch(batch: HostBatch, i: number): HostBatch {
@@ -263,7 +244,7 @@ export async function trainBackprop(
   const expectedBatch = dp ? dp.sampleRate * rows.length : 0;
   const adapter = new DeviceAdapter(start, names);
   const params: LoraParams = { config: lora, tensors: adapter.all };
-  const optimizer = new AdamW(adapter.vars, { ...DEFAULT_ADAMW, weightDecay: opts.weightDecay ?? 0 });
+  const optimizer = makeOptimizer(opts.optimizer ?? 'adamw', adapter.vars, opts.weightDecay ?? 0);
   const dpStats = { clipped: 0, examples: 0 };
   const losses: number[] = [];
   let seen = 0;

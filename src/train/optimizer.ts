@@ -1,5 +1,8 @@
 /**
- * AdamW (Loshchilov & Hutter 2019: Adam with decoupled weight decay) over named tf.Variables.
+ * Optimizers over named tf.Variables: AdamW (the default) and plain SGD (DP-SGD's original optimizer, Abadi et al.
+ * 2016; its update is the gradient itself, which makes clipping bounds directly observable).
+ *
+ * AdamW: Loshchilov & Hutter 2019, Adam with decoupled weight decay.
  *
  * Why not tf.train.adam: it has no decoupled weight decay and names its moment variables after the parameters,
  * which collide across models (tfjs variable names are global). Here the moments are unnamed variables owned by
@@ -34,7 +37,23 @@ interface Slot {
   readonly decays: boolean;
 }
 
-export class AdamW {
+/** Updates the variables it was built over from gradients keyed by the same names. */
+export interface Optimizer {
+  /** One update with gradients for (a subset of) the parameters, by name. The caller keeps ownership of `grads`. */
+  step(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void;
+  /** Frees optimizer state (not the parameters, which the caller owns). Idempotent. */
+  dispose(): void;
+}
+
+export const OPTIMIZERS = ['adamw', 'sgd'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+/** The optimizer called `name` over `params`; weight decay is decoupled (p ← p − lr·wd·p) in both. */
+export function makeOptimizer(name: OptimizerName, params: ReadonlyMap<string, tf.Variable>, weightDecay: number): Optimizer {
+  return name === 'sgd' ? new Sgd(params, weightDecay) : new AdamW(params, { ...DEFAULT_ADAMW, weightDecay });
+}
+
+export class AdamW implements Optimizer {
   private readonly slots = new Map<string, Slot>();
   private t = 0;
   private disposed = false;
@@ -60,16 +79,14 @@ export class AdamW {
     return this.t;
   }
 
-  /** One update with gradients for (a subset of) the parameters, by name. The caller keeps ownership of `grads`. */
-  step(grads: ReadonlyMap<string, tf.Tensor> | tf.NamedTensorMap, lr: number): void {
+  step(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
     if (this.disposed) throw new TrainError('AdamW used after dispose()', 'bad_option');
-    const entries = grads instanceof Map ? [...grads] : Object.entries(grads as tf.NamedTensorMap);
     const { beta1, beta2, eps, weightDecay } = this.config;
     this.t += 1;
     const c1 = 1 - beta1 ** this.t;
     const c2 = 1 - beta2 ** this.t;
     tf.tidy(() => {
-      for (const [name, g] of entries) {
+      for (const [name, g] of grads) {
         const s = this.slots.get(name);
         if (!s) throw new TrainError(`gradient for "${name}", which this optimizer does not own`, 'bad_option');
         const m = s.m.mul(beta1).add(g.mul(1 - beta1));
@@ -83,7 +100,6 @@ export class AdamW {
     });
   }
 
-  /** Frees the moment variables (not the parameters, which the caller owns). Idempotent. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -92,6 +108,27 @@ export class AdamW {
       s.v.dispose();
     }
   }
+}
+
+/** p ← p·(1 − lr·wd) − lr·g: stateless, so dispose() has nothing to free. */
+export class Sgd implements Optimizer {
+  constructor(
+    private readonly params: ReadonlyMap<string, tf.Variable>,
+    private readonly weightDecay = 0,
+  ) {}
+
+  step(grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
+    tf.tidy(() => {
+      for (const [name, g] of grads) {
+        const p = this.params.get(name);
+        if (!p) throw new TrainError(`gradient for "${name}", which this optimizer does not own`, 'bad_option');
+        const base = this.weightDecay > 0 && p.shape.length >= 2 ? p.mul(1 - lr * this.weightDecay) : p;
+        p.assign(base.sub(g.mul(lr)));
+      }
+    });
+  }
+
+  dispose(): void {}
 }
 
 /**

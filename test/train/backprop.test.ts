@@ -5,7 +5,8 @@ import { GPT2 } from '../../src/model/gpt2.js';
 import { initAdapter } from '../../src/model/lora.js';
 import type { NoiseSource } from '../../src/privacy/gaussian.js';
 import type { HostTensor } from '../../src/tensors/host.js';
-import { ClippedSum, trainBackprop } from '../../src/train/backprop.js';
+import { globalNorm, subtract } from '../../src/tensors/host.js';
+import { trainBackprop } from '../../src/train/backprop.js';
 import { TrainError } from '../../src/train/errors.js';
 import { evaluate } from '../../src/train/evaluate.js';
 import { isLoraA } from '../../src/train/types.js';
@@ -85,15 +86,20 @@ describe('backprop trainer', () => {
     await expect(trainBackprop(model, { ...TINY_LORA, numLabels: 1 }, initAdapter(TINY, { ...TINY_LORA, numLabels: 1 }), data, { steps: 1, batchSize: 4, lr: 1e-3, trainable: 'ffa', seed: 0 })).rejects.toBeInstanceOf(TrainError);
   });
 
-  it('dp-sgd – scales each example gradient to norm at most C before summing', () => {
-    const acc = new ClippedSum(2, 1);
-    acc.add(Float32Array.from([0.3, 0.4])); // norm 0.5: kept
-    acc.add(Float32Array.from([3, 4])); // norm 5: scaled by 1/5
-    acc.add(Float32Array.from([0, -10])); // norm 10: scaled by 1/10
-    expect(acc.sum[0]).toBeCloseTo(0.3 + 0.6 + 0, 6);
-    expect(acc.sum[1]).toBeCloseTo(0.4 + 0.8 - 1, 6);
-    expect(acc.clipped).toBe(2);
-    expect(acc.count).toBe(3);
+  it('dp-sgd – with zero noise one SGD step moves the trainable tensors by at most lr·|batch|·C/(qN)', async () => {
+    const sizes: number[] = [];
+    const opts = { steps: 1, batchSize: 1, lr: 1, trainable: 'ffa' as const, seed: 9, optimizer: 'sgd' as const, onStep: (s: { batchSize: number }) => sizes.push(s.batchSize) };
+    const dp = { clip: 1e-3, noiseMultiplier: 0, sampleRate: 0.25, noise: zeroNoise };
+    const clipped = await trainBackprop(model, TINY_LORA, start, data, opts, dp);
+    const unclipped = await trainBackprop(model, TINY_LORA, start, data, opts, { ...dp, clip: 1e3 });
+    const stepNorm = (r: { adapter: Map<string, HostTensor> }): number => globalNorm(subtract(r.adapter, start));
+    const bound = (1 * sizes[0]! * dp.clip) / (dp.sampleRate * data.n);
+    expect(sizes[0]).toBeGreaterThan(0);
+    expect(clipped.metrics.dp_clip_fraction).toBe(1);
+    expect(stepNorm(clipped)).toBeGreaterThan(0);
+    expect(stepNorm(clipped)).toBeLessThanOrEqual(bound * (1 + 1e-5));
+    expect(unclipped.metrics.dp_clip_fraction).toBe(0);
+    expect(stepNorm(unclipped)).toBeGreaterThan(10 * bound);
   });
 
   it('dp-sgd – draws Poisson batches of mean q·N and noise of std σ·C over every trainable coordinate', async () => {
