@@ -162,6 +162,11 @@ function multipartChildren(part: Part, boundary: string): Part[] {
   return children;
 }
 
+/** Many spams send HTML, or plain text with an HTML tail, without a Content-Type header (nominally text/plain). */
+function looksLikeHtml(text: string): boolean {
+  return /<(!doctype\s+html|html|body)\b/i.test(text);
+}
+
 function partText(part: Part, depth: number): string {
   if (depth > MAX_DEPTH) return '';
   const ct = contentType(part);
@@ -181,7 +186,7 @@ function partText(part: Part, depth: number): string {
   if (ct.type === 'message/rfc822') return partText(parsePart(part.body), depth + 1);
   if (!ct.type.startsWith('text/')) return ''; // images, attachments: nothing a text model can use
   const text = decodeBody(part, ct);
-  return tidy(ct.type === 'text/html' ? htmlToText(text) : text);
+  return tidy(ct.type === 'text/html' || looksLikeHtml(text) ? htmlToText(text) : text);
 }
 
 /** The model text of a raw RFC 822 mail: "Subject: <decoded subject>\n<readable body>". */
