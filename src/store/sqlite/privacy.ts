@@ -1,0 +1,149 @@
+/**
+ * SQLite tables of the privacy ledger and the per-run (ε, δ) budgets with their audit trail. Every write here is
+ * durable (fsync'd before the promise resolves): a release must be on disk before its result is published
+ * (ALGORITHMS.md §2), and a budget change must not be forgotten by a power cut.
+ */
+import type Database from 'better-sqlite3';
+import type { Budget, BudgetChange, LedgerEntryRecord, NewLedgerEntry, PrivacyStore } from '../store.js';
+import { checkId, checkInt, checkNumber, checkText } from '../validate.js';
+import type { SqliteContext } from './context.js';
+import type { SqliteRuns } from './runs.js';
+
+interface LedgerRow {
+  run_id: string;
+  seq: number;
+  kind: string;
+  q: number;
+  sigma: number;
+  steps: number;
+  recorded_at: number;
+}
+
+interface BudgetRow {
+  run_id: string;
+  epsilon: number;
+  delta: number;
+  updated_at: number;
+}
+
+interface BudgetChangeRow {
+  run_id: string;
+  seq: number;
+  epsilon: number;
+  delta: number;
+  previous_epsilon: number | null;
+  previous_delta: number | null;
+  actor: string;
+  reason: string;
+  changed_at: number;
+}
+
+function toEntry(row: LedgerRow): LedgerEntryRecord {
+  return { runId: row.run_id, seq: row.seq, kind: row.kind, q: row.q, sigma: row.sigma, steps: row.steps, recordedAt: row.recorded_at };
+}
+
+function toBudget(row: BudgetRow): Budget {
+  return { runId: row.run_id, epsilon: row.epsilon, delta: row.delta, updatedAt: row.updated_at };
+}
+
+function toChange(row: BudgetChangeRow): BudgetChange {
+  return {
+    runId: row.run_id,
+    seq: row.seq,
+    epsilon: row.epsilon,
+    delta: row.delta,
+    previousEpsilon: row.previous_epsilon,
+    previousDelta: row.previous_delta,
+    actor: row.actor,
+    reason: row.reason,
+    changedAt: row.changed_at,
+  };
+}
+
+export class SqlitePrivacy implements PrivacyStore {
+  private readonly insertEntry: Database.Statement;
+  private readonly nextEntrySeq: Database.Statement;
+  private readonly entriesOf: Database.Statement;
+  private readonly upsertBudget: Database.Statement;
+  private readonly budgetOf: Database.Statement;
+  private readonly insertChange: Database.Statement;
+  private readonly nextChangeSeq: Database.Statement;
+  private readonly changesOf: Database.Statement;
+
+  constructor(
+    private readonly ctx: SqliteContext,
+    private readonly runs: SqliteRuns,
+  ) {
+    const db = ctx.db;
+    this.insertEntry = db.prepare(
+      'INSERT INTO ledger (run_id, seq, kind, q, sigma, steps, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.nextEntrySeq = db.prepare('SELECT coalesce(max(seq), 0) + 1 AS seq FROM ledger WHERE run_id = ?').pluck();
+    this.entriesOf = db.prepare('SELECT * FROM ledger WHERE run_id = ? ORDER BY seq');
+    this.upsertBudget = db.prepare(
+      `INSERT INTO budgets (run_id, epsilon, delta, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (run_id) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, updated_at = excluded.updated_at`,
+    );
+    this.budgetOf = db.prepare('SELECT * FROM budgets WHERE run_id = ?');
+    this.insertChange = db.prepare(
+      `INSERT INTO budget_changes (run_id, seq, epsilon, delta, previous_epsilon, previous_delta, actor, reason, changed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.nextChangeSeq = db.prepare('SELECT coalesce(max(seq), 0) + 1 AS seq FROM budget_changes WHERE run_id = ?').pluck();
+    this.changesOf = db.prepare('SELECT * FROM budget_changes WHERE run_id = ? ORDER BY seq');
+  }
+
+  appendLedger(entry: NewLedgerEntry): Promise<LedgerEntryRecord> {
+    return this.ctx.durable('append to the privacy ledger', () => {
+      const runId = checkId(entry.runId, 'run id');
+      const kind = checkId(entry.kind, 'ledger kind');
+      const q = checkNumber(entry.q, 'q', 0, 1);
+      const sigma = checkNumber(entry.sigma, 'sigma', 0);
+      const steps = checkInt(entry.steps, 'steps', 1);
+      this.runs.require(runId);
+      const seq = this.nextEntrySeq.get(runId) as number;
+      const recordedAt = this.ctx.now();
+      this.insertEntry.run(runId, seq, kind, q, sigma, steps, recordedAt);
+      return { runId, seq, kind, q, sigma, steps, recordedAt };
+    });
+  }
+
+  listLedger(runId: string): Promise<LedgerEntryRecord[]> {
+    return this.ctx.read('read the privacy ledger', () => {
+      checkId(runId, 'run id');
+      return (this.entriesOf.all(runId) as LedgerRow[]).map(toEntry);
+    });
+  }
+
+  setBudget(runId: string, budget: { epsilon: number; delta: number }, audit: { actor: string; reason: string }): Promise<Budget> {
+    return this.ctx.durable('set a privacy budget', () => {
+      checkId(runId, 'run id');
+      const epsilon = checkNumber(budget.epsilon, 'epsilon', Number.MIN_VALUE);
+      const delta = checkNumber(budget.delta, 'delta', Number.MIN_VALUE, 1 - Number.EPSILON);
+      const actor = checkId(audit.actor, 'audit actor');
+      const reason = checkText(audit.reason, 'audit reason');
+      this.runs.require(runId);
+      const previous = this.budgetOf.get(runId) as BudgetRow | undefined;
+      const now = this.ctx.now();
+      this.upsertBudget.run(runId, epsilon, delta, now);
+      const seq = this.nextChangeSeq.get(runId) as number;
+      this.insertChange.run(runId, seq, epsilon, delta, previous?.epsilon ?? null, previous?.delta ?? null, actor, reason, now);
+      return { runId, epsilon, delta, updatedAt: now };
+    });
+  }
+
+  getBudget(runId: string): Promise<Budget | undefined> {
+    return this.ctx.read('read a privacy budget', () => {
+      checkId(runId, 'run id');
+      const row = this.budgetOf.get(runId) as BudgetRow | undefined;
+      return row && toBudget(row);
+    });
+  }
+
+  listBudgetChanges(runId: string): Promise<BudgetChange[]> {
+    return this.ctx.read('read budget changes', () => {
+      checkId(runId, 'run id');
+      return (this.changesOf.all(runId) as BudgetChangeRow[]).map(toChange);
+    });
+  }
+}

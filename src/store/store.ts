@@ -1,0 +1,301 @@
+/**
+ * The durable-state contract the coordinator codes against. SQLite implements it today (src/store/sqlite.ts); the
+ * methods are async and every multi-row change is one domain operation (never a caller-held transaction) so that a
+ * NATS JetStream implementation can be added and checked by the same contract suite (test/store/contract.ts).
+ *
+ * Conventions:
+ * - Times are integer milliseconds since the Unix epoch. Semantic times (expiry, deadlines, request timestamps) are
+ *   arguments; bookkeeping times (created/updated/recorded) come from the store's injected clock.
+ * - Hashes are SHA-256; adapter hashes are 64 lowercase hex characters, token hashes are 32 raw bytes.
+ * - Compare-and-set methods return false when the entity was not in the `from` state (a lost race), and throw
+ *   InvalidTransitionError when the edge is never allowed. Every failure is a StoreError (src/store/errors.ts).
+ */
+
+export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+export type JsonObject = { readonly [key: string]: JsonValue };
+
+// ---- identity: clients, join tokens, nonces ----
+
+export interface ClientRecord {
+  readonly id: string;
+  readonly name: string;
+  /** Raw Ed25519 public key, 32 bytes. */
+  readonly publicKey: Uint8Array;
+  /** What the client reported at enrollment (memory, backends, modes, ...). */
+  readonly capabilities: JsonObject;
+  readonly enrolledAt: number;
+  /** null while the client is allowed to call. */
+  readonly revokedAt: number | null;
+}
+
+export interface NewClient {
+  readonly id: string;
+  readonly name: string;
+  readonly publicKey: Uint8Array;
+  readonly capabilities: JsonObject;
+}
+
+export interface JoinTokenRecord {
+  /** SHA-256 of the token string (the token itself is never stored). */
+  readonly hash: Uint8Array;
+  readonly expiresAt: number;
+  readonly usesLeft: number;
+  readonly createdAt: number;
+}
+
+/** Why a join token was refused. */
+export type TokenRefusal = 'unknown' | 'expired' | 'exhausted';
+
+/** Status-or-value result of spending one use of a join token (auth turns refusals into named errors). */
+export type TokenRedemption = { readonly ok: true; readonly usesLeft: number } | { readonly ok: false; readonly reason: TokenRefusal };
+
+export type EnrollOutcome = { readonly ok: true; readonly client: ClientRecord } | { readonly ok: false; readonly reason: TokenRefusal };
+
+export interface ClientStore {
+  /**
+   * Adds a client. With a join token hash, one use of that token is spent in the same transaction (and given back
+   * if the client cannot be added). Throws ConflictError ('client_id' or 'public_key') for a duplicate.
+   */
+  enroll(client: NewClient, joinToken?: { readonly hash: Uint8Array; readonly nowMs: number }): Promise<EnrollOutcome>;
+  get(id: string): Promise<ClientRecord | undefined>;
+  getByPublicKey(publicKey: Uint8Array): Promise<ClientRecord | undefined>;
+  list(options?: { readonly includeRevoked?: boolean }): Promise<ClientRecord[]>;
+  /** Marks the client revoked; false when it already was. NotFoundError for an unknown id. */
+  revoke(id: string): Promise<boolean>;
+  updateCapabilities(id: string, capabilities: JsonObject): Promise<void>;
+}
+
+export interface JoinTokenStore {
+  create(token: { readonly hash: Uint8Array; readonly expiresAt: number; readonly uses: number }): Promise<JoinTokenRecord>;
+  get(hash: Uint8Array): Promise<JoinTokenRecord | undefined>;
+  /** Spends one use. Expired or exhausted tokens are refused and left unchanged. */
+  redeem(hash: Uint8Array, nowMs: number): Promise<TokenRedemption>;
+  /** Deletes a token; false when it did not exist. */
+  revoke(hash: Uint8Array): Promise<boolean>;
+  /** Deletes tokens that expired before `nowMs` or have no uses left; returns how many. */
+  prune(nowMs: number): Promise<number>;
+}
+
+export interface NonceStore {
+  /** Records (client, nonce) with the request's timestamp; true if it was new, false if already seen. */
+  insertIfAbsent(clientId: string, nonce: Uint8Array, timestampMs: number): Promise<boolean>;
+  /** Forgets nonces whose request timestamp is before `cutoffMs`; returns how many. */
+  pruneBefore(cutoffMs: number): Promise<number>;
+}
+
+// ---- runs, rounds, updates, adapters ----
+
+export type RunState = 'pending' | 'running' | 'completed' | 'failed' | 'budget_exhausted';
+export type RoundState = 'open' | 'aggregating' | 'closed' | 'failed';
+
+export interface RunRecord {
+  readonly id: string;
+  readonly config: JsonObject;
+  readonly state: RunState;
+  /** The last round opened; 0 before the first. */
+  readonly currentRound: number;
+  /** The current global adapter (a blob hash); null until the first one is set. */
+  readonly globalAdapterSha: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export interface RoundRecord {
+  readonly runId: string;
+  readonly round: number;
+  readonly state: RoundState;
+  readonly sampledClientIds: readonly string[];
+  /** q × population under Poisson sampling; what DP divides by. */
+  readonly expectedClients: number;
+  readonly startedAt: number;
+  readonly deadlineAt: number;
+  readonly closedAt: number | null;
+  readonly metrics: JsonObject;
+  readonly adapterShaBefore: string | null;
+  readonly adapterShaAfter: string | null;
+  /** Counters kept in the same transaction as each accepted update. */
+  readonly updatesReceived: number;
+  readonly examplesReceived: number;
+}
+
+export interface NewRound {
+  readonly runId: string;
+  /** Must be the run's currentRound + 1. */
+  readonly round: number;
+  readonly sampledClientIds: readonly string[];
+  readonly expectedClients: number;
+  readonly deadlineAt: number;
+}
+
+export interface UpdateRecord {
+  readonly runId: string;
+  readonly round: number;
+  readonly clientId: string;
+  /** SHA-256 (hex) of the uploaded update payload. */
+  readonly sha256: string;
+  readonly numExamples: number;
+  readonly metrics: JsonObject;
+  readonly receivedAt: number;
+}
+
+export type NewUpdate = Omit<UpdateRecord, 'receivedAt'>;
+
+export interface RunStore {
+  /** ConflictError ('run_id') when the id exists. */
+  create(run: { readonly id: string; readonly config: JsonObject; readonly globalAdapterSha?: string }): Promise<RunRecord>;
+  get(id: string): Promise<RunRecord | undefined>;
+  list(options?: { readonly states?: readonly RunState[] }): Promise<RunRecord[]>;
+  /** CAS on the run state. Edges: pending→running|failed, running→completed|failed|budget_exhausted, budget_exhausted→running|failed. */
+  transition(id: string, from: RunState, to: RunState): Promise<boolean>;
+  /** Replaces the run's global adapter outside a round (e.g. the initial adapter); the blob must exist. */
+  setGlobalAdapter(id: string, sha256: string): Promise<void>;
+  /** Strategy / server-optimizer state, one JSON document per run (undefined before the first put). */
+  putStrategyState(id: string, state: JsonObject): Promise<void>;
+  getStrategyState(id: string): Promise<JsonObject | undefined>;
+}
+
+export interface RoundStore {
+  /**
+   * Opens round `round` of a running run and advances the run's currentRound, in one transaction; the round records
+   * the run's global adapter as `adapterShaBefore`. ConflictError ('round') when it is not currentRound + 1.
+   */
+  open(round: NewRound): Promise<RoundRecord>;
+  get(runId: string, round: number): Promise<RoundRecord | undefined>;
+  list(runId: string): Promise<RoundRecord[]>;
+  /** CAS on the round state. Edges: open→aggregating|failed, aggregating→closed|failed (close() is the way to closed). */
+  transition(runId: string, round: number, from: RoundState, to: RoundState): Promise<boolean>;
+  /**
+   * aggregating → closed, and the run's global adapter becomes `adapterShaAfter` (a stored blob; null keeps the old
+   * adapter), in one transaction. False when the round was not aggregating.
+   */
+  close(runId: string, round: number, result: { readonly adapterShaAfter: string | null; readonly metrics: JsonObject }): Promise<boolean>;
+  /** open|aggregating → failed with a reason kept in metrics.failure; false when it was already closed or failed. */
+  fail(runId: string, round: number, reason: string): Promise<boolean>;
+  /** Merges keys into the round's metrics (e.g. evaluation results computed after close). */
+  mergeMetrics(runId: string, round: number, metrics: JsonObject): Promise<RoundRecord>;
+}
+
+export interface UpdateStore {
+  /**
+   * Accepts a client's update for an open round and bumps the round's counters, in one transaction. A second put for
+   * the same (run, round, client) changes nothing and returns {duplicate: true} with the record stored first, even
+   * after the round stopped accepting (so a retried upload is recognised, not refused). A new update for a round
+   * that is not open throws InvalidTransitionError.
+   */
+  put(update: NewUpdate): Promise<{ readonly duplicate: boolean; readonly record: UpdateRecord }>;
+  get(runId: string, round: number, clientId: string): Promise<UpdateRecord | undefined>;
+  list(runId: string, round: number): Promise<UpdateRecord[]>;
+}
+
+export interface BlobStore {
+  /** Content-addressed: stores the bytes under their SHA-256 (hex). Idempotent: `created` is false when present. */
+  put(bytes: Uint8Array): Promise<{ readonly sha256: string; readonly created: boolean }>;
+  /** The bytes, re-hashed on read (IntegrityError if they no longer match); undefined when absent. */
+  get(sha256: string): Promise<Uint8Array | undefined>;
+  has(sha256: string): Promise<boolean>;
+}
+
+// ---- privacy: ledger and budgets ----
+
+/** One privacy release, as the RDP accountant needs it (ALGORITHMS.md §2: written before the result is published). */
+export interface LedgerEntryRecord {
+  readonly runId: string;
+  /** 1, 2, 3, ... per run, assigned by the store. */
+  readonly seq: number;
+  /** What was released: 'round_aggregate', 'clip_count', 'scalar', ... */
+  readonly kind: string;
+  /** Sampling rate of the subsampled Gaussian, in [0, 1]. */
+  readonly q: number;
+  /** Noise multiplier σ ≥ 0. */
+  readonly sigma: number;
+  /** Identical compositions this entry stands for (≥ 1). */
+  readonly steps: number;
+  readonly recordedAt: number;
+}
+
+export type NewLedgerEntry = Omit<LedgerEntryRecord, 'seq' | 'recordedAt'>;
+
+export interface Budget {
+  readonly runId: string;
+  readonly epsilon: number;
+  readonly delta: number;
+  readonly updatedAt: number;
+}
+
+export interface BudgetChange {
+  readonly runId: string;
+  readonly seq: number;
+  readonly epsilon: number;
+  readonly delta: number;
+  /** null for the first budget of the run. */
+  readonly previousEpsilon: number | null;
+  readonly previousDelta: number | null;
+  /** Who changed it ('admin', 'config', ...) and why; kept for audit. */
+  readonly actor: string;
+  readonly reason: string;
+  readonly changedAt: number;
+}
+
+export interface PrivacyStore {
+  /** Appends a ledger entry and returns only once it is on stable storage (fsync'd). */
+  appendLedger(entry: NewLedgerEntry): Promise<LedgerEntryRecord>;
+  listLedger(runId: string): Promise<LedgerEntryRecord[]>;
+  /** Sets the run's (ε, δ) budget and appends an audit entry, durably, in one transaction. */
+  setBudget(runId: string, budget: { readonly epsilon: number; readonly delta: number }, audit: { readonly actor: string; readonly reason: string }): Promise<Budget>;
+  getBudget(runId: string): Promise<Budget | undefined>;
+  listBudgetChanges(runId: string): Promise<BudgetChange[]>;
+}
+
+// ---- unlearning ----
+
+export type UnlearningState = 'queued' | 'assigned' | 'training' | 'verifying' | 'active' | 'failed';
+
+export interface UnlearningRequestRecord {
+  readonly id: string;
+  readonly clientId: string;
+  /** Which data to forget (example ids, a filter, ...), as the client described it. */
+  readonly selector: JsonObject;
+  readonly reason: string;
+  readonly state: UnlearningState;
+  readonly failureReason: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** The unlearning adapter's blob hash once the request is active. */
+  readonly resultAdapterSha: string | null;
+}
+
+export interface UnlearningStore {
+  /** A new request in state queued. ConflictError ('unlearning_id') for a duplicate id; the client must exist. */
+  create(request: { readonly id: string; readonly clientId: string; readonly selector: JsonObject; readonly reason: string }): Promise<UnlearningRequestRecord>;
+  get(id: string): Promise<UnlearningRequestRecord | undefined>;
+  /** Oldest first. */
+  list(options?: { readonly states?: readonly UnlearningState[]; readonly clientId?: string }): Promise<UnlearningRequestRecord[]>;
+  /**
+   * CAS on the request state. Edges: queued→assigned, assigned→training|queued, training→verifying|queued,
+   * verifying→active|training, and any non-final state → failed. `failed` requires `failureReason`; `active`
+   * requires `resultAdapterSha` (a stored blob).
+   */
+  transition(
+    id: string,
+    from: UnlearningState,
+    to: UnlearningState,
+    detail?: { readonly failureReason?: string; readonly resultAdapterSha?: string },
+  ): Promise<boolean>;
+}
+
+// ---- the whole store ----
+
+export interface Store extends Disposable {
+  readonly clients: ClientStore;
+  readonly joinTokens: JoinTokenStore;
+  readonly nonces: NonceStore;
+  readonly runs: RunStore;
+  readonly rounds: RoundStore;
+  readonly updates: UpdateStore;
+  readonly blobs: BlobStore;
+  readonly privacy: PrivacyStore;
+  readonly unlearning: UnlearningStore;
+  /** Releases the database. Idempotent; every later call rejects with StoreClosedError. */
+  close(): void;
+  readonly isClosed: boolean;
+}

@@ -1,0 +1,123 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IntegrityError, SchemaVersionError, StoreBusyError } from '../../src/store/errors.js';
+import { openSqliteStore, sqliteStorePath, type SqliteStore } from '../../src/store/sqlite.js';
+import { SCHEMA_VERSION } from '../../src/store/sqlite/schema.js';
+import { describeStoreContract, ManualClock, runWithOpenRound } from './contract.js';
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'lethe-store-'));
+}
+
+describeStoreContract('sqlite', async (clock) => {
+  const dir = tempDir();
+  const path = sqliteStorePath(dir);
+  let current: SqliteStore = openSqliteStore(path, { clock: clock.read });
+  return {
+    get store() {
+      return current;
+    },
+    async reopen() {
+      current.close();
+      current = openSqliteStore(path, { clock: clock.read });
+      return current;
+    },
+    async cleanup() {
+      current.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('sqlite store', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = tempDir();
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sqlite store – creates one WAL database with foreign keys on, at the current schema version', () => {
+    const store = openSqliteStore(sqliteStorePath(join(dir, 'nested')));
+    store.close();
+    const db = new Database(join(dir, 'nested', 'lethe.db'), { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+    db.close();
+  });
+
+  it('sqlite store – refuses a database from a newer schema version', () => {
+    const path = sqliteStorePath(dir);
+    openSqliteStore(path).close();
+    const db = new Database(path);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    expect(() => openSqliteStore(path)).toThrow(SchemaVersionError);
+  });
+
+  it('sqlite store – refuses a file that is not a database', () => {
+    const path = sqliteStorePath(dir);
+    writeFileSync(path, 'definitely not sqlite '.repeat(100));
+    expect(() => openSqliteStore(path)).toThrow(IntegrityError);
+  });
+
+  it('sqlite store – ledger appends commit with synchronous=FULL and leave the connection at NORMAL', async () => {
+    const store = openSqliteStore(sqliteStorePath(dir));
+    const db = (store as unknown as { ctx: { db: Database.Database } }).ctx.db;
+    const calls: string[] = [];
+    const original = db.pragma.bind(db);
+    db.pragma = ((source: string, options?: Database.PragmaOptions) => {
+      calls.push(source);
+      return original(source, options);
+    }) as typeof db.pragma;
+    await store.runs.create({ id: 'run-1', config: {} });
+    expect(calls).toEqual([]); // ordinary writes keep NORMAL
+    await store.privacy.appendLedger({ runId: 'run-1', kind: 'round_aggregate', q: 1, sigma: 1, steps: 1 });
+    expect(calls).toEqual(['synchronous = FULL', 'synchronous = NORMAL']);
+    expect(original('synchronous', { simple: true })).toBe(1);
+    store.close();
+  });
+
+  it('sqlite store – detects a blob whose bytes were altered on disk', async () => {
+    const path = sqliteStorePath(dir);
+    const store = openSqliteStore(path);
+    const { sha256 } = await store.blobs.put(new Uint8Array([1, 2, 3]));
+    const raw = new Database(path);
+    raw.prepare('UPDATE blobs SET bytes = ? WHERE sha256 = ?').run(Buffer.from([1, 2, 4]), sha256);
+    raw.close();
+    await expect(store.blobs.get(sha256)).rejects.toBeInstanceOf(IntegrityError);
+    store.close();
+  });
+
+  it('sqlite store – two connections racing on one round: exactly one compare-and-set wins', async () => {
+    const path = sqliteStorePath(dir);
+    const clock = new ManualClock();
+    const a = openSqliteStore(path, { clock: clock.read });
+    const b = openSqliteStore(path, { clock: clock.read });
+    await runWithOpenRound(a);
+    const results = await Promise.all([
+      a.rounds.transition('run-1', 1, 'open', 'aggregating'),
+      b.rounds.transition('run-1', 1, 'open', 'aggregating'),
+    ]);
+    expect(results.filter(Boolean)).toHaveLength(1);
+    await a.checkIntegrity();
+    a.close();
+    b.close();
+  });
+
+  it('sqlite store – a write blocked by another process’s lock fails as StoreBusyError after the busy timeout', async () => {
+    const path = sqliteStorePath(dir);
+    const store = openSqliteStore(path, { busyTimeoutMs: 50 });
+    const locker = new Database(path);
+    locker.exec('BEGIN IMMEDIATE');
+    await expect(store.runs.create({ id: 'run-1', config: {} })).rejects.toBeInstanceOf(StoreBusyError);
+    locker.exec('ROLLBACK');
+    locker.close();
+    await store.runs.create({ id: 'run-1', config: {} });
+    store.close();
+  });
+});
