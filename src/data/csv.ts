@@ -120,7 +120,9 @@ export function parseCsv(text: string, file: string, required: readonly string[]
   }
   const seen = new Set<string>();
   for (const name of header.fields) {
-    if (seen.has(name)) throw new DataFileError(file, header.line, `duplicate column '${name}' in the header`, 'bad_csv');
+    if (seen.has(name)) {
+      throw new DataFileError(file, header.line, `duplicate column '${name}' in the header`, 'bad_csv');
+    }
     seen.add(name);
   }
   for (const name of required) {

@@ -46,6 +46,11 @@ export function subset(ds: LabeledDataset, indices: readonly number[], name: str
   });
 }
 
+/** Locale-independent string order (UTF-16 code units), so sorted label and group lists agree on every machine. */
+export function byCodeUnit(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** Number of examples per label id: result[k] counts label k. */
 export function labelCounts(ds: LabeledDataset): number[] {
   const counts = new Array<number>(ds.labels.length).fill(0);

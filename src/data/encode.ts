@@ -52,7 +52,8 @@ export function packLanguageModeling(documents: readonly string[], tokenizer: To
   const total = parts.reduce((a, p) => a + p.length + 1, 0);
   if (total < seqLen + 1) {
     throw new DataArgumentError(
-      `the documents give ${total} tokens, fewer than one window of seqLen + 1 = ${seqLen + 1}; add text or lower seqLen`,
+      `the documents give ${total} tokens, fewer than one window of seqLen + 1 = ${seqLen + 1}; ` +
+        'add text or lower seqLen',
       'too_few_examples',
     );
   }

@@ -20,7 +20,8 @@ export function parseJsonl(text: string, file: string): RawRecord[] {
       });
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new DataFileError(file, line, `expected a JSON object, got ${Array.isArray(value) ? 'an array' : typeof value}`, 'bad_json');
+      const got = Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value;
+      throw new DataFileError(file, line, `expected a JSON object, got ${got}`, 'bad_json');
     }
     records.push({ line, values: value as Record<string, unknown> });
   }

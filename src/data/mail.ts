@@ -128,8 +128,8 @@ export function htmlToText(html: string): string {
     .replace(/<\/?(br|p|div|tr|li|ul|ol|table|h[1-6]|blockquote|center|title)\b[^>]*>/gi, '\n')
     .replace(/<[^>]*>/g, ' ')
     .replace(/&(#[0-9]+|#x[0-9a-f]+|[a-z]+);/gi, (m, e: string) => {
-      if (e[0] === '#') return fromCodePoint(e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : Number(e.slice(1)));
-      return ENTITIES[e.toLowerCase()] ?? m;
+      if (e[0] !== '#') return ENTITIES[e.toLowerCase()] ?? m;
+      return fromCodePoint(e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : Number(e.slice(1)));
     });
 }
 

@@ -2,13 +2,13 @@
  * Client partitions for federated simulation. Each function is pure and deterministic given its seed, and every
  * example lands in exactly one client. Clients keep the parent's label list, so label ids agree across clients.
  */
-import { labelCounts, subset, type LabeledDataset } from './dataset.js';
+import { byCodeUnit, labelCounts, subset, type LabeledDataset } from './dataset.js';
 import { DataArgumentError } from './errors.js';
 import { randomInt, seededUniform, shuffled, symmetricDirichlet } from './random.js';
 import { apportion } from './split.js';
 
 export interface DirichletOptions {
-  /** Every client gets at least this many examples (moved from the largest client if sampling left it short). Default 1. */
+  /** At least this many examples per client, moved from the largest client if sampling left one short. Default 1. */
   readonly minPerClient?: number;
 }
 
@@ -99,7 +99,8 @@ export function partitionByMeta(ds: LabeledDataset, field: string): Map<string, 
     const value = ex.meta[field];
     if (value === undefined) {
       throw new DataArgumentError(
-        `example ${i} of '${ds.name}' has no meta field '${field}' (it has: ${Object.keys(ex.meta).join(', ') || 'none'})`,
+        `example ${i} of '${ds.name}' has no meta field '${field}' ` +
+          `(it has: ${Object.keys(ex.meta).join(', ') || 'none'})`,
         'missing_meta',
       );
     }
@@ -107,7 +108,7 @@ export function partitionByMeta(ds: LabeledDataset, field: string): Map<string, 
     if (g === undefined) groups.set(value, [i]);
     else g.push(i);
   });
-  const keys = [...groups.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const keys = [...groups.keys()].sort(byCodeUnit);
   return new Map(keys.map((k) => [k, subset(ds, groups.get(k)!, `${ds.name}/${field}=${k}`)]));
 }
 

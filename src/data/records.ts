@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
-import { makeDataset, makeExample, validateLabels, type Example, type LabeledDataset } from './dataset.js';
+import { byCodeUnit, makeDataset, makeExample, validateLabels, type Example, type LabeledDataset } from './dataset.js';
 import { DataFileError } from './errors.js';
 
 export interface LoadOptions {
@@ -25,8 +25,16 @@ export interface LoadOptions {
 }
 
 /** The field names `opts` selects, defaults applied. */
-export function fieldNames(opts: LoadOptions): { textField: string; labelField: string; metaFields: readonly string[] } {
-  return { textField: opts.textField ?? 'text', labelField: opts.labelField ?? 'label', metaFields: opts.metaFields ?? [] };
+export function fieldNames(opts: LoadOptions): {
+  textField: string;
+  labelField: string;
+  metaFields: readonly string[];
+} {
+  return {
+    textField: opts.textField ?? 'text',
+    labelField: opts.labelField ?? 'label',
+    metaFields: opts.metaFields ?? [],
+  };
 }
 
 /** One parsed record; `line` is the 1-based line where it starts in `file`. */
@@ -57,7 +65,7 @@ function labelName(file: string, rec: RawRecord, field: string): string {
 function inferLabels(names: readonly string[]): string[] {
   const distinct = [...new Set(names)];
   if (distinct.every((n) => INTEGER.test(n))) return distinct.sort((a, b) => Number(a) - Number(b));
-  return distinct.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return distinct.sort(byCodeUnit);
 }
 
 function textOf(file: string, rec: RawRecord, field: string): string {
@@ -72,7 +80,8 @@ function metaOf(file: string, rec: RawRecord, fields: readonly string[]): Record
   const meta: Record<string, string> = {};
   for (const f of fields) {
     if (!has(rec.values, f)) {
-      throw new DataFileError(file, rec.line, `missing meta field '${f}'; add it or drop it from metaFields`, 'missing_field');
+      const message = `missing meta field '${f}'; add it or drop it from metaFields`;
+      throw new DataFileError(file, rec.line, message, 'missing_field');
     }
     const v = rec.values[f];
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {

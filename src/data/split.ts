@@ -34,13 +34,19 @@ export function apportion(total: number, weights: readonly number[]): number[] {
 }
 
 /** Splits `ds` into train and test parts; both keep the shuffled order and the parent's labels. */
-export function trainTestSplit(ds: LabeledDataset, opts: SplitOptions): { train: LabeledDataset; test: LabeledDataset } {
+export function trainTestSplit(
+  ds: LabeledDataset,
+  opts: SplitOptions,
+): { train: LabeledDataset; test: LabeledDataset } {
   const { testFraction, seed, stratify = true } = opts;
   if (!(testFraction > 0 && testFraction < 1)) {
     throw new DataArgumentError(`testFraction must be in (0, 1), got ${testFraction}`, 'bad_option');
   }
   const n = ds.examples.length;
-  if (n < 2) throw new DataArgumentError(`cannot split ${n} example(s) into train and test; need at least 2`, 'too_few_examples');
+  if (n < 2) {
+    const message = `cannot split ${n} example(s) into train and test; need at least 2`;
+    throw new DataArgumentError(message, 'too_few_examples');
+  }
 
   const order = shuffled(
     ds.examples.map((_, i) => i),

@@ -33,8 +33,10 @@ describe('parseCsvRows', () => {
   });
 
   it('parseCsvRows – rejects text after a closing quote and a quote inside an unquoted field', () => {
-    expect(() => parseCsvRows('h\n"done"x\n', 'mem.csv')).toThrow(expect.objectContaining({ code: 'bad_csv', line: 2 }));
-    expect(() => parseCsvRows('h\nab"c\n', 'mem.csv')).toThrow(expect.objectContaining({ code: 'bad_csv', line: 2 }));
+    const badCsvAtLine2 = expect.objectContaining({ code: 'bad_csv', line: 2 });
+
+    expect(() => parseCsvRows('h\n"done"x\n', 'mem.csv')).toThrow(badCsvAtLine2);
+    expect(() => parseCsvRows('h\nab"c\n', 'mem.csv')).toThrow(badCsvAtLine2);
   });
 });
 
@@ -101,7 +103,9 @@ describe('loadCsv', () => {
   it('loadCsv – a label outside the given set is an unknown_label error', async () => {
     const path = files.write('unknown.csv', 'text,label\na,ham\nb,7\n');
 
-    expect(await fileError(loadCsv(path, { labels: ['ham', 'spam'] }))).toMatchObject({ code: 'unknown_label', line: 3 });
+    const err = await fileError(loadCsv(path, { labels: ['ham', 'spam'] }));
+
+    expect(err).toMatchObject({ code: 'unknown_label', line: 3 });
   });
 
   it('loadCsv – a duplicate header column is rejected', async () => {

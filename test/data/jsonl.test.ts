@@ -30,7 +30,7 @@ describe('loadJsonl', () => {
     expect(ds.examples.map((e) => e.label)).toEqual([2, 1, 0]);
   });
 
-  it('loadJsonl – with a given label set, matches names first and takes in-range integers as class indices', async () => {
+  it('loadJsonl – with a given label set, matches names, then takes in-range integers as class indices', async () => {
     const path = files.write('given.jsonl', '{"text":"a","label":"spam"}\n{"text":"b","label":0}\n');
 
     const ds = await loadJsonl(path, { labels: ['ham', 'spam'] });
@@ -74,7 +74,8 @@ describe('loadJsonl', () => {
   });
 
   it('loadJsonl – a label outside the given set is an unknown_label error', async () => {
-    const path = files.write('unknown.jsonl', '{"text":"a","label":"ham"}\n{"text":"b","label":"eggs"}\n{"text":"c","label":2}\n');
+    const lines = ['{"text":"a","label":"ham"}', '{"text":"b","label":"eggs"}', '{"text":"c","label":2}'];
+    const path = files.write('unknown.jsonl', lines.join('\n'));
 
     const err = await fileError(loadJsonl(path, { labels: ['ham', 'spam'] }));
 

@@ -37,7 +37,9 @@ describe('partitionIid', () => {
   });
 
   it('partitionIid – rejects more clients than examples and non-integer client counts', () => {
-    expect(() => partitionIid(syntheticDataset([2]), 3, 's')).toThrow(expect.objectContaining({ code: 'too_few_examples' }));
+    const tooFew = expect.objectContaining({ code: 'too_few_examples' });
+
+    expect(() => partitionIid(syntheticDataset([2]), 3, 's')).toThrow(tooFew);
     expect(() => partitionIid(ds, 2.5, 's')).toThrow(expect.objectContaining({ code: 'bad_option' }));
   });
 });

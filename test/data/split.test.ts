@@ -38,7 +38,9 @@ describe('trainTestSplit', () => {
   it('trainTestSplit – rejects fractions outside (0, 1) and data sets too small to split', () => {
     const ds = syntheticDataset([5]);
 
-    expect(() => trainTestSplit(ds, { testFraction: 1, seed: 's' })).toThrow(expect.objectContaining({ code: 'bad_option' }));
+    const badOption = expect.objectContaining({ code: 'bad_option' });
+
+    expect(() => trainTestSplit(ds, { testFraction: 1, seed: 's' })).toThrow(badOption);
     expect(() => trainTestSplit(syntheticDataset([1]), { testFraction: 0.5, seed: 's' })).toThrow(
       expect.objectContaining({ code: 'too_few_examples' }),
     );
