@@ -32,7 +32,7 @@ export async function loadOrCreateAdminToken(dataDir: string): Promise<string> {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
       throw new KeyFileError(`cannot create ${path}: ${(err as Error).message}`, { cause: err });
     }
-    return readAdminToken(dataDir);
+    return await readAdminToken(dataDir); // awaited so the rejection is handled before `finally` runs
   } finally {
     await unlink(tmp).catch(() => undefined);
   }
