@@ -16,15 +16,16 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2 } from '../model/gpt2.js';
-import { toTf, type LoraConfig } from '../model/lora.js';
-import type { NoiseSource } from '../privacy/gaussian.js';
+import { toTf, validateAdapter, type LoraConfig } from '../model/lora.js';
 import { dpZeroScalar } from '../privacy/sample-level.js';
 import { cloneTensors, type HostTensor, type TensorMap } from '../tensors/host.js';
+import { lossWindow, type DpSgdOptions } from './backprop.js';
 import { gatherBatch, PoissonBatches, seededUniform, ShuffledBatches, type BatchSampler, type HostBatch } from './batches.js';
 import { TrainError } from './errors.js';
+import { batchTensors, crossEntropyPerExample } from './loss.js';
 import { addNoise, scratchFor, writePerturbed } from './perturb.js';
 import { candidateSeeds, seedStream, type SeedScalar } from './seed-pool.js';
-import { rowsOf, trainableNames, type BaseTrainOptions, type LocalTrainResult, type TrainMetrics, type TrainerData } from './types.js';
+import { rowsOf, trainableNames, type BaseTrainOptions, type LocalTrainResult, type TrainerData } from './types.js';
 
 export interface MezoOptions extends BaseTrainOptions {
   /** Perturbation scale ε; MeZO's LoRA reference 1e-2, useful range 1e-3 .. 1e-2. */
@@ -33,13 +34,11 @@ export interface MezoOptions extends BaseTrainOptions {
   readonly seedPool?: { readonly runSeed: string; readonly k: number };
 }
 
-/** DPZero's parameters (ALGORITHMS.md §4). */
-export interface MezoDp {
-  readonly clip: number; // C: bound on each example's projected scalar |d_i|
-  readonly noiseMultiplier: number; // σ, from the accountant
-  readonly sampleRate: number; // Poisson rate q; the expected batch is q·N (overrides batchSize)
-  readonly noise: NoiseSource; // cryptographically secure Gaussian source
-}
+/**
+ * DPZero's parameters (ALGORITHMS.md §4), the same fields as backprop's DP-SGD: `clip` bounds each example's
+ * projected scalar |d_i|; σ comes from the accountant; batches are Poisson(q), so `batchSize` is ignored.
+ */
+export type MezoDp = DpSgdOptions;
 
 export interface MezoResult extends LocalTrainResult {
   /** One (seed, g) per step, in step order: the whole update, given the start adapter and lr. */
@@ -52,21 +51,14 @@ export interface BatchStats {
   readonly correct: number; // examples whose argmax logit equals the label
 }
 
-/**
- * Forward pass of the classifier at adapter `tensors` on `batch`: per-example CE = logsumexp(logits) − logit[label]
- * (one-hot product, not gather, so it also differentiates on wasm). Allocates nothing that outlives the call.
- */
+/** Forward pass of the classifier at adapter `tensors` on `batch`. Allocates nothing that outlives the call. */
 export function classifyStats(model: GPT2, lora: LoraConfig, tensors: ReadonlyMap<string, tf.Tensor>, batch: HostBatch): BatchStats {
   if (batch.size === 0) return { losses: new Float64Array(0), correct: 0 };
   const [losses, hits] = tf.tidy(() => {
-    const ids = tf.tensor2d(batch.ids, [batch.size, batch.seqLen], 'int32');
-    const mask = tf.tensor2d(batch.mask, [batch.size, batch.seqLen], 'float32');
+    const { ids, mask, labels } = batchTensors(batch);
     const logits = model.classify(ids, mask, { config: lora, tensors }); // [B, L]
-    const labels = tf.tensor1d(batch.labels, 'int32');
-    const onehot = tf.oneHot(labels, logits.shape[1]).toFloat(); // [B, L]
-    const ce = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), onehot), 1)); // [B]
     const hit = tf.equal(tf.argMax(logits, 1), labels).toFloat(); // [B]
-    return [ce.dataSync(), hit.dataSync()];
+    return [crossEntropyPerExample(logits, labels).dataSync(), hit.dataSync()];
   });
   let correct = 0;
   for (const h of hits) correct += h;
@@ -159,48 +151,59 @@ function checkOptions(opts: MezoOptions, dp: MezoDp | undefined): void {
   if (dp && !(dp.clip > 0 && dp.noiseMultiplier >= 0)) bad('DPZero needs clip > 0 and noiseMultiplier ≥ 0');
 }
 
-/** Mean of the first / last max(1, ⌊n/10⌋) losses (TrainMetrics' definition). */
-function endMeans(losses: readonly number[]): { before: number; after: number } {
-  const w = Math.max(1, Math.floor(losses.length / 10));
-  const avg = (xs: readonly number[]): number => (xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length);
-  return { before: avg(losses.slice(0, w)), after: avg(losses.slice(-w)) };
-}
-
-/** Trains `start` with MeZO for `opts.steps` steps (constant lr, no weight decay, so the trace replays linearly). */
-export function trainMezo(
+/**
+ * Trains `start` with MeZO for `opts.steps` steps (constant lr, no weight decay, so the trace replays linearly).
+ * Async only to yield to the event loop between steps, like trainBackprop.
+ */
+export async function trainMezo(
   model: GPT2,
   lora: LoraConfig,
   start: TensorMap,
   data: TrainerData,
   opts: MezoOptions,
   dp?: MezoDp,
-): MezoResult {
+): Promise<MezoResult> {
   checkOptions(opts, dp);
+  try {
+    validateAdapter(start, model.config, lora);
+  } catch (err) {
+    throw new TrainError(`the start adapter does not fit the model: ${(err as Error).message}`, 'bad_adapter', { cause: err });
+  }
   const began = performance.now();
   const rows = rowsOf(data);
   const nextSeed = seedStream(opts.seed, opts.seedPool && candidateSeeds(opts.seedPool.runSeed, opts.seedPool.k));
   let sampler: BatchSampler;
   let project: ((d: Float64Array) => number) | undefined;
+  const expectedBatch = dp ? dp.sampleRate * rows.length : 0;
   if (dp) {
-    const poisson = new PoissonBatches(rows, dp.sampleRate, seededUniform(opts.seed));
-    sampler = poisson;
-    project = (d) => dpZeroScalar(d, dp.clip, dp.noiseMultiplier, poisson.expectedSize, dp.noise);
+    sampler = new PoissonBatches(rows, dp.sampleRate, seededUniform(`poisson:${opts.seed}`));
+    project = (d) => dpZeroScalar(d, dp.clip, dp.noiseMultiplier, expectedBatch, dp.noise);
   } else {
     sampler = new ShuffledBatches(rows, opts.batchSize, opts.seed);
   }
   const learner = new MezoLearner(model, lora, start, opts.trainable);
   const trace: SeedScalar[] = [];
   const losses: number[] = [];
+  let seen = 0;
   try {
     for (let step = 0; step < opts.steps; step++) {
       const batch = gatherBatch(data, sampler.next());
       const r = learner.step(batch, nextSeed(), opts.eps, opts.lr, project);
       trace.push({ seed: r.seed, g: r.g });
       if (batch.size > 0) losses.push(r.loss);
+      seen += batch.size;
       opts.onStep?.({ step: step + 1, steps: opts.steps, loss: r.loss, lr: opts.lr, batchSize: batch.size });
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    const { before, after } = endMeans(losses);
-    const metrics: TrainMetrics = { loss_before: before, loss_after: after, steps: opts.steps, seconds: (performance.now() - began) / 1000 };
+    const window = lossWindow(losses);
+    const metrics = {
+      loss_before: window.before,
+      loss_after: window.after,
+      steps: opts.steps,
+      seconds: (performance.now() - began) / 1000,
+      examples_seen: seen,
+      ...(dp ? { dp_expected_batch: expectedBatch } : {}),
+    };
     return { adapter: learner.adapter(), trainable: learner.names, numExamples: rows.length, metrics, trace };
   } finally {
     learner.dispose();

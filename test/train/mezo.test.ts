@@ -6,14 +6,14 @@ import { toTf } from '../../src/model/lora.js';
 import type { HostTensor, TensorMap } from '../../src/tensors/host.js';
 import { gatherBatch, type HostBatch } from '../../src/train/batches.js';
 import { gaussianNoise, type NoiseSource } from '../../src/privacy/gaussian.js';
-import { classifyStats, MezoLearner, trainMezo } from '../../src/train/mezo.js';
+import { evaluate } from '../../src/train/evaluate.js';
+import { MezoLearner, trainMezo } from '../../src/train/mezo.js';
 import { forEachNoise, normals, sizesOf } from '../../src/train/perturb.js';
 import { trainableNames } from '../../src/train/types.js';
 import { freshAdapter, syntheticTask, TEST_LORA, tinyModel } from './zo-fixtures.js';
 
 let model: GPT2;
 const data = syntheticTask(64, 'mezo-task');
-const everything = gatherBatch(data, Array.from({ length: data.n }, (_, i) => i));
 
 /** An adapter with non-zero B, so that A has a gradient too. */
 function warmAdapter(): Map<string, HostTensor> {
@@ -22,16 +22,6 @@ function warmAdapter(): Map<string, HostTensor> {
     if (name.endsWith('lora_B.weight')) t.data.set(normals(name.length, t.data.length).map((x) => 0.05 * x));
   }
   return a;
-}
-
-function meanLoss(adapter: TensorMap, batch: HostBatch = everything): { loss: number; acc: number } {
-  const tensors = toTf(adapter);
-  try {
-    const s = classifyStats(model, TEST_LORA, tensors, batch);
-    return { loss: s.losses.reduce((x, y) => x + y, 0) / batch.size, acc: s.correct / batch.size };
-  } finally {
-    tensors.forEach((t) => t.dispose());
-  }
 }
 
 /** ∇L(θ)·z(seed) by backprop over the trainable tensors. */
@@ -100,16 +90,16 @@ describe('mezo – projected gradient', () => {
 });
 
 describe('mezo – training', () => {
-  it('trainMezo – lowers the training loss over 100 steps and records one (seed, g) per step', () => {
+  it('trainMezo – lowers the training loss over 100 steps and records one (seed, g) per step', async () => {
     // Arrange
     const start = freshAdapter();
-    const before = meanLoss(start);
+    const before = evaluate(model, TEST_LORA, start, data);
     // Act
-    const r = trainMezo(model, TEST_LORA, start, data, { steps: 100, batchSize: 16, lr: 3e-3, eps: 1e-3, trainable: 'ffa', seed: 1 });
+    const r = await trainMezo(model, TEST_LORA, start, data, { steps: 100, batchSize: 16, lr: 3e-3, eps: 1e-3, trainable: 'ffa', seed: 1 });
     // Assert
-    const after = meanLoss(r.adapter);
+    const after = evaluate(model, TEST_LORA, r.adapter, data);
     expect(after.loss).toBeLessThan(before.loss - 0.05);
-    expect(after.acc).toBeGreaterThan(before.acc);
+    expect(after.accuracy).toBeGreaterThan(before.accuracy);
     expect(r.trace).toHaveLength(100);
     expect(new Set(r.trace.map((t) => t.seed)).size).toBe(100);
     expect(r.trainable).toEqual(trainableNames(start.keys(), 'ffa'));
@@ -117,18 +107,18 @@ describe('mezo – training', () => {
     expect(r.adapter.get('h.1.attn.c_proj.lora_A.weight')).toEqual(start.get('h.1.attn.c_proj.lora_A.weight'));
   });
 
-  it('trainMezo – is reproducible from its seed', () => {
+  it('trainMezo – is reproducible from its seed', async () => {
     const opts = { steps: 5, batchSize: 8, lr: 1e-3, eps: 1e-3, trainable: 'ffa', seed: 9 } as const;
-    const a = trainMezo(model, TEST_LORA, freshAdapter(), data, opts);
-    const b = trainMezo(model, TEST_LORA, freshAdapter(), data, opts);
+    const a = await trainMezo(model, TEST_LORA, freshAdapter(), data, opts);
+    const b = await trainMezo(model, TEST_LORA, freshAdapter(), data, opts);
     expect(b.trace).toEqual(a.trace);
     expect(b.adapter).toEqual(a.adapter);
   });
 
-  it('trainMezo – keeps tf.memory().numTensors constant over 100 steps', () => {
+  it('trainMezo – keeps tf.memory().numTensors constant over 100 steps', async () => {
     const before = tf.memory().numTensors;
     let peak = before;
-    trainMezo(model, TEST_LORA, freshAdapter(), data, {
+    await trainMezo(model, TEST_LORA, freshAdapter(), data, {
       steps: 100,
       batchSize: 4,
       lr: 1e-3,
@@ -143,15 +133,15 @@ describe('mezo – training', () => {
     expect(peak - before).toBeLessThanOrEqual(freshAdapter().size); // only the uploaded frozen tensors live between steps
   });
 
-  it('trainMezo – rejects a non-positive eps with a bad_option error', () => {
-    expect(() => trainMezo(model, TEST_LORA, freshAdapter(), data, { steps: 1, batchSize: 4, lr: 1e-3, eps: 0, trainable: 'ffa', seed: 1 })).toThrow(
+  it('trainMezo – rejects a non-positive eps with a bad_option error', async () => {
+    await expect(trainMezo(model, TEST_LORA, freshAdapter(), data, { steps: 1, batchSize: 4, lr: 1e-3, eps: 0, trainable: 'ffa', seed: 1 })).rejects.toThrow(
       expect.objectContaining({ name: 'TrainError', code: 'bad_option' }),
     );
   });
 });
 
 describe('mezo – DPZero', () => {
-  it('dp – clips each per-example scalar to [−C, C] and releases N(0, (2σC/B)²) with B = q·N', () => {
+  it('dp – clips each per-example scalar to [−C, C] and releases N(0, (2σC/B)²) with B = q·N', async () => {
     // Arrange: a noise source that records the std asked for and adds nothing
     const stds: number[] = [];
     const noise: NoiseSource = (n, std) => {
@@ -161,7 +151,7 @@ describe('mezo – DPZero', () => {
     const sizes: number[] = [];
     const clip = 1e-4;
     // Act
-    const r = trainMezo(
+    const r = await trainMezo(
       model,
       TEST_LORA,
       freshAdapter(),
@@ -176,18 +166,20 @@ describe('mezo – DPZero', () => {
     expect(new Set(sizes).size).toBeGreaterThan(1); // Poisson batches vary in size
   });
 
-  it('dp – noise comes from the crypto source while the seeds stay reproducible', () => {
-    const run = () =>
-      trainMezo(
+  it('dp – noise comes from the crypto source while the seeds stay reproducible', async () => {
+    const run = async () =>
+      (
+        await trainMezo(
         model,
         TEST_LORA,
         freshAdapter(),
         data,
         { steps: 3, batchSize: 16, lr: 1e-3, eps: 1e-3, trainable: 'ffa', seed: 4 },
-        { clip: 1, noiseMultiplier: 1, sampleRate: 0.25, noise: gaussianNoise },
+          { clip: 1, noiseMultiplier: 1, sampleRate: 0.25, noise: gaussianNoise },
+        )
       ).trace;
-    const a = run();
-    const b = run();
+    const a = await run();
+    const b = await run();
     expect(b.map((t) => t.seed)).toEqual(a.map((t) => t.seed));
     expect(b.map((t) => t.g)).not.toEqual(a.map((t) => t.g));
   });

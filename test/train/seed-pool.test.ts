@@ -53,14 +53,14 @@ describe('seed pool – candidates', () => {
 });
 
 describe('seed pool – replay', () => {
-  it('replay(start, accumulate(trace)) – equals the locally trained MeZO adapter to 1e-6', () => {
+  it('replay(start, accumulate(trace)) – equals the locally trained MeZO adapter to 1e-6', async () => {
     // Arrange
     const data = syntheticTask(32, 'pool-task');
     const start = freshAdapter();
     const seeds = candidateSeeds('pool-run', 64); // small K, so some seeds repeat across the 60 steps
     const lr = 3e-3;
     // Act
-    const local = trainMezo(model, TEST_LORA, start, data, {
+    const local = await trainMezo(model, TEST_LORA, start, data, {
       steps: 60,
       batchSize: 8,
       lr,
