@@ -5,7 +5,7 @@
  * result never overshoots the target ε, and it is within `relativeTolerance` of the smallest σ that would do.
  */
 import { InvalidPrivacyParameterError } from './errors.js';
-import { type Conversion, DEFAULT_ORDERS, checkDelta, epsilonFromRdp, epsilonOf } from './rdp.js';
+import { type Conversion, DEFAULT_ORDERS, checkDelta, conversionOffset, epsilonOf } from './rdp.js';
 
 export interface CalibrationResult {
   /** The noise multiplier: std of the noise divided by the L2 sensitivity. */
@@ -43,8 +43,8 @@ export function sigmaForEpsilon(args: {
     throw new InvalidPrivacyParameterError(`relativeTolerance must be in (0, 1), got ${relativeTolerance}`);
   }
   const eps = (sigma: number) => epsilonOf({ q, noiseMultiplier: sigma, steps, delta, orders, conversion });
-  // Even infinite noise (RDP = 0) leaves the conversion's δ-term: below it no σ can help, only larger orders.
-  const floor = epsilonFromRdp({ rdp: new Float64Array(orders.length), delta, orders, conversion }).epsilon;
+  // Short of making RDP vanish (σ → ∞), the conversion's δ-term stays: below it only larger orders can help.
+  const floor = Math.max(0, Math.min(...orders.map((a) => conversionOffset(a, delta, conversion))));
   if (targetEpsilon <= floor) {
     throw new InvalidPrivacyParameterError(
       `target ε=${targetEpsilon} is below ${floor.toPrecision(4)}, the smallest ε these RDP orders (max ${Math.max(...orders)}) ` +

@@ -29,7 +29,7 @@ export const gaussianNoise: NoiseSource = (n, std) => {
   if (!(std >= 0) || std === Infinity) throw new InvalidPrivacyParameterError(`noise std must be finite and ≥ 0, got ${std}`);
   const out = new Float64Array(n);
   if (std === 0 || n === 0) return out;
-  const uniform = cryptoUniforms();
+  const uniform = cryptoUniforms(n);
   for (let i = 0; i < n; i += 2) {
     let u: number;
     let v: number;
@@ -46,12 +46,16 @@ export const gaussianNoise: NoiseSource = (n, std) => {
   return out;
 };
 
-/** A generator of uniforms on [0, 1) with 53-bit resolution: 27 + 26 bits from two random 32-bit words. */
-function cryptoUniforms(): () => number {
-  const words = new Uint32Array(WORDS_PER_REFILL);
-  let next = WORDS_PER_REFILL;
+/**
+ * A generator of uniforms on [0, 1) with 53-bit resolution: 27 + 26 bits from two random 32-bit words. The buffer is
+ * sized for n normals (2 words per uniform, 4/π ≈ 1.27 candidate pairs per accepted pair), capped at 64 KiB.
+ */
+function cryptoUniforms(n: number): () => number {
+  const size = Math.min(WORDS_PER_REFILL, 2 * Math.ceil(1.3 * n + 8));
+  const words = new Uint32Array(size);
+  let next = size;
   return () => {
-    if (next + 2 > WORDS_PER_REFILL) {
+    if (next + 2 > size) {
       randomFillSync(words);
       next = 0;
     }

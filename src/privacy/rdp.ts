@@ -209,7 +209,11 @@ export interface EpsilonResult {
   readonly edge?: 'smallest' | 'largest';
 }
 
-/** The tightest (ε, δ)-DP guarantee implied by RDP values `rdp[k]` at `orders[k]`. */
+/**
+ * The tightest (ε, δ)-DP guarantee implied by RDP values `rdp[k]` at `orders[k]`. An order whose RDP is below
+ * −log(1 − δ²) certifies ε = 0 outright (as dp_accounting): RDP is non-decreasing in α, so it bounds the KL divergence,
+ * and δ ≥ √(1 − e^−KL) (Bretagnolle–Huber) makes the two output distributions (0, δ)-indistinguishable.
+ */
 export function epsilonFromRdp(args: {
   rdp: ArrayLike<number>;
   delta: number;
@@ -221,17 +225,12 @@ export function epsilonFromRdp(args: {
     throw new InvalidPrivacyParameterError(`got ${rdp.length} RDP values for ${orders.length} orders; they must pair up`);
   }
   checkDelta(delta);
-  const logDelta = Math.log(delta);
+  const klZero = -Math.log1p(-delta * delta);
   let best = Infinity;
   let bestIndex = -1;
   for (let k = 0; k < orders.length; k++) {
-    const a = orders[k]!;
-    checkOrder(a);
     const r = rdp[k]!;
-    const eps =
-      conversion === 'improved'
-        ? r + Math.log1p(-1 / a) - (logDelta + Math.log(a)) / (a - 1)
-        : r - logDelta / (a - 1);
+    const eps = r <= klZero ? 0 : r + conversionOffset(orders[k]!, delta, conversion);
     if (eps < best) {
       best = eps;
       bestIndex = k;
@@ -242,6 +241,15 @@ export function epsilonFromRdp(args: {
   if (orders.length > 1 && bestIndex === 0) return { ...result, edge: 'smallest' };
   if (orders.length > 1 && bestIndex === orders.length - 1) return { ...result, edge: 'largest' };
   return result;
+}
+
+/** ε − rdp(α) under a conversion: what order α adds to any RDP value (the ε that RDP = 0 would give). */
+export function conversionOffset(order: number, delta: number, conversion: Conversion = 'improved'): number {
+  checkOrder(order);
+  const logDelta = Math.log(delta);
+  return conversion === 'improved'
+    ? Math.log1p(-1 / order) - (logDelta + Math.log(order)) / (order - 1)
+    : -logDelta / (order - 1);
 }
 
 /** ε of `steps` identical steps: computeRdp then epsilonFromRdp. */
