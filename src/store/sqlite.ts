@@ -15,7 +15,7 @@ import { IntegrityError, StoreError } from './errors.js';
 import { SqliteBlobs } from './sqlite/blobs.js';
 import { SqliteContext, toStoreError } from './sqlite/context.js';
 import { SqliteClients, SqliteJoinTokens, SqliteNonces } from './sqlite/identity.js';
-import { SqlitePrivacy } from './sqlite/privacy.js';
+import { SqliteBudgets, SqliteLedger } from './sqlite/privacy.js';
 import { SqliteRounds, SqliteUpdates } from './sqlite/rounds.js';
 import { SqliteRuns } from './sqlite/runs.js';
 import { migrate } from './sqlite/schema.js';
@@ -47,7 +47,8 @@ export class SqliteStore implements Store {
   readonly rounds: SqliteRounds;
   readonly updates: SqliteUpdates;
   readonly blobs: SqliteBlobs;
-  readonly privacy: SqlitePrivacy;
+  readonly ledger: SqliteLedger;
+  readonly budgets: SqliteBudgets;
   readonly unlearning: SqliteUnlearning;
   private readonly ctx: SqliteContext;
 
@@ -61,7 +62,8 @@ export class SqliteStore implements Store {
     this.runs = new SqliteRuns(this.ctx, this.blobs);
     this.rounds = new SqliteRounds(this.ctx, this.runs);
     this.updates = new SqliteUpdates(this.ctx);
-    this.privacy = new SqlitePrivacy(this.ctx, this.runs);
+    this.ledger = new SqliteLedger(this.ctx, this.runs);
+    this.budgets = new SqliteBudgets(this.ctx, this.runs);
     this.unlearning = new SqliteUnlearning(this.ctx, this.blobs);
   }
 

@@ -11,6 +11,8 @@
  *   InvalidTransitionError when the edge is never allowed. Every failure is a StoreError (src/store/errors.ts).
  */
 
+import type { LedgerEntry, LedgerStore } from '../privacy/ledger.js';
+
 export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
 export type JsonObject = { readonly [key: string]: JsonValue };
 
@@ -197,23 +199,16 @@ export interface BlobStore {
 
 // ---- privacy: ledger and budgets ----
 
-/** One privacy release, as the RDP accountant needs it (ALGORITHMS.md §2: written before the result is published). */
-export interface LedgerEntryRecord {
-  readonly runId: string;
-  /** 1, 2, 3, ... per run, assigned by the store. */
-  readonly seq: number;
-  /** What was released: 'round_aggregate', 'clip_count', 'scalar', ... */
-  readonly kind: string;
-  /** Sampling rate of the subsampled Gaussian, in [0, 1]. */
-  readonly q: number;
-  /** Noise multiplier σ ≥ 0. */
-  readonly sigma: number;
-  /** Identical compositions this entry stands for (≥ 1). */
-  readonly steps: number;
-  readonly recordedAt: number;
+/**
+ * The privacy ledger's storage is the contract src/privacy/ledger.ts defines (`LedgerStore`): the ledger logic
+ * assigns seq (0, 1, 2, ... per run) and the time; `append` resolves only once the entry is on stable storage
+ * (fsync'd) and rejects a (runId, seq) that exists with ConflictError ('ledger_seq'), so two writers that computed
+ * the same next seq cannot both spend budget.
+ */
+export interface LedgerStoreContract extends LedgerStore {
+  append(entry: LedgerEntry): Promise<void>;
+  list(runId: string): Promise<LedgerEntry[]>;
 }
-
-export type NewLedgerEntry = Omit<LedgerEntryRecord, 'seq' | 'recordedAt'>;
 
 export interface Budget {
   readonly runId: string;
@@ -224,6 +219,7 @@ export interface Budget {
 
 export interface BudgetChange {
   readonly runId: string;
+  /** 1, 2, 3, ... per run. */
   readonly seq: number;
   readonly epsilon: number;
   readonly delta: number;
@@ -236,14 +232,12 @@ export interface BudgetChange {
   readonly changedAt: number;
 }
 
-export interface PrivacyStore {
-  /** Appends a ledger entry and returns only once it is on stable storage (fsync'd). */
-  appendLedger(entry: NewLedgerEntry): Promise<LedgerEntryRecord>;
-  listLedger(runId: string): Promise<LedgerEntryRecord[]>;
+export interface BudgetStore {
   /** Sets the run's (ε, δ) budget and appends an audit entry, durably, in one transaction. */
-  setBudget(runId: string, budget: { readonly epsilon: number; readonly delta: number }, audit: { readonly actor: string; readonly reason: string }): Promise<Budget>;
-  getBudget(runId: string): Promise<Budget | undefined>;
-  listBudgetChanges(runId: string): Promise<BudgetChange[]>;
+  set(runId: string, budget: { readonly epsilon: number; readonly delta: number }, audit: { readonly actor: string; readonly reason: string }): Promise<Budget>;
+  get(runId: string): Promise<Budget | undefined>;
+  /** The audit trail, oldest first. */
+  history(runId: string): Promise<BudgetChange[]>;
 }
 
 // ---- unlearning ----
@@ -293,7 +287,8 @@ export interface Store extends Disposable {
   readonly rounds: RoundStore;
   readonly updates: UpdateStore;
   readonly blobs: BlobStore;
-  readonly privacy: PrivacyStore;
+  readonly ledger: LedgerStoreContract;
+  readonly budgets: BudgetStore;
   readonly unlearning: UnlearningStore;
   /** Releases the database. Idempotent; every later call rejects with StoreClosedError. */
   close(): void;

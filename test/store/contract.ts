@@ -326,34 +326,49 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
     });
 
     describe('privacy', () => {
-      it('store – ledger entries get consecutive sequence numbers per run', async () => {
+      const entry = (runId: string, seq: number, q = 0.1) =>
+        ({ runId, seq, kind: 'aggregate', q, sigma: 1.1, steps: 1, at: 1_700_000_000_000 + seq }) as const;
+
+      it('store – ledger entries round-trip in seq order per run', async () => {
         await store.runs.create({ id: 'run-1', config: {} });
         await store.runs.create({ id: 'run-2', config: {} });
-        const e1 = await store.privacy.appendLedger({ runId: 'run-1', kind: 'round_aggregate', q: 0.1, sigma: 1.1, steps: 1 });
-        await store.privacy.appendLedger({ runId: 'run-2', kind: 'round_aggregate', q: 1, sigma: 2, steps: 3 });
-        const e2 = await store.privacy.appendLedger({ runId: 'run-1', kind: 'clip_count', q: 0.1, sigma: 20, steps: 1 });
-        expect([e1.seq, e2.seq]).toEqual([1, 2]);
-        expect(await store.privacy.listLedger('run-1')).toEqual([e1, e2]);
-        expect(e1).toEqual({ runId: 'run-1', seq: 1, kind: 'round_aggregate', q: 0.1, sigma: 1.1, steps: 1, recordedAt: clock.nowMs });
-        await expect(store.privacy.appendLedger({ runId: 'run-1', kind: 'x', q: 1.5, sigma: 1, steps: 1 })).rejects.toBeInstanceOf(
+        await store.ledger.append(entry('run-1', 0));
+        await store.ledger.append(entry('run-2', 0));
+        await store.ledger.append({ ...entry('run-1', 1), kind: 'clip_count', sigma: 20, steps: 3 });
+        expect(await store.ledger.list('run-1')).toEqual([entry('run-1', 0), { ...entry('run-1', 1), kind: 'clip_count', sigma: 20, steps: 3 }]);
+        expect(await store.ledger.list('run-3')).toEqual([]);
+      });
+
+      it('store – the ledger refuses a seq that exists, so two writers cannot both spend', async () => {
+        await store.runs.create({ id: 'run-1', config: {} });
+        await store.ledger.append(entry('run-1', 0));
+        await expect(store.ledger.append(entry('run-1', 0, 0.5))).rejects.toMatchObject({ what: 'ledger_seq' });
+        expect(await store.ledger.list('run-1')).toEqual([entry('run-1', 0)]);
+      });
+
+      it('store – the ledger refuses out-of-range parameters and unknown runs', async () => {
+        await store.runs.create({ id: 'run-1', config: {} });
+        await expect(store.ledger.append(entry('run-1', 0, 1.5))).rejects.toBeInstanceOf(InvalidArgumentError);
+        await expect(store.ledger.append({ ...entry('run-1', 0), sigma: Number.POSITIVE_INFINITY })).rejects.toBeInstanceOf(
           InvalidArgumentError,
         );
-        await expect(store.privacy.appendLedger({ runId: 'ghost', kind: 'x', q: 1, sigma: 1, steps: 1 })).rejects.toBeInstanceOf(
-          NotFoundError,
-        );
+        await expect(store.ledger.append(entry('ghost', 0))).rejects.toBeInstanceOf(NotFoundError);
       });
 
       it('store – budget changes are kept with the previous values for audit', async () => {
         await store.runs.create({ id: 'run-1', config: {} });
-        await store.privacy.setBudget('run-1', { epsilon: 1, delta: 1e-5 }, { actor: 'config', reason: 'initial' });
+        await store.budgets.set('run-1', { epsilon: 1, delta: 1e-5 }, { actor: 'config', reason: 'initial' });
         clock.nowMs += 10;
-        const raised = await store.privacy.setBudget('run-1', { epsilon: 2, delta: 1e-5 }, { actor: 'admin', reason: 'approved by DPO' });
-        expect(await store.privacy.getBudget('run-1')).toEqual(raised);
-        expect((await store.privacy.listBudgetChanges('run-1')).map((c) => [c.seq, c.epsilon, c.previousEpsilon, c.actor])).toEqual([
-          [1, 1, null, 'config'],
-          [2, 2, 1, 'admin'],
+        const raised = await store.budgets.set('run-1', { epsilon: 2, delta: 1e-5 }, { actor: 'admin', reason: 'approved by DPO' });
+        expect(await store.budgets.get('run-1')).toEqual(raised);
+        expect((await store.budgets.history('run-1')).map((c) => [c.seq, c.epsilon, c.previousEpsilon, c.actor, c.changedAt])).toEqual([
+          [1, 1, null, 'config', clock.nowMs - 10],
+          [2, 2, 1, 'admin', clock.nowMs],
         ]);
-        await expect(store.privacy.setBudget('run-1', { epsilon: 0, delta: 1e-5 }, { actor: 'a', reason: '' })).rejects.toBeInstanceOf(
+        await expect(store.budgets.set('run-1', { epsilon: 0, delta: 1e-5 }, { actor: 'a', reason: '' })).rejects.toBeInstanceOf(
+          InvalidArgumentError,
+        );
+        await expect(store.budgets.set('run-1', { epsilon: 1, delta: 1 }, { actor: 'a', reason: '' })).rejects.toBeInstanceOf(
           InvalidArgumentError,
         );
       });
@@ -405,10 +420,10 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
       it('store – data survives closing and reopening', async () => {
         const [a] = await runWithOpenRound(store);
         await store.updates.put(update(a!));
-        await store.privacy.appendLedger({ runId: 'run-1', kind: 'round_aggregate', q: 1, sigma: 1, steps: 1 });
+        await store.ledger.append({ runId: 'run-1', seq: 0, kind: 'aggregate', q: 1, sigma: 1, steps: 1, at: 5 });
         store = await harness.reopen();
         expect((await store.updates.get('run-1', 1, a!))?.numExamples).toBe(10);
-        expect(await store.privacy.listLedger('run-1')).toHaveLength(1);
+        expect(await store.ledger.list('run-1')).toHaveLength(1);
         expect((await store.rounds.get('run-1', 1))?.updatesReceived).toBe(1);
       });
 
@@ -418,7 +433,9 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
         expect(store.isClosed).toBe(true);
         await expect(store.runs.get('run-1')).rejects.toBeInstanceOf(StoreClosedError);
         await expect(store.runs.create({ id: '', config: {} })).rejects.toBeInstanceOf(StoreClosedError);
-        await expect(store.privacy.appendLedger({ runId: 'r', kind: 'k', q: 1, sigma: 1, steps: 1 })).rejects.toThrow(/store is closed/);
+        await expect(store.ledger.append({ runId: 'r', seq: 0, kind: 'aggregate', q: 1, sigma: 1, steps: 1, at: 0 })).rejects.toThrow(
+          /store is closed/,
+        );
         store[Symbol.dispose]();
       });
     });

@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BudgetExceededError } from '../../src/privacy/errors.js';
+import { PrivacyLedger } from '../../src/privacy/ledger.js';
 import { IntegrityError, SchemaVersionError, StoreBusyError } from '../../src/store/errors.js';
 import { openSqliteStore, sqliteStorePath, type SqliteStore } from '../../src/store/sqlite.js';
 import { SCHEMA_VERSION } from '../../src/store/sqlite/schema.js';
@@ -76,9 +78,36 @@ describe('sqlite store', () => {
     }) as typeof db.pragma;
     await store.runs.create({ id: 'run-1', config: {} });
     expect(calls).toEqual([]); // ordinary writes keep NORMAL
-    await store.privacy.appendLedger({ runId: 'run-1', kind: 'round_aggregate', q: 1, sigma: 1, steps: 1 });
+    await store.ledger.append({ runId: 'run-1', seq: 0, kind: 'aggregate', q: 1, sigma: 1, steps: 1, at: 0 });
     expect(calls).toEqual(['synchronous = FULL', 'synchronous = NORMAL']);
     expect(original('synchronous', { simple: true })).toBe(1);
+    store.close();
+  });
+
+  it('sqlite store – backs the privacy ledger: reservations survive a reopen and a refused one records nothing', async () => {
+    const path = sqliteStorePath(dir);
+    let store = openSqliteStore(path);
+    await store.runs.create({ id: 'run-1', config: {} });
+    const budget = { epsilon: 8, delta: 1e-5 };
+    let ledger = new PrivacyLedger({ store: store.ledger, now: () => 42 });
+    ledger.setBudget('run-1', budget);
+    await ledger.reserve('run-1', { kind: 'aggregate', q: 0.5, sigma: 1.2, steps: 1 });
+    await ledger.reserve('run-1', { kind: 'clip_count', q: 0.5, sigma: 10, steps: 1 });
+    const spent = await ledger.spent('run-1');
+    store.close();
+
+    store = openSqliteStore(path);
+    ledger = new PrivacyLedger({ store: store.ledger });
+    ledger.setBudget('run-1', budget);
+    expect(await ledger.spent('run-1')).toEqual(spent);
+    expect((await store.ledger.list('run-1')).map((e) => [e.seq, e.kind, e.at])).toEqual([
+      [0, 'aggregate', 42],
+      [1, 'clip_count', 42],
+    ]);
+    await expect(ledger.reserve('run-1', { kind: 'aggregate', q: 1, sigma: 0.3, steps: 100 })).rejects.toBeInstanceOf(
+      BudgetExceededError,
+    );
+    expect(await store.ledger.list('run-1')).toHaveLength(2);
     store.close();
   });
 

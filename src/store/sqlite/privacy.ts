@@ -4,7 +4,9 @@
  * (ALGORITHMS.md §2), and a budget change must not be forgotten by a power cut.
  */
 import type Database from 'better-sqlite3';
-import type { Budget, BudgetChange, LedgerEntryRecord, NewLedgerEntry, PrivacyStore } from '../store.js';
+import type { LedgerEntry, ReleaseKind } from '../../privacy/ledger.js';
+import { ConflictError } from '../errors.js';
+import type { Budget, BudgetChange, BudgetStore, LedgerStoreContract } from '../store.js';
 import { checkId, checkInt, checkNumber, checkText } from '../validate.js';
 import type { SqliteContext } from './context.js';
 import type { SqliteRuns } from './runs.js';
@@ -12,11 +14,11 @@ import type { SqliteRuns } from './runs.js';
 interface LedgerRow {
   run_id: string;
   seq: number;
-  kind: string;
+  kind: ReleaseKind;
   q: number;
   sigma: number;
   steps: number;
-  recorded_at: number;
+  at: number;
 }
 
 interface BudgetRow {
@@ -38,8 +40,8 @@ interface BudgetChangeRow {
   changed_at: number;
 }
 
-function toEntry(row: LedgerRow): LedgerEntryRecord {
-  return { runId: row.run_id, seq: row.seq, kind: row.kind, q: row.q, sigma: row.sigma, steps: row.steps, recordedAt: row.recorded_at };
+function toEntry(row: LedgerRow): LedgerEntry {
+  return { runId: row.run_id, seq: row.seq, kind: row.kind, q: row.q, sigma: row.sigma, steps: row.steps, at: row.at };
 }
 
 function toBudget(row: BudgetRow): Budget {
@@ -60,10 +62,49 @@ function toChange(row: BudgetChangeRow): BudgetChange {
   };
 }
 
-export class SqlitePrivacy implements PrivacyStore {
-  private readonly insertEntry: Database.Statement;
-  private readonly nextEntrySeq: Database.Statement;
+/** The privacy ledger's storage (src/privacy/ledger.ts `LedgerStore`): append-only and fsync'd per entry. */
+export class SqliteLedger implements LedgerStoreContract {
+  private readonly insert: Database.Statement;
+  private readonly exists: Database.Statement;
   private readonly entriesOf: Database.Statement;
+
+  constructor(
+    private readonly ctx: SqliteContext,
+    private readonly runs: SqliteRuns,
+  ) {
+    const db = ctx.db;
+    this.insert = db.prepare('INSERT INTO ledger (run_id, seq, kind, q, sigma, steps, at) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    this.exists = db.prepare('SELECT 1 FROM ledger WHERE run_id = ? AND seq = ?');
+    this.entriesOf = db.prepare('SELECT * FROM ledger WHERE run_id = ? ORDER BY seq');
+  }
+
+  append(entry: LedgerEntry): Promise<void> {
+    return this.ctx.durable('append to the privacy ledger', () => {
+      const runId = checkId(entry.runId, 'run id');
+      const seq = checkInt(entry.seq, 'ledger seq');
+      const kind = checkId(entry.kind, 'ledger kind');
+      const q = checkNumber(entry.q, 'q', 0, 1);
+      const sigma = checkNumber(entry.sigma, 'sigma', 0);
+      const steps = checkInt(entry.steps, 'steps', 1);
+      const at = checkInt(entry.at, 'ledger entry time');
+      this.runs.require(runId);
+      if (this.exists.get(runId, seq) !== undefined) {
+        throw new ConflictError(`ledger entry ${seq} of run ${runId} already exists; re-read the ledger and retry`, 'ledger_seq');
+      }
+      this.insert.run(runId, seq, kind, q, sigma, steps, at);
+    });
+  }
+
+  list(runId: string): Promise<LedgerEntry[]> {
+    return this.ctx.read('read the privacy ledger', () => {
+      checkId(runId, 'run id');
+      return (this.entriesOf.all(runId) as LedgerRow[]).map(toEntry);
+    });
+  }
+}
+
+/** Per-run (ε, δ) budgets and their audit trail; every change is fsync'd. */
+export class SqliteBudgets implements BudgetStore {
   private readonly upsertBudget: Database.Statement;
   private readonly budgetOf: Database.Statement;
   private readonly insertChange: Database.Statement;
@@ -75,11 +116,6 @@ export class SqlitePrivacy implements PrivacyStore {
     private readonly runs: SqliteRuns,
   ) {
     const db = ctx.db;
-    this.insertEntry = db.prepare(
-      'INSERT INTO ledger (run_id, seq, kind, q, sigma, steps, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
-    this.nextEntrySeq = db.prepare('SELECT coalesce(max(seq), 0) + 1 AS seq FROM ledger WHERE run_id = ?').pluck();
-    this.entriesOf = db.prepare('SELECT * FROM ledger WHERE run_id = ? ORDER BY seq');
     this.upsertBudget = db.prepare(
       `INSERT INTO budgets (run_id, epsilon, delta, updated_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (run_id) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, updated_at = excluded.updated_at`,
@@ -93,29 +129,7 @@ export class SqlitePrivacy implements PrivacyStore {
     this.changesOf = db.prepare('SELECT * FROM budget_changes WHERE run_id = ? ORDER BY seq');
   }
 
-  appendLedger(entry: NewLedgerEntry): Promise<LedgerEntryRecord> {
-    return this.ctx.durable('append to the privacy ledger', () => {
-      const runId = checkId(entry.runId, 'run id');
-      const kind = checkId(entry.kind, 'ledger kind');
-      const q = checkNumber(entry.q, 'q', 0, 1);
-      const sigma = checkNumber(entry.sigma, 'sigma', 0);
-      const steps = checkInt(entry.steps, 'steps', 1);
-      this.runs.require(runId);
-      const seq = this.nextEntrySeq.get(runId) as number;
-      const recordedAt = this.ctx.now();
-      this.insertEntry.run(runId, seq, kind, q, sigma, steps, recordedAt);
-      return { runId, seq, kind, q, sigma, steps, recordedAt };
-    });
-  }
-
-  listLedger(runId: string): Promise<LedgerEntryRecord[]> {
-    return this.ctx.read('read the privacy ledger', () => {
-      checkId(runId, 'run id');
-      return (this.entriesOf.all(runId) as LedgerRow[]).map(toEntry);
-    });
-  }
-
-  setBudget(runId: string, budget: { epsilon: number; delta: number }, audit: { actor: string; reason: string }): Promise<Budget> {
+  set(runId: string, budget: { epsilon: number; delta: number }, audit: { actor: string; reason: string }): Promise<Budget> {
     return this.ctx.durable('set a privacy budget', () => {
       checkId(runId, 'run id');
       const epsilon = checkNumber(budget.epsilon, 'epsilon', Number.MIN_VALUE);
@@ -132,7 +146,7 @@ export class SqlitePrivacy implements PrivacyStore {
     });
   }
 
-  getBudget(runId: string): Promise<Budget | undefined> {
+  get(runId: string): Promise<Budget | undefined> {
     return this.ctx.read('read a privacy budget', () => {
       checkId(runId, 'run id');
       const row = this.budgetOf.get(runId) as BudgetRow | undefined;
@@ -140,7 +154,7 @@ export class SqlitePrivacy implements PrivacyStore {
     });
   }
 
-  listBudgetChanges(runId: string): Promise<BudgetChange[]> {
+  history(runId: string): Promise<BudgetChange[]> {
     return this.ctx.read('read budget changes', () => {
       checkId(runId, 'run id');
       return (this.changesOf.all(runId) as BudgetChangeRow[]).map(toChange);

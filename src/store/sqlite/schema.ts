@@ -85,12 +85,12 @@ const MIGRATIONS: readonly string[] = [
 
   CREATE TABLE ledger (
     run_id       TEXT NOT NULL REFERENCES runs (id),
-    seq          INTEGER NOT NULL CHECK (seq >= 1),
+    seq          INTEGER NOT NULL CHECK (seq >= 0),
     kind         TEXT NOT NULL,
     q            REAL NOT NULL CHECK (q >= 0 AND q <= 1),
     sigma        REAL NOT NULL CHECK (sigma >= 0),
     steps        INTEGER NOT NULL CHECK (steps >= 1),
-    recorded_at  INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
     PRIMARY KEY (run_id, seq)
   ) STRICT;
 
