@@ -98,7 +98,7 @@ export class PrivacyLedger {
    * BudgetExceededError (stating what is left and what the release would cost) and records nothing. Call it BEFORE
    * drawing the release's noise or publishing its result.
    */
-  reserve(runId: string, release: PlannedRelease): Promise<LedgerEntry> {
+  async reserve(runId: string, release: PlannedRelease): Promise<LedgerEntry> {
     checkRelease(release);
     const budget = this.requireBudget(runId);
     const run = async (): Promise<LedgerEntry> => {

@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { BudgetExceededError, NoBudgetError } from '../../src/privacy/errors.js';
+import { InMemoryLedgerStore, type LedgerEntry, type LedgerStore, PrivacyLedger, type PlannedRelease } from '../../src/privacy/ledger.js';
+import { epsilonOf } from '../../src/privacy/rdp.js';
+
+const ROUND: PlannedRelease = { kind: 'aggregate', q: 0.1, sigma: 1.0, steps: 1 };
+
+function ledgerWithBudget(epsilon: number, store: LedgerStore = new InMemoryLedgerStore()) {
+  let clock = 1_000;
+  const ledger = new PrivacyLedger({ store, now: () => clock++ });
+  ledger.setBudget('run-1', { epsilon, delta: 1e-5 });
+  return { ledger, store };
+}
+
+describe('ledger – reservations', () => {
+  it('records each release durably with a sequence number and time, and recomputes ε from the entries', async () => {
+    // Prepare
+    const { ledger, store } = ledgerWithBudget(100);
+    // Execute
+    const first = await ledger.reserve('run-1', ROUND);
+    const second = await ledger.reserve('run-1', { kind: 'scalar', q: 0.01, sigma: 2, steps: 50 });
+    // Assert
+    expect(first).toEqual({ runId: 'run-1', seq: 0, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 1000 });
+    expect(second.seq).toBe(1);
+    expect(await store.list('run-1')).toEqual([first, second]);
+    const spent = await ledger.spent('run-1');
+    expect(spent.releases).toBe(2);
+    expect(spent.epsilon).toBeGreaterThan(epsilonOf({ q: 0.1, noiseMultiplier: 1, steps: 1, delta: 1e-5 }).epsilon);
+  });
+
+  it('refuses a release past the budget before it happens, stating what is left and what it would cost', async () => {
+    // Prepare: a budget that fits exactly 10 rounds of (q=0.1, σ=1).
+    const budget = epsilonOf({ q: 0.1, noiseMultiplier: 1, steps: 10, delta: 1e-5 }).epsilon;
+    const { ledger, store } = ledgerWithBudget(budget * (1 + 1e-9));
+    for (let i = 0; i < 10; i++) await ledger.reserve('run-1', ROUND);
+    // Execute
+    const refused = ledger.reserve('run-1', ROUND);
+    // Assert
+    await expect(refused).rejects.toBeInstanceOf(BudgetExceededError);
+    const err = (await refused.catch((e: unknown) => e)) as BudgetExceededError;
+    expect(err.code).toBe('budget_exceeded');
+    expect(err.shortfall.remainingEpsilon).toBeCloseTo(budget * 1e-9, 6);
+    expect(err.shortfall.releaseCost).toBeGreaterThan(0);
+    expect(err.message).toMatch(/would cost ε [\d.e-]+/);
+    expect(err.message).toMatch(/only ε [\d.e-]+ of the budget ε=[\d.]+ is left/);
+    expect(await store.list('run-1')).toHaveLength(10);
+  });
+
+  it('refuses a release with no noise at all', async () => {
+    const { ledger } = ledgerWithBudget(1e6);
+    await expect(ledger.reserve('run-1', { ...ROUND, sigma: 0 })).rejects.toThrow(/would cost ε Infinity/);
+  });
+
+  it('needs a budget for the run', async () => {
+    const ledger = new PrivacyLedger({ store: new InMemoryLedgerStore() });
+    await expect(ledger.reserve('nope', ROUND)).rejects.toThrow(NoBudgetError);
+    await expect(ledger.spent('nope')).rejects.toThrow(/setBudget/);
+  });
+
+  it('does not let concurrent reservations overspend', async () => {
+    // Prepare: room for exactly 3 rounds.
+    const budget = epsilonOf({ q: 0.1, noiseMultiplier: 1, steps: 3, delta: 1e-5 }).epsilon;
+    const { ledger, store } = ledgerWithBudget(budget * (1 + 1e-9));
+    // Execute: 6 reservations race.
+    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => ledger.reserve('run-1', ROUND)));
+    // Assert
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(3);
+    expect((await store.list('run-1')).map((e) => e.seq)).toEqual([0, 1, 2]);
+  });
+
+  it('waits for the store to finish appending before resolving', async () => {
+    // Prepare: an asynchronous store that reports when the write completes.
+    const events: string[] = [];
+    const inner = new InMemoryLedgerStore();
+    const slow: LedgerStore = {
+      append: async (e: LedgerEntry) => {
+        await new Promise((r) => setTimeout(r, 5));
+        inner.append(e);
+        events.push('written');
+      },
+      list: (runId) => inner.list(runId),
+    };
+    const { ledger } = ledgerWithBudget(100, slow);
+    // Execute
+    await ledger.reserve('run-1', ROUND);
+    events.push('resolved');
+    // Assert
+    expect(events).toEqual(['written', 'resolved']);
+  });
+
+  it('keeps runs separate and rejects malformed releases', async () => {
+    const { ledger } = ledgerWithBudget(100);
+    ledger.setBudget('run-2', { epsilon: 5, delta: 1e-6 });
+    await ledger.reserve('run-1', ROUND);
+    expect((await ledger.spent('run-2')).releases).toBe(0);
+    await expect(ledger.reserve('run-1', { ...ROUND, steps: 0 })).rejects.toThrow(/positive integer/);
+    await expect(ledger.reserve('run-1', { ...ROUND, kind: 'gossip' as never })).rejects.toThrow(/release kind/);
+    expect(() => ledger.setBudget('run-3', { epsilon: 1, delta: 2 })).toThrow(/δ must be/);
+  });
+});
