@@ -1,40 +1,57 @@
 /**
  * The weighted-sum kernel behind aggregation: out = Σ_k w_k·x_k over float32 arrays, in WebAssembly SIMD.
  *
- * Why WebAssembly: a plain JS loop over Float32Arrays runs at ~2–3 GB/s here (scalar, bounds-checked), a fifth of
- * memcpy; the f32x4 loop below runs at memory speed. Why chunked: wasm can only read its own linear memory, so each
- * input is copied in, 64 KiB at a time, into a scratch buffer that stays in L2; the running sum for that chunk also
- * stays in L2 while ALL K inputs are folded into it, and is written out once. DRAM traffic is therefore K reads of
- * the inputs plus one write of the output, about what copying the K inputs would cost.
+ * Why WebAssembly: a plain JS loop over Float32Arrays runs at ~2–3 GB/s here (scalar, bounds-checked), a fraction of
+ * memcpy; the f32x4 loop below runs at cache speed. Why chunked: wasm can only read its own linear memory, so for
+ * each 32 KiB chunk of the output, the matching chunks of up to 16 inputs are copied into scratch slots (512 KiB,
+ * inside L2), and one kernel call sums them with the running sum held in registers, storing it once. Main-memory
+ * traffic is therefore one read of every input plus one write of the output: what copying the inputs would cost.
  *
  * Why a float32 accumulator: the result is float32 anyway; f32x4 does four lanes per instruction where f64x2 does
- * two, and the sum stays half the size in cache. Rounding: each fold rounds once to float32 (w is rounded to float32
- * too), so after K folds the error is at most ≈ K·2⁻²⁴ relative to Σ|w_k x_k| and typically √K·2⁻²⁴, far below
- * client-to-client variation and DP noise.
+ * two, and the sum stays half the size. Rounding: each input is added with one float32 rounding (w is rounded to
+ * float32 too), so after K inputs the error is at most ≈ K·2⁻²⁴ relative to Σ|w_k x_k| and typically √K·2⁻²⁴, far
+ * below client-to-client variation and DP noise.
  *
- * The kernel, in WebAssembly text (one function, `fold(acc, src, nbytes, w)`: acc[i] += w·src[i], 64 bytes per
- * iteration, so nbytes must be a multiple of 64):
+ * The kernel, in WebAssembly text. `fold(acc, src, stride, wts, k, nbytes, add)`: for every 64-byte block i of the
+ * output, acc[i] = (add ? acc[i] : 0) + Σ_{j<k} wts[j]·src[j·stride + i]; nbytes must be a multiple of 64.
  *
- *   (func (param $acc i32) (param $src i32) (param $n i32) (param $w f32)
- *     (local $wv v128) (local $pa i32) (local $ps i32) (local $end i32)
- *     (local.set $wv (f32x4.splat (local.get $w)))
+ *   (func (param $acc i32) (param $src i32) (param $stride i32) (param $wts i32) (param $k i32) (param $n i32)
+ *         (param $add i32)
+ *     (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $w v128)
+ *     (local $pa i32) (local $ps i32) (local $p i32) (local $wp i32) (local $end i32) (local $wend i32)
  *     (local.set $pa (local.get $acc)) (local.set $ps (local.get $src))
  *     (local.set $end (i32.add (local.get $acc) (local.get $n)))
- *     (block (loop
+ *     (local.set $wend (i32.add (local.get $wts) (i32.shl (local.get $k) (i32.const 2))))
+ *     (block (loop                                                 ;; over 64-byte blocks
  *       (br_if 1 (i32.ge_u (local.get $pa) (local.get $end)))
- *       ;; for off in 0, 16, 32, 48:
- *       (v128.store offset=off (local.get $pa)
- *         (f32x4.add (v128.load offset=off (local.get $pa))
- *                    (f32x4.mul (v128.load offset=off (local.get $ps)) (local.get $wv))))
+ *       (if (local.get $add)
+ *         (then ($v0..$v3 ← v128.load offset=0,16,32,48 (local.get $pa)))
+ *         (else ($v0..$v3 ← v128.const 0)))
+ *       (local.set $p (local.get $ps)) (local.set $wp (local.get $wts))
+ *       (block (loop                                               ;; over the k inputs
+ *         (br_if 1 (i32.ge_u (local.get $wp) (local.get $wend)))
+ *         (local.set $w (v128.load32_splat (local.get $wp)))
+ *         ($vi ← f32x4.add $vi (f32x4.mul (v128.load offset=16i (local.get $p)) $w)) for i = 0..3
+ *         (local.set $p (i32.add (local.get $p) (local.get $stride)))
+ *         (local.set $wp (i32.add (local.get $wp) (i32.const 4)))
+ *         (br 0)))
+ *       (v128.store offset=16i (local.get $pa) $vi) for i = 0..3
  *       (local.set $pa (i32.add (local.get $pa) (i32.const 64)))
  *       (local.set $ps (i32.add (local.get $ps) (i32.const 64)))
  *       (br 0))))
  */
 
-/** Floats per chunk: 64 KiB, so the sum and the scratch (128 KiB together) stay in L2. */
-const CHUNK = 16384;
-/** Floats the kernel handles per iteration (4 × f32x4). */
+/** Floats per chunk: 32 KiB, so GROUP input slots plus the sum stay in L2. */
+const CHUNK = 8192;
+/** Inputs summed per kernel call. */
+const GROUP = 16;
+/** Floats the kernel handles per block (4 × f32x4). */
 const STEP = 16;
+/** Byte offsets in the kernel's memory: the sum chunk, the weights, then GROUP input slots. */
+const SUM_AT = 0;
+const WEIGHTS_AT = CHUNK * 4;
+const SLOTS_AT = WEIGHTS_AT + GROUP * 4;
+const MEMORY_PAGES = Math.ceil((SLOTS_AT + GROUP * CHUNK * 4) / 65536);
 
 /**
  * The slice of the WebAssembly JS API used here. The project's lib settings (ES2023, @types/node 20) do not declare
@@ -49,23 +66,25 @@ const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 const WASM_MODULE = new wasm.Module(assembleFoldModule());
 
-type FoldFn = (acc: number, src: number, nbytes: number, w: number) => void;
+type FoldFn = (acc: number, src: number, stride: number, wts: number, k: number, nbytes: number, add: number) => void;
 
 /**
- * One kernel instance owns a small linear memory (sum chunk + scratch chunk). Not shared between calls that could
- * interleave; cheap to create (one per aggregation).
+ * One kernel instance owns a small linear memory (about 0.6 MiB: sum chunk, weights, input slots). Cheap to create;
+ * make one per aggregation rather than sharing it between interleaved calls.
  */
 export class FoldKernel {
   private readonly fold: FoldFn;
   private readonly sum: Float32Array;
-  private readonly scratch: Float32Array;
+  private readonly weights: Float32Array;
+  private readonly slots: Float32Array[];
 
   constructor() {
-    const memory = new wasm.Memory({ initial: (2 * CHUNK * 4) / 65536 });
+    const memory = new wasm.Memory({ initial: MEMORY_PAGES });
     const instance = new wasm.Instance(WASM_MODULE, { env: { memory } });
     this.fold = instance.exports['fold'] as FoldFn;
-    this.sum = new Float32Array(memory.buffer, 0, CHUNK);
-    this.scratch = new Float32Array(memory.buffer, CHUNK * 4, CHUNK);
+    this.sum = new Float32Array(memory.buffer, SUM_AT, CHUNK);
+    this.weights = new Float32Array(memory.buffer, WEIGHTS_AT, GROUP);
+    this.slots = Array.from({ length: GROUP }, (_, j) => new Float32Array(memory.buffer, SLOTS_AT + j * CHUNK * 4, CHUNK));
   }
 
   /**
@@ -73,15 +92,22 @@ export class FoldKernel {
    * Lengths must all equal out.length (the caller checks; this is the hot loop).
    */
   weightedSum(inputs: readonly Float32Array[], weights: readonly number[], out: Float32Array): void {
+    if (inputs.length === 0) {
+      out.fill(0);
+      return;
+    }
     const n = out.length;
     for (let start = 0; start < n; start += CHUNK) {
       const len = Math.min(CHUNK, n - start);
-      // Round up to whole kernel steps: lanes past `len` fold stale scratch values into sum lanes never copied out.
+      // Whole 64-byte blocks: lanes past `len` sum stale slot values into sum lanes that are never copied out.
       const bytes = Math.ceil(len / STEP) * STEP * 4;
-      this.sum.fill(0, 0, bytes / 4);
-      for (let k = 0; k < inputs.length; k++) {
-        this.scratch.set(inputs[k]!.subarray(start, start + len));
-        this.fold(0, CHUNK * 4, bytes, weights[k]!);
+      for (let first = 0; first < inputs.length; first += GROUP) {
+        const k = Math.min(GROUP, inputs.length - first);
+        for (let j = 0; j < k; j++) {
+          this.slots[j]!.set(inputs[first + j]!.subarray(start, start + len));
+          this.weights[j] = weights[first + j]!;
+        }
+        this.fold(SUM_AT, SLOTS_AT, CHUNK * 4, WEIGHTS_AT, k, bytes, first === 0 ? 0 : 1);
       }
       out.set(len === CHUNK ? this.sum : this.sum.subarray(0, len), start);
     }
@@ -102,34 +128,55 @@ function assembleFoldModule(): Uint8Array {
   };
   const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
   const name = (s: string): number[] => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
-  const [I32, F32, V128] = [0x7f, 0x7d, 0x7b];
+  const [I32, V128] = [0x7f, 0x7b];
+  const [ACC, SRC, STRIDE, WTS, K, N, ADD] = [0, 1, 2, 3, 4, 5, 6];
+  const V = [7, 8, 9, 10];
+  const [W, PA, PS, P, WP, END, WEND] = [11, 12, 13, 14, 15, 16, 17];
   const get = (i: number): number[] => [0x20, i];
   const set = (i: number): number[] => [0x21, i];
   const load = (off: number): number[] => [0xfd, 0x00, 4, off]; // v128.load align=16 offset=off
   const store = (off: number): number[] => [0xfd, 0x0b, 4, off]; // v128.store
-  const [ACC, SRC, N, W, WV, PA, PS, END] = [0, 1, 2, 3, 4, 5, 6, 7];
-  const lane = (off: number): number[] => [
-    ...get(PA), ...get(PA), ...load(off), ...get(PS), ...load(off), ...get(WV),
-    0xfd, 0xe6, 0x01, // f32x4.mul
-    0xfd, 0xe4, 0x01, // f32x4.add
-    ...store(off),
-  ];
-  const advance = (i: number): number[] => [...get(i), 0x41, 0xc0, 0x00, 0x6a, ...set(i)]; // i += 64
+  const add = (i: number, by: number[]): number[] => [...get(i), ...by, 0x6a, ...set(i)]; // i += by (i32)
+  const sleb = (n: number): number[] => {
+    const out: number[] = [];
+    for (;;) {
+      const b = n & 0x7f;
+      n >>= 7;
+      const done = (n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0);
+      out.push(done ? b : b | 0x80);
+      if (done) return out;
+    }
+  };
+  const i32 = (c: number): number[] => [0x41, ...sleb(c)]; // i32.const takes a signed LEB128
+  const F32X4_ADD = [0xfd, 0xe4, 0x01];
+  const F32X4_MUL = [0xfd, 0xe6, 0x01];
   const body = [
-    2, 1, V128, 3, I32, // locals: $wv; $pa $ps $end
-    ...get(W), 0xfd, 0x13, ...set(WV), // f32x4.splat
+    2, 5, V128, 6, I32, // locals: $v0..$v3 $w; $pa $ps $p $wp $end $wend
     ...get(ACC), ...set(PA), ...get(SRC), ...set(PS),
     ...get(ACC), ...get(N), 0x6a, ...set(END),
-    0x02, 0x40, 0x03, 0x40, // block, loop
+    ...get(WTS), ...get(K), ...i32(2), 0x74, 0x6a, ...set(WEND), // wts + (k << 2)
+    0x02, 0x40, 0x03, 0x40, // block, loop (blocks)
     ...get(PA), ...get(END), 0x4f, 0x0d, 1, // br_if 1 (pa >= end)
-    ...lane(0), ...lane(16), ...lane(32), ...lane(48),
-    ...advance(PA), ...advance(PS),
-    0x0c, 0, // br 0
-    0x0b, 0x0b, 0x0b, // end loop, end block, end func
+    ...get(ADD), 0x04, 0x40, // if
+    ...V.flatMap((v, i) => [...get(PA), ...load(16 * i), ...set(v)]),
+    0x05, // else
+    ...V.flatMap((v) => [0xfd, 0x0c, ...new Array<number>(16).fill(0), ...set(v)]), // v128.const 0
+    0x0b, // end if
+    ...get(PS), ...set(P), ...get(WTS), ...set(WP),
+    0x02, 0x40, 0x03, 0x40, // block, loop (inputs)
+    ...get(WP), ...get(WEND), 0x4f, 0x0d, 1,
+    ...get(WP), 0xfd, 0x09, 2, 0, ...set(W), // v128.load32_splat align=4
+    ...V.flatMap((v, i) => [...get(v), ...get(P), ...load(16 * i), ...get(W), ...F32X4_MUL, ...F32X4_ADD, ...set(v)]),
+    ...add(P, get(STRIDE)), ...add(WP, i32(4)),
+    0x0c, 0, 0x0b, 0x0b, // br 0, end loop, end block
+    ...V.flatMap((v, i) => [...get(PA), ...get(v), ...store(16 * i)]),
+    ...add(PA, i32(64)), ...add(PS, i32(64)),
+    0x0c, 0, 0x0b, 0x0b, // br 0, end loop, end block
+    0x0b, // end func
   ];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 4, I32, I32, I32, F32, 0]), // type (i32 i32 i32 f32) -> ()
+    ...section(1, [1, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0]), // type (i32 ×7) -> ()
     ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]), // import memory, min 1 page
     ...section(3, [1, 0]),
     ...section(7, [1, ...name('fold'), 0x00, 0]),

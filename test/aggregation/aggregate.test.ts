@@ -45,6 +45,22 @@ describe('aggregate', () => {
     expect(maxAbsDiff(out, expected)).toBeLessThan(1e-5);
   });
 
+  it('weightedSum – sums more inputs than the kernel takes per call (37 clients)', () => {
+    // Prepare
+    const n = 100;
+    const xs = Array.from({ length: 37 }, (_, k) => ramp(n, (i) => ((i + 3 * k) % 13) - 6));
+    const ws = xs.map((_, k) => (k + 1) / 703); // Σ (k+1) for k < 37 = 703
+    // Execute
+    const out = weightedSum(xs, ws);
+    // Assert
+    const expected = Float64Array.from({ length: n }, (_, i) => ws.reduce((s, w, k) => s + w * xs[k]![i]!, 0));
+    expect(maxAbsDiff(out, expected)).toBeLessThan(1e-5);
+  });
+
+  it('weightedSum – of no inputs is zero', () => {
+    expect([...weightedSum([], [], Float32Array.of(5, 5))]).toEqual([0, 0]);
+  });
+
   it('weightedSum – may write into one of its inputs', () => {
     const a = ramp(40000, (i) => i % 11);
     const b = ramp(40000, () => 2);
