@@ -19,7 +19,7 @@ export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
   return importPrivateKeyPem(await readSecretFile(path));
 }
 
-/** Atomic replace of a 0600 file: temp file (created 0600, fsync'd), rename, chmod in case umask tightened less. */
+/** Atomic replace of a 0600 file: temp file created 0600 and fsync'd, chmod (a umask may have removed owner bits too), rename. */
 export async function writeSecretFile(path: string, text: string): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {

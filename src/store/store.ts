@@ -159,12 +159,14 @@ export interface RunStore {
 export interface RoundStore {
   /**
    * Opens round `round` of a running run and advances the run's currentRound, in one transaction; the round records
-   * the run's global adapter as `adapterShaBefore`. ConflictError ('round') when it is not currentRound + 1.
+   * the run's global adapter as `adapterShaBefore`. InvalidTransitionError unless the run is running; ConflictError
+   * ('round') when `round` is not currentRound + 1 or the previous round is still open or aggregating. Sampled ids are
+   * stored as given: sampling (and who is live) is the coordinator's business.
    */
   open(round: NewRound): Promise<RoundRecord>;
   get(runId: string, round: number): Promise<RoundRecord | undefined>;
   list(runId: string): Promise<RoundRecord[]>;
-  /** CAS on the round state. Edges: open→aggregating|failed, aggregating→closed|failed (close() is the way to closed). */
+  /** CAS on the round state. Edges: open→aggregating|failed, aggregating→failed; closed is reached only by close(). */
   transition(runId: string, round: number, from: RoundState, to: RoundState): Promise<boolean>;
   /**
    * aggregating → closed, and the run's global adapter becomes `adapterShaAfter` (a stored blob; null keeps the old
@@ -182,7 +184,8 @@ export interface UpdateStore {
    * Accepts a client's update for an open round and bumps the round's counters, in one transaction. A second put for
    * the same (run, round, client) changes nothing and returns {duplicate: true} with the record stored first, even
    * after the round stopped accepting (so a retried upload is recognised, not refused). A new update for a round
-   * that is not open throws InvalidTransitionError.
+   * that is not open throws InvalidTransitionError; an unknown round or client, NotFoundError. Whether the client was
+   * sampled for the round is the coordinator's check.
    */
   put(update: NewUpdate): Promise<{ readonly duplicate: boolean; readonly record: UpdateRecord }>;
   get(runId: string, round: number, clientId: string): Promise<UpdateRecord | undefined>;

@@ -156,8 +156,10 @@ export class SqliteClients implements ClientStore {
       }
       // Throwing rolls the token use back with the rest of the transaction.
       if (this.byId.get(id) !== undefined) throw new ConflictError(`client id ${id} is already enrolled`, 'client_id');
-      if (this.byKey.get(asBuffer(publicKey)) !== undefined) {
-        throw new ConflictError('this public key is already enrolled; revoke the old client or use a new key', 'public_key');
+      const holder = this.byKey.get(asBuffer(publicKey)) as ClientRow | undefined;
+      if (holder !== undefined) {
+        // Revoked keys stay taken: a leaked key must not be enrollable again.
+        throw new ConflictError(`this public key is already enrolled as client ${holder.id}; generate a new key pair`, 'public_key');
       }
       const enrolledAt = this.ctx.now();
       this.insert.run(id, name, asBuffer(publicKey), capabilities, enrolledAt);
