@@ -5,7 +5,13 @@
  * client's nonces nor learn whether it was revoked.
  */
 import type { ClientRecord, Store } from '../store/store.js';
-import { BadSignatureError, ReplayedNonceError, RevokedClientError, UnknownClientError } from './errors.js';
+import {
+  BadSignatureError,
+  MalformedRequestError,
+  ReplayedNonceError,
+  RevokedClientError,
+  UnknownClientError,
+} from './errors.js';
 import { importPublicKeyRaw } from './keys.js';
 import { DEFAULT_NONCE_WINDOW, NonceWindow, type NonceWindowConfig } from './replay.js';
 import { checkRequestFields, verifyRequest, type SignedRequestFields } from './signing.js';
@@ -50,6 +56,7 @@ export class RequestAuthenticator {
    */
   async authenticate(request: SignedRequest): Promise<ClientRecord> {
     checkRequestFields(request);
+    if (request.clientId === '') throw new MalformedRequestError('client id is empty: only Enroll is signed without one');
     const client = await this.store.clients.get(request.clientId);
     if (client === undefined) throw new UnknownClientError(request.clientId);
     const now = this.config.clock();

@@ -47,9 +47,9 @@ export interface EnrollmentRequest {
   readonly publicKey: Uint8Array;
   readonly capabilities: JsonObject;
   /**
-   * The enrollment call signed with the new key, with clientId = clientIdFor(publicKey): proves the caller holds the
-   * private key. Checked for freshness too (its nonce is not recorded: the client does not exist yet, and a replayed
-   * enrollment is refused as a duplicate key anyway).
+   * The Enroll call's RequestAuth with its signed body: signed by the new key with an empty client id (see
+   * proto/lethe/v1/enrollment.proto), which proves the caller holds the private key. Checked for freshness too (its
+   * nonce is not recorded: the client does not exist yet, and a replayed enrollment is refused as a duplicate key).
    */
   readonly proof: SignedRequest;
 }
@@ -67,9 +67,7 @@ export async function enrollClient(
   const hash = hashJoinToken(request.joinToken);
   const publicKey = importPublicKeyRaw(request.publicKey);
   const id = clientIdFor(request.publicKey);
-  if (request.proof.clientId !== id) {
-    throw new MalformedRequestError(`an enrollment must be signed as client ${id} (the id derived from its public key)`);
-  }
+  if (request.proof.clientId !== '') throw new MalformedRequestError('an Enroll request is signed with an empty client id');
   (options.window ?? new NonceWindow()).checkTimestamp(request.proof.timestampMs, options.nowMs);
   if (!verifyRequest(publicKey, request.proof, request.proof.signature)) throw new BadSignatureError(id);
   const outcome = await store.clients.enroll(

@@ -3,14 +3,15 @@
  * Ed25519 over exactly these UTF-8 bytes, lines joined by "\n":
  *
  *   lethe.v1
- *   <method full name, e.g. /lethe.v1.Fleet/PullTask>
- *   <client id>
+ *   <method full name, e.g. /lethe.v1.FleetService/PullTask>
+ *   <client id; empty only in EnrollmentService/Enroll, where the key being enrolled signs>
  *   <timestamp, ms since the epoch, decimal>
  *   <hex(nonce)>
  *   <hex(sha256(payload))>
  *
  * The method binds the signature to one RPC, the payload hash to one request body, and timestamp + nonce let the
  * coordinator refuse replays (replay.ts). No field may contain a newline, so the message parses one way only.
+ * This is the string proto/lethe/v1/common.proto (RequestAuth) specifies.
  */
 import { createHash, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { MalformedRequestError } from './errors.js';
@@ -40,10 +41,10 @@ export function newNonce(): Uint8Array {
 export function checkRequestFields(fields: SignedRequestFields): void {
   const { method, clientId, timestampMs, nonce, payload } = fields;
   if (typeof method !== 'string' || !/^\/[^\s/]+\/[^\s/]+$/.test(method)) {
-    throw new MalformedRequestError(`method must be a full gRPC method name like /lethe.v1.Fleet/PullTask, got ${JSON.stringify(method)}`);
+    throw new MalformedRequestError(`method must be a full gRPC method name like /lethe.v1.FleetService/PullTask, got ${JSON.stringify(method)}`);
   }
-  if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 128 || /[\u0000-\u001f\u007f]/.test(clientId)) {
-    throw new MalformedRequestError('client id must be 1-128 characters without control characters');
+  if (typeof clientId !== 'string' || clientId.length > 128 || /[\u0000-\u001f\u007f]/.test(clientId)) {
+    throw new MalformedRequestError('client id must be at most 128 characters without control characters');
   }
   if (typeof timestampMs !== 'number' || !Number.isSafeInteger(timestampMs) || timestampMs < 0) {
     throw new MalformedRequestError(`timestamp must be a non-negative integer of milliseconds, got ${String(timestampMs)}`);

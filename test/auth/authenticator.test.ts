@@ -25,7 +25,7 @@ describe('request authenticator', () => {
 
   function request(overrides: Partial<SignedRequest> = {}, signer = keys.privateKey): SignedRequest {
     const fields = {
-      method: '/lethe.v1.Fleet/PullTask',
+      method: '/lethe.v1.FleetService/PullTask',
       clientId,
       timestampMs: now,
       nonce: newNonce(),
@@ -68,7 +68,7 @@ describe('request authenticator', () => {
     await expect(auth.authenticate(request({}, generateEd25519KeyPair().privateKey))).rejects.toBeInstanceOf(BadSignatureError);
     const signed = request();
     await expect(auth.authenticate({ ...signed, payload: new Uint8Array([9]) })).rejects.toBeInstanceOf(BadSignatureError);
-    await expect(auth.authenticate({ ...signed, method: '/lethe.v1.Fleet/SubmitUpdate' })).rejects.toBeInstanceOf(BadSignatureError);
+    await expect(auth.authenticate({ ...signed, method: '/lethe.v1.FleetService/PushUpdate' })).rejects.toBeInstanceOf(BadSignatureError);
   });
 
   it('authenticator – a forged request does not burn the nonce of the real one', async () => {
@@ -103,5 +103,6 @@ describe('request authenticator', () => {
 
   it('authenticator – refuses malformed fields before touching the store', async () => {
     await expect(auth.authenticate({ ...request(), nonce: new Uint8Array(4) })).rejects.toBeInstanceOf(MalformedRequestError);
+    await expect(auth.authenticate(request({ clientId: '' }))).rejects.toBeInstanceOf(MalformedRequestError);
   });
 });

@@ -8,6 +8,7 @@ import {
   ClockSkewError,
   ExhaustedJoinTokenError,
   ExpiredJoinTokenError,
+  MalformedRequestError,
   UnknownJoinTokenError,
 } from '../../src/auth/errors.js';
 import { generateJoinToken, hashJoinToken, isJoinToken } from '../../src/auth/join-token.js';
@@ -22,8 +23,8 @@ const NOW = 1_700_000_000_000;
 function enrollment(joinToken: string, keys = generateEd25519KeyPair(), timestampMs = NOW): EnrollmentRequest {
   const publicKey = exportPublicKeyRaw(keys.publicKey);
   const fields = {
-    method: '/lethe.v1.Fleet/Enroll',
-    clientId: clientIdFor(publicKey),
+    method: '/lethe.v1.EnrollmentService/Enroll',
+    clientId: '',
     timestampMs,
     nonce: newNonce(),
     payload: publicKey,
@@ -75,7 +76,7 @@ describe('join tokens and enrollment', () => {
     await expect(enrollClient(store, enrollment('lethe_jt_short'), { nowMs: NOW })).rejects.toBeInstanceOf(UnknownJoinTokenError);
   });
 
-  it('enrollment – a proof not signed by the new key, or stale, is refused without spending the token', async () => {
+  it('enrollment – a proof not signed by the new key, stale, or naming a client is refused without spending the token', async () => {
     const grant = await issueJoinToken(store, { ttlMs: 60_000, nowMs: NOW });
     const forged = enrollment(grant.token);
     const other = enrollment(grant.token);
@@ -84,6 +85,10 @@ describe('join tokens and enrollment', () => {
     ).rejects.toBeInstanceOf(BadSignatureError);
     await expect(enrollClient(store, enrollment(grant.token, undefined, NOW - 301_000), { nowMs: NOW })).rejects.toBeInstanceOf(
       ClockSkewError,
+    );
+    const named = enrollment(grant.token);
+    await expect(enrollClient(store, { ...named, proof: { ...named.proof, clientId: 'c_0000000000000000' } }, { nowMs: NOW })).rejects.toBeInstanceOf(
+      MalformedRequestError,
     );
     expect((await store.joinTokens.get(hashJoinToken(grant.token)))?.usesLeft).toBe(1);
   });

@@ -6,7 +6,7 @@ import { signingMessage, signRequest, verifyRequest, type SignedRequestFields } 
 
 const keys = generateEd25519KeyPair();
 const fields: SignedRequestFields = {
-  method: '/lethe.v1.Fleet/PullTask',
+  method: '/lethe.v1.FleetService/PullTask',
   clientId: 'c_0123456789abcdef',
   timestampMs: 1_700_000_000_123,
   nonce: new Uint8Array(16).map((_, i) => i),
@@ -17,7 +17,7 @@ describe('request signing', () => {
   it('signing – the signed message is exactly the documented lines', () => {
     const payloadHash = createHash('sha256').update('{"round":3}').digest('hex');
     expect(signingMessage(fields).toString('utf8')).toBe(
-      `lethe.v1\n/lethe.v1.Fleet/PullTask\nc_0123456789abcdef\n1700000000123\n000102030405060708090a0b0c0d0e0f\n${payloadHash}`,
+      `lethe.v1\n/lethe.v1.FleetService/PullTask\nc_0123456789abcdef\n1700000000123\n000102030405060708090a0b0c0d0e0f\n${payloadHash}`,
     );
   });
 
@@ -27,12 +27,18 @@ describe('request signing', () => {
     expect(verifyRequest(importPublicKeyRaw(exportPublicKeyRaw(keys.publicKey)), fields, signature)).toBe(true);
   });
 
+  it('signing – an Enroll request is signed with an empty client id', () => {
+    const enroll = { ...fields, method: '/lethe.v1.EnrollmentService/Enroll', clientId: '' };
+    expect(signingMessage(enroll).toString('utf8').split('\n')[2]).toBe('');
+    expect(verifyRequest(keys.publicKey, enroll, signRequest(keys.privateKey, enroll))).toBe(true);
+  });
+
   it('signing – changing any signed field, or the signature, makes verification fail', () => {
     const signature = signRequest(keys.privateKey, fields);
     const flipped = new Uint8Array(fields.nonce);
     flipped[0] = flipped[0]! ^ 1;
     const tampered: Record<string, SignedRequestFields> = {
-      method: { ...fields, method: '/lethe.v1.Fleet/SubmitUpdate' },
+      method: { ...fields, method: '/lethe.v1.FleetService/PushUpdate' },
       clientId: { ...fields, clientId: 'c_ffffffffffffffff' },
       timestampMs: { ...fields, timestampMs: fields.timestampMs + 1 },
       nonce: { ...fields, nonce: flipped },
