@@ -2,6 +2,7 @@
  * Server plumbing: channel options, the standard health and reflection services, and handler adapters that map
  * anything a handler throws to a status in one place (src/wire/status.ts).
  */
+import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import { dirname, relative, sep } from 'node:path';
 import { Server, ServerCredentials, type ChannelOptions, type ServerUnaryCall, type ServerReadableStream, type ServerWritableStream, type handleClientStreamingCall, type handleServerStreamingCall, type handleUnaryCall } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -40,6 +41,34 @@ export const CLIENT_CHANNEL_OPTIONS: Readonly<ChannelOptions> = Object.freeze({
   'grpc.initial_reconnect_backoff_ms': 1_000,
   'grpc.max_reconnect_backoff_ms': 30_000,
 });
+
+/** The grpc-js (1.14) internal that builds each listening HTTP/2 server; see createServer. */
+interface ServerInternals {
+  createHttp2Server?: (this: Server, credentials: ServerCredentials) => Http2Server;
+}
+
+/**
+ * A grpc-js Server that also applies `grpc-node.flow_control_window` to what it receives. grpc-js honours that option
+ * only on clients (grpc-node PR #3058 adds servers), so uploads would crawl through 64 KiB windows; here each HTTP/2
+ * server the Server creates advertises the window per stream (SETTINGS) and opens it per connection. The hook uses
+ * a grpc-js internal; `flowControlApplied` tells whether it was found (if not, everything works, only slower).
+ */
+export function createServer(options: ChannelOptions = SERVER_CHANNEL_OPTIONS): Server & { readonly flowControlApplied: boolean } {
+  const server = new Server({ ...options });
+  const window = options['grpc-node.flow_control_window'];
+  const internals = server as unknown as ServerInternals;
+  const build = internals.createHttp2Server;
+  const applied = typeof window === 'number' && typeof build === 'function';
+  if (applied) {
+    internals.createHttp2Server = function (this: Server, credentials: ServerCredentials): Http2Server {
+      const http2Server = build.call(this, credentials);
+      http2Server.updateSettings({ initialWindowSize: window });
+      http2Server.on('session', (session: ServerHttp2Session) => session.setLocalWindowSize(window));
+      return http2Server;
+    };
+  }
+  return Object.assign(server, { flowControlApplied: applied });
+}
 
 export interface StandardServices {
   readonly health: HealthImplementation;

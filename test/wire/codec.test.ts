@@ -163,6 +163,27 @@ describe('codec – corruption and limits', () => {
     expect(() => encodeTensors(new Map([['x', hostTensor([2], new Float32Array([1, Number.POSITIVE_INFINITY]))]]))).toThrow(NonFiniteTensorError);
   });
 
+  it('codec – a NaN split across two chunks is still found', () => {
+    // Prepare: 3-byte chunks cut every float; the NaN in b straddles chunks 5 and 6.
+    const payload = Buffer.alloc(24);
+    payload.writeFloatLE(Number.NaN, 16);
+    const sha = (end: number): Buffer => createHash('sha256').update(payload.subarray(0, end)).digest();
+    const chunks: WireChunk[] = [];
+    for (let at = 0; at < 24; at += 3) chunks.push({ index: chunks.length, data: payload.subarray(at, at + 3), runningSha256: sha(at + 3) });
+    const manifest: WireManifest = {
+      entries: [
+        { name: 'a', shape: [4], dtype: 'f32', byteOffset: 0, byteLength: 16 },
+        { name: 'b', shape: [2], dtype: 'f32', byteOffset: 16, byteLength: 8 },
+      ],
+      totalBytes: 24,
+      sha256: sha(24),
+    };
+    // Execute
+    const err = assemble(manifest, chunks);
+    // Assert
+    expect((err as NonFiniteTensorError).tensors).toEqual(['b']);
+  });
+
   it('codec – manifests with a foreign dtype, a wrong length or a gap are refused', () => {
     const [first, ...rest] = manifest.entries;
     const withEntries = (entries: WireManifest['entries']): WireManifest => ({ ...manifest, entries });

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { credentials, Metadata, Server, status, type ServerReadableStream } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ServerReadableStream } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostTensor, type HostTensor } from '../../src/tensors/host.js';
 import { encodeTensors, hexDigest, TensorAssembler, type AssemblyLimits } from '../../src/wire/codec.js';
 import { RpcError } from '../../src/wire/errors.js';
 import type { MessageInput, PushUpdateRequest, PushUpdateResponse, RequestAuth, SignedRequest } from '../../src/wire/messages.js';
 import { loadLetheProto, methodPath, type LetheProto } from '../../src/wire/proto.js';
-import { addStandardServices, bindServer, clientStreamHandler, serverStreamHandler, SERVER_CHANNEL_OPTIONS, unaryHandler } from '../../src/wire/server.js';
+import { addStandardServices, bindServer, clientStreamHandler, createServer, serverStreamHandler } from '../../src/wire/server.js';
 import { callUnary, clientStreamCall, createClient, type FleetClient } from '../../src/wire/services.js';
 import { firstAndRest, fetchAdapterMessages, pushUpdateMessages, receiveAdapter, receivePayload, writeAll } from '../../src/wire/transfer.js';
 import { ProtocolError } from '../../src/wire/errors.js';
@@ -84,7 +84,7 @@ describe('wire – gRPC on 127.0.0.1', () => {
   const globalTensors = adapter();
   const globalAdapter = encodeTensors(globalTensors);
   const fleet = new TestFleet(proto, globalAdapter, { maxTotalBytes: 4 * MiB });
-  const server = new Server(SERVER_CHANNEL_OPTIONS);
+  const server = createServer();
   let client: FleetClient;
   let address: string;
 
@@ -165,6 +165,10 @@ describe('wire – gRPC on 127.0.0.1', () => {
     const body = proto.bodies.fetchAdapter.encode({ runId: 'run-1', sha256: Buffer.alloc(32) });
     const err = await receiveAdapter(client.FetchAdapter({ auth: fakeAuth, body }, new Metadata())).catch((e: unknown) => e);
     expect((err as { code: number }).code).toBe(status.NOT_FOUND);
+  });
+
+  it('wire – the server opens its HTTP/2 flow-control window for uploads', () => {
+    expect(server.flowControlApplied).toBe(true);
   });
 
   it('wire – an unimplemented method answers UNIMPLEMENTED through callUnary', async () => {
