@@ -64,7 +64,7 @@ export class SqliteStore implements Store {
     this.updates = new SqliteUpdates(this.ctx);
     this.ledger = new SqliteLedger(this.ctx, this.runs);
     this.budgets = new SqliteBudgets(this.ctx, this.runs);
-    this.unlearning = new SqliteUnlearning(this.ctx, this.blobs);
+    this.unlearning = new SqliteUnlearning(this.ctx, this.runs, this.blobs);
   }
 
   get isClosed(): boolean {

@@ -87,7 +87,7 @@ export interface NonceStore {
 
 // ---- runs, rounds, updates, adapters ----
 
-export type RunState = 'pending' | 'running' | 'completed' | 'failed' | 'budget_exhausted';
+export type RunState = 'pending' | 'running' | 'completed' | 'failed' | 'budget_exhausted' | 'stopped';
 export type RoundState = 'open' | 'aggregating' | 'closed' | 'failed';
 
 export interface RunRecord {
@@ -98,6 +98,8 @@ export interface RunRecord {
   readonly currentRound: number;
   /** The current global adapter (a blob hash); null until the first one is set. */
   readonly globalAdapterSha: string | null;
+  /** Why the run failed, stopped or ran out of budget (the last transition's message); null otherwise. */
+  readonly message: string | null;
   readonly createdAt: number;
   readonly updatedAt: number;
 }
@@ -147,8 +149,11 @@ export interface RunStore {
   create(run: { readonly id: string; readonly config: JsonObject; readonly globalAdapterSha?: string }): Promise<RunRecord>;
   get(id: string): Promise<RunRecord | undefined>;
   list(options?: { readonly states?: readonly RunState[] }): Promise<RunRecord[]>;
-  /** CAS on the run state. Edges: pending→running|failed, running→completed|failed|budget_exhausted, budget_exhausted→running|failed. */
-  transition(id: string, from: RunState, to: RunState): Promise<boolean>;
+  /**
+   * CAS on the run state. Edges: pending→running|failed|stopped, running→completed|failed|budget_exhausted|stopped,
+   * budget_exhausted→running|failed|stopped. The run's message becomes `message` (why), or null when omitted.
+   */
+  transition(id: string, from: RunState, to: RunState, detail?: { readonly message?: string }): Promise<boolean>;
   /** Replaces the run's global adapter outside a round (e.g. the initial adapter); the blob must exist. */
   setGlobalAdapter(id: string, sha256: string): Promise<void>;
   /** Strategy / server-optimizer state, one JSON document per run (undefined before the first put). */
@@ -245,38 +250,62 @@ export interface BudgetStore {
 
 // ---- unlearning ----
 
+/** Finer than the wire's UnlearningState: queued = PENDING; assigned, training, verifying = RUNNING; active = COMPLETED. */
 export type UnlearningState = 'queued' | 'assigned' | 'training' | 'verifying' | 'active' | 'failed';
 
 export interface UnlearningRequestRecord {
   readonly id: string;
-  readonly clientId: string;
-  /** Which data to forget (example ids, a filter, ...), as the client described it. */
+  readonly runId: string;
+  /** t: the request's position among its run's requests, from 1 (O3 makes adapter t orthogonal to 1..t−1). */
+  readonly index: number;
+  /** Clients holding the data; empty = every client of the run that can unlearn. */
+  readonly clientIds: readonly string[];
+  /** Which data to forget and how (ForgetSelector, target policy), as submitted. */
   readonly selector: JsonObject;
   readonly reason: string;
   readonly state: UnlearningState;
   readonly failureReason: string | null;
+  /** Forget/retain accuracy, detector AUROC, gate overhead, ... */
+  readonly metrics: JsonObject;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /** When it became active; null before. */
+  readonly completedAt: number | null;
   /** The unlearning adapter's blob hash once the request is active. */
   readonly resultAdapterSha: string | null;
 }
 
+export interface NewUnlearningRequest {
+  readonly id: string;
+  readonly runId: string;
+  readonly clientIds: readonly string[];
+  readonly selector: JsonObject;
+  readonly reason: string;
+}
+
 export interface UnlearningStore {
-  /** A new request in state queued. ConflictError ('unlearning_id') for a duplicate id; the client must exist. */
-  create(request: { readonly id: string; readonly clientId: string; readonly selector: JsonObject; readonly reason: string }): Promise<UnlearningRequestRecord>;
+  /**
+   * A new request in state queued with the run's next index, in one transaction. ConflictError ('unlearning_id') for
+   * a duplicate id; NotFoundError for an unknown run or client.
+   */
+  create(request: NewUnlearningRequest): Promise<UnlearningRequestRecord>;
   get(id: string): Promise<UnlearningRequestRecord | undefined>;
-  /** Oldest first. */
-  list(options?: { readonly states?: readonly UnlearningState[]; readonly clientId?: string }): Promise<UnlearningRequestRecord[]>;
+  /** Oldest first; `clientId` keeps requests that name that client. */
+  list(options?: {
+    readonly runId?: string;
+    readonly states?: readonly UnlearningState[];
+    readonly clientId?: string;
+  }): Promise<UnlearningRequestRecord[]>;
   /**
    * CAS on the request state. Edges: queued→assigned, assigned→training|queued, training→verifying|queued,
    * verifying→active|training, and any non-final state → failed. `failed` requires `failureReason`; `active`
-   * requires `resultAdapterSha` (a stored blob).
+   * requires `resultAdapterSha` (a stored blob). `metrics` are merged into the request's metrics.
    */
   transition(
     id: string,
     from: UnlearningState,
     to: UnlearningState,
-    detail?: { readonly failureReason?: string; readonly resultAdapterSha?: string },
+    detail?: { readonly failureReason?: string; readonly resultAdapterSha?: string; readonly metrics?: JsonObject },
   ): Promise<boolean>;
 }
 

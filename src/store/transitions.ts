@@ -8,14 +8,15 @@ import type { RoundState, RunState, UnlearningState } from './store.js';
 
 type Edges<S extends string> = { readonly [from in S]: readonly S[] };
 
-export const RUN_STATES: readonly RunState[] = ['pending', 'running', 'completed', 'failed', 'budget_exhausted'];
+export const RUN_STATES: readonly RunState[] = ['pending', 'running', 'completed', 'failed', 'budget_exhausted', 'stopped'];
 export const RUN_EDGES: Edges<RunState> = {
-  pending: ['running', 'failed'],
-  running: ['completed', 'failed', 'budget_exhausted'],
+  pending: ['running', 'failed', 'stopped'],
+  running: ['completed', 'failed', 'budget_exhausted', 'stopped'],
   // An operator may raise the budget and resume.
-  budget_exhausted: ['running', 'failed'],
+  budget_exhausted: ['running', 'failed', 'stopped'],
   completed: [],
   failed: [],
+  stopped: [],
 };
 
 export const ROUND_STATES: readonly RoundState[] = ['open', 'aggregating', 'closed', 'failed'];

@@ -188,6 +188,7 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
           state: 'pending',
           currentRound: 0,
           globalAdapterSha: null,
+          message: null,
           createdAt: clock.nowMs,
           updatedAt: clock.nowMs,
         });
@@ -201,8 +202,12 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
         expect(await store.runs.transition('run-1', 'pending', 'running')).toBe(false);
         await expect(store.runs.transition('run-1', 'completed', 'running')).rejects.toBeInstanceOf(InvalidTransitionError);
         await expect(store.runs.transition('ghost', 'pending', 'running')).rejects.toBeInstanceOf(NotFoundError);
-        expect(await store.runs.transition('run-1', 'running', 'budget_exhausted')).toBe(true);
-        expect((await store.runs.list({ states: ['budget_exhausted'] })).map((r) => r.id)).toEqual(['run-1']);
+        expect(await store.runs.transition('run-1', 'running', 'budget_exhausted', { message: 'ε 2.1 > 2' })).toBe(true);
+        expect((await store.runs.list({ states: ['budget_exhausted'] })).map((r) => [r.id, r.message])).toEqual([['run-1', 'ε 2.1 > 2']]);
+        expect(await store.runs.transition('run-1', 'budget_exhausted', 'running')).toBe(true);
+        expect((await store.runs.get('run-1'))?.message).toBeNull();
+        expect(await store.runs.transition('run-1', 'running', 'stopped', { message: 'operator' })).toBe(true);
+        await expect(store.runs.transition('run-1', 'stopped', 'running')).rejects.toThrow(/stopped is final/);
       });
 
       it('store – keeps one strategy state document per run', async () => {
@@ -375,34 +380,81 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
     });
 
     describe('unlearning requests', () => {
-      it('store – a request goes queued → assigned → training → verifying → active with its adapter', async () => {
+      beforeEach(async () => {
         await store.clients.enroll(newClient(1));
-        const created = await store.unlearning.create({ id: 'u1', clientId: 'client-1', selector: { ids: ['e1', 'e2'] }, reason: 'GDPR art. 17' });
-        expect(created).toMatchObject({ state: 'queued', selector: { ids: ['e1', 'e2'] }, failureReason: null, resultAdapterSha: null });
+        await store.clients.enroll(newClient(2));
+        await store.runs.create({ id: 'run-1', config: {} });
+        await store.runs.create({ id: 'run-2', config: {} });
+      });
+
+      it('store – a request goes queued → assigned → training → verifying → active with its adapter', async () => {
+        const created = await store.unlearning.create({
+          id: 'u1',
+          runId: 'run-1',
+          clientIds: ['client-1'],
+          selector: { exampleIds: ['e1', 'e2'], targetPolicy: 'random_wrong_label' },
+          reason: 'GDPR art. 17',
+        });
+        expect(created).toEqual({
+          id: 'u1',
+          runId: 'run-1',
+          index: 1,
+          clientIds: ['client-1'],
+          selector: { exampleIds: ['e1', 'e2'], targetPolicy: 'random_wrong_label' },
+          reason: 'GDPR art. 17',
+          state: 'queued',
+          failureReason: null,
+          metrics: {},
+          createdAt: clock.nowMs,
+          updatedAt: clock.nowMs,
+          completedAt: null,
+          resultAdapterSha: null,
+        });
         for (const [from, to] of [['queued', 'assigned'], ['assigned', 'training'], ['training', 'verifying']] as const) {
           expect(await store.unlearning.transition('u1', from, to)).toBe(true);
         }
         await expect(store.unlearning.transition('u1', 'verifying', 'active')).rejects.toBeInstanceOf(InvalidArgumentError);
         const { sha256 } = await store.blobs.put(new Uint8Array([8]));
-        expect(await store.unlearning.transition('u1', 'verifying', 'active', { resultAdapterSha: sha256 })).toBe(true);
-        expect(await store.unlearning.get('u1')).toMatchObject({ state: 'active', resultAdapterSha: sha256 });
+        clock.nowMs += 3;
+        expect(
+          await store.unlearning.transition('u1', 'verifying', 'active', { resultAdapterSha: sha256, metrics: { forgetAccuracy: 0.1 } }),
+        ).toBe(true);
+        expect(await store.unlearning.get('u1')).toMatchObject({
+          state: 'active',
+          resultAdapterSha: sha256,
+          completedAt: clock.nowMs,
+          metrics: { forgetAccuracy: 0.1 },
+        });
         await expect(store.unlearning.transition('u1', 'active', 'queued')).rejects.toBeInstanceOf(InvalidTransitionError);
       });
 
+      it('store – requests are numbered 1, 2, ... per run', async () => {
+        const base = { clientIds: [], selector: {}, reason: '' };
+        await store.unlearning.create({ ...base, id: 'a', runId: 'run-1' });
+        await store.unlearning.create({ ...base, id: 'b', runId: 'run-2' });
+        await store.unlearning.create({ ...base, id: 'c', runId: 'run-1' });
+        expect((await store.unlearning.list({ runId: 'run-1' })).map((r) => [r.id, r.index])).toEqual([
+          ['a', 1],
+          ['c', 2],
+        ]);
+        expect((await store.unlearning.get('b'))?.index).toBe(1);
+      });
+
       it('store – a failed request keeps its reason; lost races return false', async () => {
-        await store.clients.enroll(newClient(1));
-        await store.unlearning.create({ id: 'u1', clientId: 'client-1', selector: {}, reason: '' });
-        await store.unlearning.create({ id: 'u2', clientId: 'client-1', selector: {}, reason: '' });
+        const base = { runId: 'run-1', selector: {}, reason: '' };
+        await store.unlearning.create({ ...base, id: 'u1', clientIds: ['client-1'] });
+        await store.unlearning.create({ ...base, id: 'u2', clientIds: ['client-1', 'client-2'] });
         expect(await store.unlearning.transition('u1', 'assigned', 'training')).toBe(false);
         expect(await store.unlearning.transition('u1', 'queued', 'failed', { failureReason: 'no data' })).toBe(true);
         expect((await store.unlearning.get('u1'))?.failureReason).toBe('no data');
         expect((await store.unlearning.list({ states: ['queued'] })).map((r) => r.id)).toEqual(['u2']);
-        await expect(store.unlearning.create({ id: 'u2', clientId: 'client-1', selector: {}, reason: '' })).rejects.toBeInstanceOf(
-          ConflictError,
-        );
-        await expect(store.unlearning.create({ id: 'u3', clientId: 'ghost', selector: {}, reason: '' })).rejects.toBeInstanceOf(
+        expect((await store.unlearning.list({ clientId: 'client-2' })).map((r) => r.id)).toEqual(['u2']);
+        await expect(store.unlearning.create({ ...base, id: 'u2', clientIds: [] })).rejects.toBeInstanceOf(ConflictError);
+        await expect(store.unlearning.create({ ...base, id: 'u3', clientIds: ['ghost'] })).rejects.toBeInstanceOf(NotFoundError);
+        await expect(store.unlearning.create({ ...base, id: 'u4', runId: 'ghost', clientIds: [] })).rejects.toBeInstanceOf(
           NotFoundError,
         );
+        await expect(store.unlearning.transition('ghost', 'queued', 'assigned')).rejects.toBeInstanceOf(NotFoundError);
       });
     });
 

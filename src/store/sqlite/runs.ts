@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { JsonObject, RunRecord, RunState, RunStore } from '../store.js';
 import { checkEdge, RUN_EDGES, RUN_STATES } from '../transitions.js';
-import { checkId, checkOneOf, checkSha256Hex, decodeJsonObject, encodeJsonObject } from '../validate.js';
+import { checkId, checkOneOf, checkSha256Hex, checkText, decodeJsonObject, encodeJsonObject } from '../validate.js';
 import type { SqliteBlobs } from './blobs.js';
 import type { SqliteContext } from './context.js';
 
@@ -13,6 +13,7 @@ interface RunRow {
   state: RunState;
   current_round: number;
   global_adapter_sha: string | null;
+  message: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -24,6 +25,7 @@ function toRun(row: RunRow): RunRecord {
     state: row.state,
     currentRound: row.current_round,
     globalAdapterSha: row.global_adapter_sha,
+    message: row.message,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -50,7 +52,7 @@ export class SqliteRuns implements RunStore {
     );
     this.byId = db.prepare('SELECT * FROM runs WHERE id = ?');
     this.all = db.prepare('SELECT * FROM runs ORDER BY created_at, id');
-    this.casState = db.prepare('UPDATE runs SET state = ?, updated_at = ? WHERE id = ? AND state = ?');
+    this.casState = db.prepare('UPDATE runs SET state = ?, message = ?, updated_at = ? WHERE id = ? AND state = ?');
     this.setAdapter = db.prepare('UPDATE runs SET global_adapter_sha = ?, updated_at = ? WHERE id = ?');
     this.setRound = db.prepare('UPDATE runs SET current_round = ?, updated_at = ? WHERE id = ?');
     this.upsertState = db.prepare(
@@ -89,11 +91,12 @@ export class SqliteRuns implements RunStore {
     });
   }
 
-  transition(id: string, from: RunState, to: RunState): Promise<boolean> {
+  transition(id: string, from: RunState, to: RunState, detail: { message?: string } = {}): Promise<boolean> {
     return this.ctx.write('change a run state', () => {
       checkId(id, 'run id');
       checkEdge('run', RUN_STATES, RUN_EDGES, from, to);
-      if (this.casState.run(to, this.ctx.now(), id, from).changes === 1) return true;
+      const message = detail.message === undefined ? null : checkText(detail.message, 'run message');
+      if (this.casState.run(to, message, this.ctx.now(), id, from).changes === 1) return true;
       this.require(id);
       return false;
     });

@@ -41,9 +41,11 @@ const MIGRATIONS: readonly string[] = [
   CREATE TABLE runs (
     id                  TEXT PRIMARY KEY,
     config              TEXT NOT NULL,
-    state               TEXT NOT NULL CHECK (state IN ('pending', 'running', 'completed', 'failed', 'budget_exhausted')),
+    state               TEXT NOT NULL
+                        CHECK (state IN ('pending', 'running', 'completed', 'failed', 'budget_exhausted', 'stopped')),
     current_round       INTEGER NOT NULL DEFAULT 0 CHECK (current_round >= 0),
     global_adapter_sha  TEXT REFERENCES blobs (sha256),
+    message             TEXT,
     created_at          INTEGER NOT NULL,
     updated_at          INTEGER NOT NULL
   ) STRICT;
@@ -116,15 +118,20 @@ const MIGRATIONS: readonly string[] = [
 
   CREATE TABLE unlearning_requests (
     id                  TEXT PRIMARY KEY,
-    client_id           TEXT NOT NULL REFERENCES clients (id),
+    run_id              TEXT NOT NULL REFERENCES runs (id),
+    idx                 INTEGER NOT NULL CHECK (idx >= 1),
+    client_ids          TEXT NOT NULL,
     selector            TEXT NOT NULL,
     reason              TEXT NOT NULL,
     state               TEXT NOT NULL
                         CHECK (state IN ('queued', 'assigned', 'training', 'verifying', 'active', 'failed')),
     failure_reason      TEXT,
+    metrics             TEXT NOT NULL,
     result_adapter_sha  TEXT REFERENCES blobs (sha256),
     created_at          INTEGER NOT NULL,
-    updated_at          INTEGER NOT NULL
+    updated_at          INTEGER NOT NULL,
+    completed_at        INTEGER,
+    UNIQUE (run_id, idx)
   ) STRICT;
   CREATE INDEX unlearning_by_state ON unlearning_requests (state, created_at);
   `,
