@@ -9,7 +9,7 @@ export type ManifestErrorCode = 'manifest_invalid' | 'dtype_unsupported' | 'name
 export type ChunkErrorCode = 'chunk_out_of_order' | 'chunk_empty' | 'chunk_extra' | 'chunk_overrun' | 'chunk_hash_mismatch';
 export type PayloadErrorCode = 'payload_truncated' | 'payload_hash_mismatch' | 'assembler_closed';
 export type LimitErrorCode = 'payload_too_large' | 'too_many_tensors' | 'chunk_too_large';
-export type ProtocolErrorCode = 'missing_header' | 'unexpected_header' | 'bad_body' | 'platform_unsupported';
+export type ProtocolErrorCode = 'missing_header' | 'unexpected_header' | 'bad_body' | 'bad_run_spec' | 'platform_unsupported';
 export type WireErrorCode = ManifestErrorCode | ChunkErrorCode | PayloadErrorCode | LimitErrorCode | ProtocolErrorCode | 'non_finite';
 
 /** Base of every error thrown by src/wire. */
@@ -55,7 +55,8 @@ export class NonFiniteTensorError extends WireError<'non_finite'> {
   }
 }
 
-/** A call whose messages break the protocol: a stream without its header, a header twice, body bytes that do not parse. */
+/** A call whose messages break the protocol: a stream without its header, a header twice, body bytes that do not
+ * parse, a run spec whose extra JSON clashes with its typed fields. */
 export class ProtocolError extends WireError<ProtocolErrorCode> {
   override name = 'ProtocolError';
 }

@@ -45,6 +45,7 @@ export const DEFAULT_STATUS_TABLE: StatusTable = Object.freeze({
   missing_header: Status.INVALID_ARGUMENT,
   unexpected_header: Status.INVALID_ARGUMENT,
   bad_body: Status.INVALID_ARGUMENT,
+  bad_run_spec: Status.INVALID_ARGUMENT,
   // Over a limit.
   resource_exhausted: Status.RESOURCE_EXHAUSTED,
   payload_too_large: Status.RESOURCE_EXHAUSTED,
