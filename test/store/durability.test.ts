@@ -5,7 +5,7 @@
  * also recovers from the previous kill.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSqliteStore, sqliteStorePath } from '../../src/store/sqlite.js';
 
 const WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url));
-const BUILT_STORE = fileURLToPath(new URL('../../dist/store/sqlite.js', import.meta.url));
+const BUILT_STORE = fileURLToPath(new URL('../../dist/store', import.meta.url));
+const STORE_SOURCES = fileURLToPath(new URL('../../src/store', import.meta.url));
+
+/** Newest modification time of the files under `dir`. */
+function newestMtime(dir: string): number {
+  return Math.max(
+    ...readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((name) => statSync(join(dir, name)).mtimeMs),
+  );
+}
 
 /** Runs the writer, kills it with SIGKILL `killAfterMs` after it is ready, and returns its ack lines. */
 function runAndKill(path: string, killAfterMs: number): Promise<string[]> {
@@ -38,15 +46,20 @@ function runAndKill(path: string, killAfterMs: number): Promise<string[]> {
 }
 
 describe('sqlite store durability', () => {
-  let dir: string;
+  let dir: string | undefined;
   beforeAll(() => {
-    if (!existsSync(BUILT_STORE)) throw new Error('dist/store/sqlite.js is missing: run `npx tsc -p .` (npm test builds first)');
+    // The child runs the built store: a missing or stale build would test old code (npm test builds first).
+    if (!existsSync(BUILT_STORE) || newestMtime(BUILT_STORE) < newestMtime(STORE_SOURCES)) {
+      throw new Error('dist/store is missing or older than src/store: run `npx tsc -p .` first');
+    }
     dir = mkdtempSync(join(tmpdir(), 'lethe-kill9-'));
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => {
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
 
   it('sqlite store – every write acknowledged before kill -9 survives, and no transaction is torn', async () => {
-    const path = sqliteStorePath(dir);
+    const path = sqliteStorePath(dir!);
     for (const killAfterMs of [150, 40, 260, 90]) {
       const acks = await runAndKill(path, killAfterMs);
       expect(acks.length).toBeGreaterThan(10);
