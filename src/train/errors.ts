@@ -19,7 +19,8 @@ export class TrainError extends Error {
 
 export type CheckpointErrorCode =
   | 'checksum_mismatch' // a file on disk does not match the checksum recorded when it was written
-  | 'missing'; // an expected file is absent
+  | 'missing' // an expected file is absent
+  | 'stale'; // the stored model was trained for another configuration
 
 /** A stored base model is unusable; the message says how to recover (e.g. `lethe pretrain --force`). */
 export class PretrainedBaseError extends Error {
