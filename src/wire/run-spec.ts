@@ -7,7 +7,7 @@
  * (e.g. `privacy {}` turns DP on with default settings).
  */
 import { ProtocolError } from './errors.js';
-import type { RunSpec } from './messages.js';
+import type { RunSpec } from './admin-messages.js';
 
 type Json = Record<string, unknown>;
 

@@ -149,7 +149,9 @@ export function serverStreamHandler<Req, Res>(
 ): handleServerStreamingCall<Req, Res> {
   return (call) => {
     fn(call.request, call).then(
-      () => call.end(),
+      () => {
+        if (!call.writableEnded) call.end(); // writeAll may have ended it already
+      },
       (err: unknown) => {
         options.onError?.(err, call.getPath());
         call.emit('error', toStatus(err, options.statusTable));

@@ -19,6 +19,7 @@ import {
   type handleUnaryCall,
   type requestCallback,
 } from '@grpc/grpc-js';
+import type * as A from './admin-messages.js';
 import type * as M from './messages.js';
 import { SERVICE_NAMES, type LetheProto, type ServiceKey } from './proto.js';
 import { CLIENT_CHANNEL_OPTIONS } from './server.js';
@@ -41,22 +42,22 @@ export interface FleetHandlers extends UntypedServiceImplementation {
 }
 
 export interface AdminHandlers extends UntypedServiceImplementation {
-  CreateJoinToken: Unary<M.CreateJoinTokenRequest, M.JoinToken>;
-  ListClients: Unary<M.ListClientsRequest, M.ListClientsResponse>;
-  RevokeClient: Unary<M.RevokeClientRequest, M.ClientInfo>;
-  CreateRun: Unary<M.CreateRunRequest, M.Run>;
-  ListRuns: Unary<M.PageRequest, M.ListRunsResponse>;
-  GetRun: Unary<M.GetRunRequest, M.Run>;
-  ListRounds: Unary<M.ListRoundsRequest, M.ListRoundsResponse>;
-  Status: Unary<Record<string, never>, M.CoordinatorStatus>;
-  RaiseBudget: Unary<M.RaiseBudgetRequest, M.Run>;
-  SubmitUnlearning: Unary<M.SubmitUnlearningRequest, M.UnlearningRequest>;
-  GetUnlearning: Unary<M.GetUnlearningRequest, M.UnlearningRequest>;
-  ListUnlearning: Unary<M.ListUnlearningRequest, M.ListUnlearningResponse>;
+  CreateJoinToken: Unary<A.CreateJoinTokenRequest, A.JoinToken>;
+  ListClients: Unary<A.ListClientsRequest, A.ListClientsResponse>;
+  RevokeClient: Unary<A.RevokeClientRequest, A.ClientInfo>;
+  CreateRun: Unary<A.CreateRunRequest, A.Run>;
+  ListRuns: Unary<A.PageRequest, A.ListRunsResponse>;
+  GetRun: Unary<A.GetRunRequest, A.Run>;
+  ListRounds: Unary<A.ListRoundsRequest, A.ListRoundsResponse>;
+  Status: Unary<Record<string, never>, A.CoordinatorStatus>;
+  RaiseBudget: Unary<A.RaiseBudgetRequest, A.Run>;
+  SubmitUnlearning: Unary<A.SubmitUnlearningRequest, A.UnlearningRequest>;
+  GetUnlearning: Unary<A.GetUnlearningRequest, A.UnlearningRequest>;
+  ListUnlearning: Unary<A.ListUnlearningRequest, A.ListUnlearningResponse>;
 }
 
 export interface InferenceHandlers extends UntypedServiceImplementation {
-  Predict: Unary<M.PredictRequest, M.PredictResponse>;
+  Predict: Unary<A.PredictRequest, A.PredictResponse>;
 }
 
 /** A unary client method as grpc-js generates it (the full-argument form). */
@@ -81,22 +82,22 @@ export interface FleetClient extends Client {
 }
 
 export interface AdminClient extends Client {
-  CreateJoinToken: UnaryMethod<M.CreateJoinTokenRequest, M.JoinToken>;
-  ListClients: UnaryMethod<M.ListClientsRequest, M.ListClientsResponse>;
-  RevokeClient: UnaryMethod<M.RevokeClientRequest, M.ClientInfo>;
-  CreateRun: UnaryMethod<M.CreateRunRequest, M.Run>;
-  ListRuns: UnaryMethod<M.PageRequest, M.ListRunsResponse>;
-  GetRun: UnaryMethod<M.GetRunRequest, M.Run>;
-  ListRounds: UnaryMethod<M.ListRoundsRequest, M.ListRoundsResponse>;
-  Status: UnaryMethod<Record<string, never>, M.CoordinatorStatus>;
-  RaiseBudget: UnaryMethod<M.RaiseBudgetRequest, M.Run>;
-  SubmitUnlearning: UnaryMethod<M.SubmitUnlearningRequest, M.UnlearningRequest>;
-  GetUnlearning: UnaryMethod<M.GetUnlearningRequest, M.UnlearningRequest>;
-  ListUnlearning: UnaryMethod<M.ListUnlearningRequest, M.ListUnlearningResponse>;
+  CreateJoinToken: UnaryMethod<A.CreateJoinTokenRequest, A.JoinToken>;
+  ListClients: UnaryMethod<A.ListClientsRequest, A.ListClientsResponse>;
+  RevokeClient: UnaryMethod<A.RevokeClientRequest, A.ClientInfo>;
+  CreateRun: UnaryMethod<A.CreateRunRequest, A.Run>;
+  ListRuns: UnaryMethod<A.PageRequest, A.ListRunsResponse>;
+  GetRun: UnaryMethod<A.GetRunRequest, A.Run>;
+  ListRounds: UnaryMethod<A.ListRoundsRequest, A.ListRoundsResponse>;
+  Status: UnaryMethod<Record<string, never>, A.CoordinatorStatus>;
+  RaiseBudget: UnaryMethod<A.RaiseBudgetRequest, A.Run>;
+  SubmitUnlearning: UnaryMethod<A.SubmitUnlearningRequest, A.UnlearningRequest>;
+  GetUnlearning: UnaryMethod<A.GetUnlearningRequest, A.UnlearningRequest>;
+  ListUnlearning: UnaryMethod<A.ListUnlearningRequest, A.ListUnlearningResponse>;
 }
 
 export interface InferenceClient extends Client {
-  Predict: UnaryMethod<M.PredictRequest, M.PredictResponse>;
+  Predict: UnaryMethod<A.PredictRequest, A.PredictResponse>;
 }
 
 export interface ClientsByService {

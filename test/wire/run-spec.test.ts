@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../../src/coordinator/run-config.js';
 import { ProtocolError } from '../../src/wire/errors.js';
-import type { CreateRunRequest } from '../../src/wire/messages.js';
+import type { CreateRunRequest } from '../../src/wire/admin-messages.js';
 import { loadLetheProto } from '../../src/wire/proto.js';
 import { runSpecToConfigJson } from '../../src/wire/run-spec.js';
 
