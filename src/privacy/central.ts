@@ -231,33 +231,31 @@ function clipRound(
   failures: readonly ClientFailure[],
   clipNorm: number,
 ): ClippedRound {
-  const round: { updates: ClientUpdate[]; unclipped: number[]; failures: ClientFailure[]; layout: TensorMap | undefined } = {
-    updates: [],
-    unclipped: [],
-    failures: [...failures],
-    layout: undefined,
-  };
+  const updates: ClientUpdate[] = [];
+  const unclipped: number[] = [];
+  const rejected: ClientFailure[] = [...failures];
+  let layout: TensorMap | undefined;
   for (const r of results) {
     try {
-      checkDelta(ctx.global, round.layout, r);
+      checkDelta(ctx.global, layout, r);
       const reported = indicator(r);
       const { tensors, clipped } = clipTensors(r.delta, clipNorm);
-      round.layout ??= tensors;
-      round.updates.push({ ...r, numExamples: 1, delta: tensors });
-      round.unclipped.push(reported ?? (clipped ? 0 : 1));
+      layout ??= tensors;
+      updates.push({ ...r, numExamples: 1, delta: tensors });
+      unclipped.push(reported ?? (clipped ? 0 : 1));
     } catch (err) {
       if (!(err instanceof InvalidUpdateError)) throw err;
-      round.failures.push({ clientId: r.clientId, reason: err.message });
+      rejected.push({ clientId: r.clientId, reason: err.message });
     }
   }
-  return round;
+  return { updates, unclipped, failures: rejected, layout };
 }
 
 function checkDelta(global: TensorMap, layout: TensorMap | undefined, r: ClientUpdate): void {
   if (r.delta.size === 0) throw new InvalidUpdateError(`client ${r.clientId} sent an empty update`);
   for (const [name, t] of r.delta) {
     const g = global.get(name);
-    if (!g || !sameShape(g.shape, t.shape)) {
+    if (!g || !sameShape(g.shape, t.shape) || t.data.length !== g.data.length) {
       throw new InvalidUpdateError(`client ${r.clientId} sent tensor "${name}" [${t.shape.join(', ')}], which the global adapter does not have`);
     }
     if (layout && !layout.has(name)) throw new InvalidUpdateError(`client ${r.clientId} sent tensor "${name}", which this round does not train`);

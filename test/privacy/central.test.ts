@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AggregationStrategy, ClientFailure, ClientUpdate, RoundContext } from '../../src/aggregation/strategy.js';
 import { RdpAccountant } from '../../src/privacy/accountant.js';
 import { CLIP_INDICATOR_METRIC, DpAdaptiveClipping, DpFixedClipping } from '../../src/privacy/central.js';
+import { FfaStrategy } from '../../src/aggregation/linear.js';
 import { InvalidPrivacyParameterError } from '../../src/privacy/errors.js';
 import { type NoiseSource, gaussianNoise } from '../../src/privacy/gaussian.js';
 import { type HostTensor, cloneTensors, globalNorm, hostTensor } from '../../src/tensors/host.js';
@@ -162,6 +163,36 @@ describe('central – DpFixedClipping', () => {
     expect(() => new DpFixedClipping(inner, { noiseMultiplier: 1, clipNorm: 1, samplingRate: 0.1, minResults: 0 }, deps)).toThrow(InvalidPrivacyParameterError);
     const dp = new DpFixedClipping(inner, { noiseMultiplier: 1, clipNorm: 1, samplingRate: 0.1 }, deps);
     expect(() => dp.aggregate(ctx(0), [], [])).toThrow(/expectedClients/);
+  });
+});
+
+describe('central – around the real FFA-LoRA strategy', () => {
+  it('adds Σ clip(u_k)/m to lora_B and the head and leaves the frozen lora_A alone', () => {
+    // Prepare: one adapted module (A [2, 3] frozen, B [4, 2]) and a head [2, 4]; two clients, m = 4, no noise.
+    const A = 'h.0.attn.c_attn.lora_A.weight';
+    const B = 'h.0.attn.c_attn.lora_B.weight';
+    const global = new Map([
+      [A, hostTensor([2, 3], Float32Array.of(1, 2, 3, 4, 5, 6))],
+      [B, hostTensor([4, 2])],
+      ['score.weight', hostTensor([2, 4])],
+    ]);
+    const delta = (b: number, s: number) =>
+      new Map([
+        [B, hostTensor([4, 2], new Float32Array(8).fill(b))],
+        ['score.weight', hostTensor([2, 4], new Float32Array(8).fill(s))],
+      ]);
+    const results: ClientUpdate[] = [
+      { clientId: 'big', numExamples: 900, delta: delta(3, 4), metrics: {} }, // norm √(8·9 + 8·16) = √200, clipped to 1
+      { clientId: 'small', numExamples: 10, delta: delta(0.1, 0), metrics: {} }, // norm √0.08, kept
+    ];
+    const dp = new DpFixedClipping(new FfaStrategy(), { noiseMultiplier: 1, clipNorm: 1, samplingRate: 0.1 }, { accountant: new RdpAccountant(), noise: recordingNoise([]) });
+    // Execute
+    const out = dp.aggregate({ round: 3, global, expectedClients: 4 }, results, [])!;
+    // Assert: big contributes 3/√200 to B and 4/√200 to the head; small contributes 0.1 to B.
+    const k = 1 / Math.sqrt(200);
+    out.global.get(B)!.data.forEach((v) => expect(v).toBeCloseTo((3 * k + 0.1) / 4, 6));
+    out.global.get('score.weight')!.data.forEach((v) => expect(v).toBeCloseTo((4 * k) / 4, 6));
+    expect([...out.global.get(A)!.data]).toEqual([1, 2, 3, 4, 5, 6]);
   });
 });
 
