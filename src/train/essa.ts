@@ -26,7 +26,7 @@ import { lowRankSvd, svd } from '../linalg/svd.js';
 import { matrix, multiply, transpose } from '../linalg/matrix.js';
 import type { GPT2 } from '../model/gpt2.js';
 import { toTf, validateAdapter, type LoraConfig } from '../model/lora.js';
-import type { HostTensor, TensorMap } from '../tensors/host.js';
+import { cloneTensors, type HostTensor, type TensorMap } from '../tensors/host.js';
 import { gatherBatch, ShuffledBatches, type HostBatch } from './batches.js';
 import { TrainError } from './errors.js';
 import { lossWindow } from './backprop.js';
@@ -415,5 +415,5 @@ export async function trainEssa(
     seconds: (performance.now() - began) / 1000,
   };
   const trainable = state.factors.map((f) => f.module + LORA_B);
-  return { adapter: essaAdapter(state, start), trainable, numExamples: rows.length, metrics, trace, state };
+  return { adapter: cloneTensors(essaAdapter(state, start)), trainable, numExamples: rows.length, metrics, trace, state };
 }

@@ -78,6 +78,15 @@ describe('essa – search space', () => {
     }
   });
 
+  it('essaInit – works from a fresh adapter (B = 0): s = 0 and a member moves ΔW off zero', () => {
+    const start = freshAdapter();
+    const state = essaInit(start);
+    expect(Array.from(state.s).every((x) => x === 0)).toBe(true);
+    expect(maxAbsDiff(essaAdapter(state, start).get('h.0.attn.c_attn.lora_B.weight')!.data, start.get('h.0.attn.c_attn.lora_B.weight')!.data)).toBe(0);
+    const member = essaAdapter(state, start, state.s.map((_, i) => (i % 4 === 0 ? 0.1 : 0)));
+    expect(Math.max(...product(member, 'h.0.attn.c_attn').map(Math.abs))).toBeGreaterThan(1e-3);
+  });
+
   it('essaAdapter – scaling s scales ΔW = B(s)·A exactly (ΔW = U diag(s) Vᵀ)', () => {
     const start = randomBAdapter();
     const state = essaInit(start);
