@@ -77,6 +77,23 @@ describe('rdp – one step of the sampled Gaussian', () => {
   ])('equals the defining integral at q=%d, σ=%d, fractional α=%d', (q, sigma, order, expected) => {
     expectRelative(rdpOfStep({ q, noiseMultiplier: sigma, order }), expected, 1e-9);
   });
+
+  // dp_accounting's test_compute_log_a_equals_mp parameter set (google/differential-privacy rdp_privacy_accountant_test.py,
+  // rtol 1e-4), extreme q, σ and α included; log(A_α) from mpmath.quad of the defining integral at 50 digits.
+  it.each([
+    [1e-07, 0.1, 1.01, 4.003412322526399e-08],
+    [1e-06, 0.1, 256, 3260463.2292971606],
+    [1e-05, 0.1, 256.1, 3263607.0397884212],
+    [1e-06, 1, 27, 8.769511304848498e-10],
+    [0.0001, 1, 1.5, 6.4426869538366495e-09],
+    [0.001, 1, 2, 1.7182803522145153e-06],
+    [0.01, 10, 20, 0.00019129699912842963],
+    [0.1, 100, 20.5, 0.00019991818458068295],
+    [0.99, 0.1, 256, 3263997.427114021],
+    [0.999, 100, 256.1, 3.260108037973113],
+  ])('log A_α matches the integral at q=%d, σ=%d, α=%d (rtol 1e-4, as dp_accounting)', (q, sigma, order, logA) => {
+    expectRelative(rdpOfStep({ q, noiseMultiplier: sigma, order }) * (order - 1), logA, 1e-4);
+  });
 });
 
 describe('rdp – conversion to (ε, δ)', () => {
