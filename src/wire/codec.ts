@@ -279,7 +279,9 @@ export class TensorAssembler {
       const e = entries[this.entry]!;
       let t = this.tensors[this.entry];
       if (t === undefined) {
-        t = new Float32Array(e.byteLength / 4); // allocated on first byte, so a stalled upload holds little memory
+        // Allocated on first byte, so a stalled upload holds little memory; uninitialised (every byte is written
+        // before the tensor is handed out) and not pooled, so `t.buffer` belongs to this tensor alone.
+        t = new Float32Array(Buffer.allocUnsafeSlow(e.byteLength).buffer, 0, e.byteLength / 4);
         this.tensors[this.entry] = t;
       }
       const n = Math.min(e.byteLength - this.entryFilled, data.length - at);
