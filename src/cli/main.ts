@@ -2,8 +2,10 @@
 /** `lethe`: the one entry point. Finds the longest command path matching argv and runs it. */
 import type { Command } from './command.js';
 import { UsageError } from './command.js';
+import { pretrainCommand } from './commands/pretrain.js';
+import { privacyEpsilonCommand, privacySigmaCommand } from './commands/privacy.js';
 
-const COMMANDS: readonly Command[] = [];
+const COMMANDS: readonly Command[] = [pretrainCommand, privacyEpsilonCommand, privacySigmaCommand];
 
 function help(): string {
   const rows = COMMANDS.map((c) => `  lethe ${c.path.join(' ').padEnd(22)} ${c.summary}\n  ${' '.repeat(29)}${c.usage}`);
