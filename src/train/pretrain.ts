@@ -288,7 +288,10 @@ export async function loadVerifiedBase(dir: string, expected?: GPT2Config): Prom
  * saved and recorded. A corrupted stored model is an error (never silently replaced); `force` retrains it.
  */
 export async function ensurePretrainedBase(dataDir: string, opts: EnsureBaseOptions = {}): Promise<PretrainedBase> {
-  const config: PretrainConfig = Object.freeze({ ...DEFAULT_PRETRAIN, ...opts.config });
+  const steps = opts.config?.steps ?? DEFAULT_PRETRAIN.steps;
+  // A shorter run keeps a proportionate warmup unless one is given.
+  const warmupSteps = Math.min(DEFAULT_PRETRAIN.warmupSteps, Math.ceil(steps / 10));
+  const config: PretrainConfig = Object.freeze({ ...DEFAULT_PRETRAIN, warmupSteps, ...opts.config });
   const dir = baseDir(dataDir);
   if (!opts.force && (await readManifest(dir))) return { ...(await loadVerifiedBase(dir, config.model)), trained: false };
 
