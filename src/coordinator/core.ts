@@ -1,0 +1,34 @@
+/**
+ * What the coordinator's parts share: its settings, the durable store, the contract, liveness, the event hub, the
+ * privacy ledger and the run registry. One instance per Coordinator, built at start; no module-level state.
+ */
+import type { PrivacyLedger } from '../privacy/ledger.js';
+import type { Store } from '../store/store.js';
+import type { LetheProto } from '../wire/proto.js';
+import type { CoordinatorConfig } from './config.js';
+import type { EventHub } from './events.js';
+import type { Presence } from './presence.js';
+
+export interface Lifecycle {
+  /** No new rounds open and no tasks are handed out. */
+  readonly draining: boolean;
+  readonly closed: boolean;
+}
+
+export interface CoordinatorCore {
+  readonly config: CoordinatorConfig;
+  readonly store: Store;
+  readonly proto: LetheProto;
+  readonly presence: Presence;
+  readonly events: EventHub;
+  readonly ledger: PrivacyLedger;
+  readonly lifecycle: Lifecycle;
+  /** Stable id of this deployment (kept in the data directory). */
+  readonly coordinatorId: string;
+  readonly startedAt: number;
+}
+
+/** The software version reported to clients and operators. */
+export const LETHE_VERSION = 'lethe/0.1.0';
+/** Wire protocol version this coordinator speaks (enrollment.proto CoordinatorInfo). */
+export const PROTOCOL_VERSION = 1;

@@ -1,0 +1,116 @@
+/**
+ * FleetService (fleet.proto): heartbeats, task long-polls, adapter downloads, uploads (ingest.ts) and failure
+ * reports. Every request is signed; the body is parsed only after its signature verified.
+ */
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { RequestAuthenticator } from '../auth/authenticator.js';
+import { encodeTensors, hexDigest, type EncodedTensors } from '../wire/codec.js';
+import type { FetchAdapterResponse, MessageInput, SignedRequest } from '../wire/messages.js';
+import { methodPath } from '../wire/proto.js';
+import { clientStreamHandler, serverStreamHandler, unaryHandler } from '../wire/server.js';
+import type { FleetHandlers } from '../wire/services.js';
+import { fetchAdapterMessages, writeAll } from '../wire/transfer.js';
+import type { CoordinatorCore } from './core.js';
+import { CoordinatorDrainingError, InvalidRequestError, NotFoundError, NotSampledError, WrongRoundError } from './errors.js';
+import { authenticate, guardOpen, handlerOptions, requireWellFormed } from './handlers.js';
+import { ingestUpdate } from './ingest.js';
+import { unpackTensors } from './layout.js';
+import type { RunRegistry } from './runs.js';
+import { findTask, parseTaskId, pendingRound } from './tasks.js';
+
+/** Encoded adapters kept for FetchAdapter: a round's clients all download the same one. */
+const ADAPTER_CACHE_SIZE = 4;
+
+export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenticator: RequestAuthenticator): FleetHandlers {
+  const options = handlerOptions(core);
+  const cache = new Map<string, EncodedTensors>();
+  const bodies = core.proto.bodies;
+
+  async function signed(method: string, request: SignedRequest) {
+    guardOpen(core, `serve ${method}`);
+    const req = requireWellFormed(request, `${method} request`);
+    const client = await authenticate(core, authenticator, methodPath('fleet', method), req.auth, req.body);
+    return { client, body: req.body };
+  }
+
+  async function encodedAdapter(runId: string, sha: string): Promise<EncodedTensors> {
+    const hit = cache.get(sha);
+    if (hit) return hit;
+    const ctx = await runs.context(runId);
+    const bytes = await core.store.blobs.get(sha);
+    if (!bytes) throw new NotFoundError(`adapter ${sha} is not stored`);
+    const encoded = encodeTensors(unpackTensors(bytes, ctx.layout.adapter));
+    cache.set(sha, encoded);
+    if (cache.size > ADAPTER_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    return encoded;
+  }
+
+  return {
+    Heartbeat: unaryHandler(async (request: SignedRequest) => {
+      const req = requireWellFormed(request, 'HeartbeatRequest');
+      const online = req.auth ? core.presence.isOnline(req.auth.clientId) : false;
+      const { client, body } = await signed('Heartbeat', req);
+      const beat = bodies.heartbeat.decode(body);
+      // A client coming (back) online may be what a run waiting for enough clients needs.
+      if (!online) void runs.kickActive().catch(() => undefined);
+      let cancelTask = false;
+      if (beat.taskId !== '') {
+        const t = parseTaskId(beat.taskId);
+        cancelTask = t.clientId !== client.id || (await pendingRound(core, runs, t.runId, client.id))?.round !== t.round;
+      }
+      const taskWaiting = !core.lifecycle.draining && (await findTask(core, runs, client)) !== undefined;
+      return { taskWaiting, serverTimeMs: core.config.clock(), heartbeatIntervalMs: core.config.heartbeatIntervalMs, cancelTask };
+    }, options),
+
+    PullTask: unaryHandler(async (request: SignedRequest) => {
+      const { client, body } = await signed('PullTask', request);
+      const { waitMs } = bodies.pullTask.decode(body);
+      const until = core.config.clock() + Math.min(waitMs, core.config.maxPullWaitMs);
+      for (;;) {
+        if (core.lifecycle.draining || core.lifecycle.closed) return { task: null, retryAfterMs: core.config.retryAfterMs };
+        const task = await findTask(core, runs, client);
+        const left = until - core.config.clock();
+        if (task || left <= 0) return { task: task ?? null, retryAfterMs: task ? 0 : core.config.retryAfterMs };
+        await core.presence.wait(client.id, left);
+      }
+    }, options),
+
+    FetchAdapter: serverStreamHandler(async (request: SignedRequest, call: ServerWritableStream<SignedRequest, MessageInput<FetchAdapterResponse>>) => {
+      const { client, body } = await signed('FetchAdapter', request);
+      const { runId, sha256 } = bodies.fetchAdapter.decode(body);
+      if (sha256.length !== 32) throw new InvalidRequestError(`sha256 must be 32 bytes, got ${sha256.length}`);
+      const sha = hexDigest(sha256);
+      const run = await core.store.runs.get(runId);
+      if (!run) throw new NotFoundError(`run ${runId} does not exist`);
+      const round = run.currentRound > 0 ? await core.store.rounds.get(runId, run.currentRound) : undefined;
+      if (!round || !round.sampledClientIds.includes(client.id)) throw new NotSampledError(client.id, runId, run.currentRound);
+      if (sha !== round.adapterShaBefore && sha !== run.globalAdapterSha) {
+        throw new NotFoundError(`adapter ${sha} is not the current adapter of run ${runId}; fetch the one your task names`);
+      }
+      const encoded = await encodedAdapter(runId, sha);
+      runs.scratch(runId, round.round).bytesDown += encoded.manifest.totalBytes;
+      await writeAll(call, fetchAdapterMessages(encoded));
+    }, options),
+
+    PushUpdate: clientStreamHandler(async (call) => {
+      guardOpen(core, 'accept an update');
+      if (core.lifecycle.draining) throw new CoordinatorDrainingError('accept an update');
+      return ingestUpdate(core, runs, authenticator, call);
+    }, options),
+
+    ReportFailure: unaryHandler(async (request: SignedRequest) => {
+      const { client, body } = await signed('ReportFailure', request);
+      const report = bodies.reportFailure.decode(body);
+      const t = parseTaskId(report.taskId);
+      if (t.clientId !== client.id || t.runId !== report.runId || t.round !== report.round) {
+        throw new InvalidRequestError(`task_id ${report.taskId} is not this client's task for round ${report.round} of run ${report.runId}`);
+      }
+      const round = await pendingRound(core, runs, report.runId, client.id);
+      if (round?.round !== report.round) throw new WrongRoundError(`round ${report.round} of run ${report.runId} is not waiting for this client`);
+      runs.scratch(report.runId, report.round).failures.set(client.id, `${report.reason}: ${report.message}`.slice(0, 512));
+      core.config.log(`client ${client.id} cannot finish ${report.taskId}: ${report.reason} ${report.message}`.slice(0, 512));
+      runs.kick(report.runId);
+      return {};
+    }, options),
+  };
+}

@@ -1,0 +1,102 @@
+/**
+ * Closing a round: open → aggregating, read the accepted updates back from the blob store, run the run's strategy
+ * stack, store the new global adapter as a blob, persist the strategy state, and close the round (which moves the
+ * run's global adapter in the same store transaction). A round with fewer than min_clients updates fails and keeps
+ * the adapter. Everything is read from the store, so a round left aggregating by a crash closes the same way later.
+ */
+import { UpdateRejectedError, type AggregateOutcome, type ClientFailure, type ClientUpdate } from '../aggregation/index.js';
+import type { JsonObject, RoundRecord } from '../store/store.js';
+import type { HostTensor } from '../tensors/host.js';
+import type { CoordinatorCore } from './core.js';
+import { NotFoundError } from './errors.js';
+import { layoutBytes, packTensors, unpackTensors } from './layout.js';
+import { buildStrategy, currentStrategyState, strategyDocument } from './run-strategy.js';
+import type { RoundScratch, RunContext } from './runs.js';
+
+export type CloseResult =
+  | { readonly kind: 'closed'; readonly accepted: number; readonly metrics: Readonly<Record<string, number>>; readonly global: Map<string, HostTensor> }
+  | { readonly kind: 'failed'; readonly reason: string }
+  /** Another step moved the round first. */
+  | { readonly kind: 'lost' };
+
+/** Client-reported metric keys whose mean becomes the round's mean_local_loss (fleet.proto UpdateHeader.metrics). */
+const LOSS_KEYS = ['loss', 'loss_after'] as const;
+
+function finiteNumbers(metrics: JsonObject | Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(metrics)) if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+  return out;
+}
+
+async function blob(core: CoordinatorCore, sha256: string, what: string): Promise<Uint8Array> {
+  const bytes = await core.store.blobs.get(sha256);
+  if (!bytes) throw new NotFoundError(`${what} ${sha256} is missing from the blob store`);
+  return bytes;
+}
+
+export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: RoundRecord, scratch: RoundScratch): Promise<CloseResult> {
+  const { store } = core;
+  const { config, layout } = ctx;
+  const n = round.round;
+  if (round.state === 'open' && !(await store.rounds.transition(ctx.id, n, 'open', 'aggregating'))) return { kind: 'lost' };
+
+  const updates = await store.updates.list(ctx.id, n);
+  const uploaded = new Set(updates.map((u) => u.clientId));
+  const counts = {
+    sampled: round.sampledClientIds.length,
+    accepted: updates.length,
+    failed: round.sampledClientIds.filter((id) => !uploaded.has(id)).length,
+    bytes_up: updates.length * layoutBytes(layout.upload),
+    bytes_down: scratch.bytesDown,
+  };
+  const fail = async (reason: string): Promise<CloseResult> => {
+    await store.rounds.mergeMetrics(ctx.id, n, counts);
+    return (await store.rounds.fail(ctx.id, n, reason)) ? { kind: 'failed', reason } : { kind: 'lost' };
+  };
+  if (updates.length < config.minClients) {
+    return fail(`${updates.length} of ${counts.sampled} sampled clients sent an update before the deadline; min_clients is ${config.minClients}`);
+  }
+
+  const global = unpackTensors(await blob(core, round.adapterShaBefore!, 'global adapter'), layout.adapter);
+  let results: ClientUpdate[] = [];
+  for (const u of updates) {
+    const delta = unpackTensors(await blob(core, u.sha256, `update of client ${u.clientId}`), layout.upload);
+    results.push({ clientId: u.clientId, numExamples: u.numExamples, delta, metrics: finiteNumbers(u.metrics) });
+  }
+  const failures: ClientFailure[] = round.sampledClientIds
+    .filter((id) => !uploaded.has(id))
+    .map((id) => ({ clientId: id, reason: scratch.failures.get(id) ?? 'no update before the deadline' }));
+
+  // The state after the previous aggregation, unless this round's own state was saved before a crash.
+  const doc = await store.runs.getStrategyState(ctx.id);
+  const state = currentStrategyState(doc, (r) => r < n);
+  const built = buildStrategy(config, ctx.plan, state, round.expectedClients);
+  let outcome: AggregateOutcome | undefined;
+  for (;;) {
+    try {
+      outcome = built.strategy.aggregate({ round: n, global, expectedClients: round.expectedClients }, results, failures);
+      break;
+    } catch (err) {
+      // Updates were checked on arrival; a strategy that still rejects one drops that client, not the round.
+      if (!(err instanceof UpdateRejectedError)) throw err;
+      results = results.filter((r) => r.clientId !== err.clientId);
+      failures.push({ clientId: err.clientId, reason: err.message });
+      if (results.length < config.minClients) return fail(`too few usable updates: ${err.message}`);
+    }
+  }
+  if (!outcome) return fail('the aggregation strategy kept the old adapter (too few usable updates)');
+
+  const { sha256 } = await store.blobs.put(packTensors(outcome.global, layout.adapter));
+  await store.runs.putStrategyState(ctx.id, strategyDocument(n, state, built.exportState()));
+  const losses = results.map((r) => LOSS_KEYS.map((k) => r.metrics[k]).find((v) => v !== undefined)).filter((v): v is number => v !== undefined);
+  const metrics: Record<string, number> = {
+    ...finiteNumbers(outcome.metrics),
+    ...counts,
+    accepted: results.length,
+    examples: results.reduce((s, r) => s + r.numExamples, 0),
+    ...(losses.length > 0 ? { mean_local_loss: losses.reduce((a, b) => a + b, 0) / losses.length } : {}),
+  };
+  if (ctx.plan) metrics.epsilon_spent = (await core.ledger.spent(ctx.id)).epsilon;
+  if (!(await store.rounds.close(ctx.id, n, { adapterShaAfter: sha256, metrics }))) return { kind: 'lost' };
+  return { kind: 'closed', accepted: results.length, metrics, global: outcome.global };
+}

@@ -1,0 +1,96 @@
+/**
+ * Tasks (task.proto) are derived, not stored: a client has a task when a running run's current round is open, the
+ * client was sampled in it, and it has neither uploaded nor reported failure. The task id is "<run>/<round>/<client>",
+ * so every coordinator (and a restarted one) hands out the same task for the same assignment.
+ */
+import { createHash } from 'node:crypto';
+import type { ClientRecord, RoundRecord } from '../store/store.js';
+import type { AggregationMode, Task, TrainingMode } from '../wire/messages.js';
+import type { CoordinatorCore } from './core.js';
+import { InvalidRequestError } from './errors.js';
+import type { LocalMode } from './run-config.js';
+import { currentStrategyState, privacyInstructions } from './run-strategy.js';
+import { modeFor, type RunContext, type RunRegistry } from './runs.js';
+
+export function taskId(runId: string, round: number, clientId: string): string {
+  return `${runId}/${round}/${clientId}`;
+}
+
+/** Parses a task id; InvalidRequestError when it is not one this coordinator issued. */
+export function parseTaskId(id: string): { runId: string; round: number; clientId: string } {
+  const m = /^(.+)\/(\d+)\/([^/]+)$/.exec(id);
+  if (!m) throw new InvalidRequestError(`task_id ${JSON.stringify(id)} is not a task this coordinator issued`);
+  return { runId: m[1]!, round: Number(m[2]), clientId: m[3]! };
+}
+
+const TRAINING_MODE: Readonly<Record<LocalMode, TrainingMode>> = Object.freeze({
+  backprop: 'TRAINING_MODE_BACKPROP',
+  mezo: 'TRAINING_MODE_MEZO_DENSE',
+  essa: 'TRAINING_MODE_ESSA',
+});
+
+const AGGREGATION_MODE: Readonly<Record<string, AggregationMode>> = Object.freeze({
+  ffa: 'AGGREGATION_MODE_FFA',
+  exact: 'AGGREGATION_MODE_EXACT',
+  fedavg: 'AGGREGATION_MODE_FEDAVG',
+});
+
+/** A 32-bit seed for the client's non-private local randomness, fixed per task. */
+function taskSeed(id: string): number {
+  return createHash('sha256').update(id).digest().readUInt32LE(0);
+}
+
+/** The open round of the run in which `clientId` still owes an update, if any. */
+export async function pendingRound(core: CoordinatorCore, runs: RunRegistry, runId: string, clientId: string): Promise<RoundRecord | undefined> {
+  const run = await core.store.runs.get(runId);
+  if (!run || run.state !== 'running' || run.currentRound === 0) return undefined;
+  const round = await core.store.rounds.get(runId, run.currentRound);
+  if (!round || round.state !== 'open' || core.config.clock() >= round.deadlineAt) return undefined;
+  if (!round.sampledClientIds.includes(clientId) || runs.scratch(runId, round.round).failures.has(clientId)) return undefined;
+  if (await core.store.updates.get(runId, round.round, clientId)) return undefined;
+  return round;
+}
+
+export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: RoundRecord, client: ClientRecord): Promise<Task | undefined> {
+  const candidate = modeFor(ctx, client);
+  if (!candidate) return undefined; // its capabilities changed since it was sampled
+  const { config, layout, plan } = ctx;
+  const state = currentStrategyState(await core.store.runs.getStrategyState(ctx.id), (r) => r < round.round);
+  const id = taskId(ctx.id, round.round, client.id);
+  return {
+    taskId: id,
+    runId: ctx.id,
+    round: round.round,
+    deadlineMs: round.deadlineAt,
+    mode: TRAINING_MODE[candidate.mode],
+    adapterSha256: Buffer.from(round.adapterShaBefore ?? '', 'hex'),
+    baseModel: config.baseModel,
+    dataset: config.task,
+    labels: [...config.labels],
+    seqLen: config.seqLen,
+    lora: {
+      rank: config.lora.r,
+      alpha: config.lora.alpha,
+      targetModules: [...config.lora.targets],
+      initSeed: config.lora.seed,
+      aggregation: AGGREGATION_MODE[config.aggregation]!,
+    },
+    training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: config.local.lr, weightDecay: 0, seed: taskSeed(id) },
+    mezo: candidate.mode === 'mezo' ? { eps: config.local.mezoEps, seedPoolSize: 0, poolSeed: '', poolScalarsSha256: Buffer.alloc(0) } : null,
+    essa: null,
+    privacy: privacyInstructions(config, plan, state.clipNorm ?? plan?.clip ?? 0, candidate.numExamples),
+    unlearning: null,
+    uploadTensors: [...layout.upload.keys()],
+  };
+}
+
+/** The first task waiting for `client` across running runs. */
+export async function findTask(core: CoordinatorCore, runs: RunRegistry, client: ClientRecord): Promise<Task | undefined> {
+  for (const run of await core.store.runs.list({ states: ['running'] })) {
+    const round = await pendingRound(core, runs, run.id, client.id);
+    if (!round) continue;
+    const task = await buildTask(core, await runs.context(run.id), round, client);
+    if (task) return task;
+  }
+  return undefined;
+}
