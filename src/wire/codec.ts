@@ -4,14 +4,13 @@
  *
  * Integrity is one incremental SHA-256 over the payload. Each chunk carries the running digest (payload byte 0 through
  * the chunk's last byte), so a single hashing pass verifies every chunk as it arrives and, with the last chunk, the
- * whole payload against the manifest. Two passes (a per-chunk hash plus a total hash) would cost as much CPU as
- * everything else on the ingest path together.
+ * whole payload against the manifest. Two passes (a hash per chunk plus a total hash) would double hashing, the
+ * largest CPU cost of verification.
  *
  * Pure: no I/O, no clocks. Hashing uses node:crypto.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { sizeOf, type HostTensor } from '../tensors/host.js';
-import type { TensorMap } from '../tensors/host.js';
+import { sizeOf, type HostTensor, type TensorMap } from '../tensors/host.js';
 import { ChunkError, LimitError, ManifestError, NonFiniteTensorError, PayloadError, ProtocolError } from './errors.js';
 
 /** The only element type defined on the wire. */
@@ -58,7 +57,7 @@ export interface EncodeOptions {
 
 /** What a receiver accepts. Build once per endpoint; `expected` per transfer. */
 export interface AssemblyLimits {
-  /** Largest payload accepted. Default 64 MiB (a GPT-2-small LoRA r=8 on all modules is ≈ 6 MiB). */
+  /** Largest payload accepted. Default 64 MiB (GPT-2 small with r = 8 LoRA on all four modules is ≈ 4.7 MB). */
   readonly maxTotalBytes: number;
   /** Most tensors in one payload. Default 4096. */
   readonly maxTensors: number;
