@@ -5,7 +5,7 @@ import type { SignedRequest } from '../../src/wire/messages.js';
 import { loadLetheProto } from '../../src/wire/proto.js';
 import { bindServer, createServer, unaryHandler } from '../../src/wire/server.js';
 import { callUnary, createClient, type FleetClient } from '../../src/wire/services.js';
-import { ERROR_CODE_KEY, fromStatus, toStatus } from '../../src/wire/status.js';
+import { ERROR_CODE_KEY, fromStatus, statusName, toStatus } from '../../src/wire/status.js';
 
 /** An error as another Lethe module (src/auth, src/store) would throw it: a named Error with a string code. */
 class CodedError extends Error {
@@ -19,7 +19,7 @@ class CodedError extends Error {
 }
 
 describe('status – errors to statuses (server side)', () => {
-  it.each([
+  const cases: [Error & { code: string }, status][] = [
     [new ChunkError('chunk 3 does not match', 'chunk_hash_mismatch'), status.INVALID_ARGUMENT],
     [new NonFiniteTensorError(['score.weight']), status.INVALID_ARGUMENT],
     [new LimitError('too big', 'payload_too_large'), status.RESOURCE_EXHAUSTED],
@@ -32,7 +32,9 @@ describe('status – errors to statuses (server side)', () => {
     [new CodedError('upload after the deadline', 'late'), status.FAILED_PRECONDITION],
     [new CodedError('deadline passed', 'deadline_exceeded'), status.DEADLINE_EXCEEDED],
     [new CodedError('database busy', 'busy'), status.UNAVAILABLE],
-  ])('status – %s maps to status %i with its message and code', (err, expected) => {
+  ];
+
+  it.each(cases.map(([err, expected]) => [err.code, statusName(expected), err, expected] as const))('status – code %s becomes %s with its message', (_code, _name, err, expected) => {
     const s = toStatus(err);
     expect(s.code).toBe(expected);
     expect(s.details).toBe(err.message);
