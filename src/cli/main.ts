@@ -4,8 +4,9 @@ import type { Command } from './command.js';
 import { UsageError } from './command.js';
 import { pretrainCommand } from './commands/pretrain.js';
 import { privacyEpsilonCommand, privacySigmaCommand } from './commands/privacy.js';
+import { wireBenchCommand } from './commands/wire.js';
 
-const COMMANDS: readonly Command[] = [pretrainCommand, privacyEpsilonCommand, privacySigmaCommand];
+const COMMANDS: readonly Command[] = [pretrainCommand, privacyEpsilonCommand, privacySigmaCommand, wireBenchCommand];
 
 function help(): string {
   const rows = COMMANDS.map((c) => `  lethe ${c.path.join(' ').padEnd(22)} ${c.summary}\n  ${' '.repeat(29)}${c.usage}`);
