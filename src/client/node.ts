@@ -1,0 +1,425 @@
+/**
+ * A client node: the long-running process on a device that holds data. Its loop, until closed:
+ *
+ *   PullTask (long poll) → FetchAdapter (cached by SHA-256) → train locally with the core trainer of the task's mode
+ *   → privatise as instructed → PushUpdate (retried with backoff; the coordinator recognises a retry as a duplicate)
+ *
+ * with heartbeats on their own timer throughout, so the coordinator keeps the client online during a long local step
+ * and can cancel a task whose round closed. Every call is signed (connection.ts).
+ *
+ * Failures: anything that may pass (coordinator down, restarting, overloaded) is retried with exponential backoff and
+ * jitter capped at 5 s, forever; the node never crashes on UNAVAILABLE. A refusal it cannot fix (revoked, unknown
+ * client) ends the node: `closed()` resolves with a ClientRefusedError saying what to do.
+ *
+ * Lifecycle (after nats.js): `close()` stops at once and drops the task in hand; `drain()` finishes (and uploads)
+ * the task in hand, then closes; `closed()` resolves with the error that ended the node, if any; `status()` is an
+ * async iterable of ClientEvent; `await using node = await ClientNode.start(...)` closes it.
+ */
+import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { initBackend, type BackendName } from '../backend/backend.js';
+import { installWasmTransposedMatMul } from '../backend/wasm-matmul.js';
+import { tokenizerFor } from '../model/tokenizer.js';
+import { gaussianNoise, type NoiseSource } from '../privacy/gaussian.js';
+import type { TensorMap } from '../tensors/host.js';
+import { TrainError } from '../train/errors.js';
+import { encodeTensors, hexDigest, MAX_CHUNK_BYTES } from '../wire/codec.js';
+import { RpcError } from '../wire/errors.js';
+import type { ClientState, FailureReason, Task } from '../wire/messages.js';
+import { loadLetheProto, type LetheProto } from '../wire/proto.js';
+import { Backoff, DEFAULT_BACKOFF, type BackoffConfig } from './backoff.js';
+import { classifyFailure, FleetConnection } from './connection.js';
+import { buildCapabilities } from './enroll.js';
+import { ClientClosedError, ClientDrainingError, ClientRefusedError, TaskError } from './errors.js';
+import { EventChannel, type ClientEvent } from './events.js';
+import { loadIdentity, type ClientIdentity } from './identity.js';
+import { LocalData, loadLocalData, type LocalDataSpec } from './local-data.js';
+import { BaseModels } from './models.js';
+import { computeUpdate, type TaskOutput } from './train-task.js';
+
+export interface ClientNodeConfig {
+  /** Holds the identity (client.key, identity.json); required. */
+  readonly dataDir: string;
+  /** The local training data; required. */
+  readonly data: LocalDataSpec;
+  /** host:port; default: the coordinator recorded at enrollment. */
+  readonly coordinator: string | undefined;
+  /** Channel credentials; default: TLS with the enrollment's CA file when one was recorded, else plaintext. */
+  readonly credentials: ChannelCredentials | undefined;
+  /** tfjs backend; undefined = the best available (src/backend). */
+  readonly backend: BackendName | undefined;
+  /** Directory whose models/tiny-gpt2 holds the built-in base; default `dataDir`. Clients on one machine share one. */
+  readonly modelCacheDir: string | undefined;
+  /** 10000: how long one PullTask long poll waits for work (the coordinator caps it). */
+  readonly pullWaitMs: number;
+  /** 5000: heartbeat period until the coordinator says otherwise. */
+  readonly heartbeatIntervalMs: number;
+  /** Reconnect and retry delays (250 ms doubling, capped at 5 s, equal jitter). */
+  readonly backoff: BackoffConfig;
+  /** One line per event worth a human's attention; default: stderr with a timestamp. */
+  readonly log: (line: string) => void;
+  /** Date.now; injected for tests. */
+  readonly clock: () => number;
+  /** Jitter only (never privacy): Math.random. */
+  readonly random: () => number;
+  /** DP noise: node:crypto's gaussianNoise. */
+  readonly noise: NoiseSource;
+}
+
+export const DEFAULT_CLIENT_NODE_CONFIG: Omit<ClientNodeConfig, 'dataDir' | 'data'> = Object.freeze({
+  coordinator: undefined,
+  credentials: undefined,
+  backend: undefined,
+  modelCacheDir: undefined,
+  pullWaitMs: 10_000,
+  heartbeatIntervalMs: 5_000,
+  backoff: DEFAULT_BACKOFF,
+  log: (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
+  clock: Date.now,
+  random: Math.random,
+  noise: gaussianNoise,
+});
+
+export function clientNodeConfig(overrides: Partial<ClientNodeConfig> & Pick<ClientNodeConfig, 'dataDir' | 'data'>): ClientNodeConfig {
+  return Object.freeze({ ...DEFAULT_CLIENT_NODE_CONFIG, ...overrides });
+}
+
+/** How the node reads its refusals: what happened and what the operator of this device should do. */
+const REFUSAL_ADVICE: Readonly<Record<string, string>> = Object.freeze({
+  revoked_client: 'this client was revoked by the coordinator operator; enroll again with a new join token into a new --data-dir',
+  unknown_client: 'the coordinator does not know this client id (a different coordinator or a wiped database); enroll again with a new join token',
+  bad_signature: "the coordinator does not accept this client's key; enroll again with a new join token",
+});
+
+type NodeState = 'running' | 'draining' | 'closed';
+
+interface CurrentTask {
+  readonly task: Task;
+  state: ClientState;
+  progress: number;
+  cancelled: boolean;
+}
+
+/** Adapters downloaded, by hex SHA-256: a round's task and its retries need one download. */
+const ADAPTER_CACHE_SIZE = 2;
+const MAX_FETCH_BYTES = 256 << 20;
+
+export class ClientNode {
+  private state: NodeState = 'running';
+  private readonly events = new EventChannel<ClientEvent>();
+  private readonly backoff: Backoff;
+  private readonly adapters = new Map<string, TensorMap>();
+  private current: CurrentTask | undefined;
+  private online = false;
+  private heartbeatMs: number;
+  /** Wakes every sleep (close, drain, fatal refusal). */
+  private readonly sleepers = new Set<() => void>();
+  private pullAbort: AbortController | undefined;
+  private resolveClosed!: (err: Error | undefined) => void;
+  private readonly closedPromise = new Promise<Error | undefined>((resolve) => (this.resolveClosed = resolve));
+  private loopDone: Promise<void> = Promise.resolve();
+  /** The task loop has exited (heartbeats stop with it). */
+  private loopEnded = false;
+
+  private constructor(
+    private readonly config: ClientNodeConfig,
+    readonly identity: ClientIdentity,
+    readonly address: string,
+    private readonly conn: FleetConnection,
+    private readonly data: LocalData,
+    private readonly models: BaseModels,
+    readonly backend: string,
+  ) {
+    this.backoff = new Backoff(config.random, config.backoff);
+    this.heartbeatMs = config.heartbeatIntervalMs;
+  }
+
+  /** Loads the identity and the local data, picks the backend, and starts the loop. */
+  static async start(config: ClientNodeConfig, proto: LetheProto = loadLetheProto()): Promise<ClientNode> {
+    const identity = await loadIdentity(config.dataDir);
+    const choice = await initBackend(config.backend);
+    installWasmTransposedMatMul();
+    const dataset = await loadLocalData(config.data);
+    const data = new LocalData(dataset);
+    const address = config.coordinator ?? identity.record.coordinator;
+    const credentials =
+      config.credentials ??
+      (identity.record.tlsCa ? grpcCredentials.createSsl(readFileSync(identity.record.tlsCa)) : grpcCredentials.createInsecure());
+    const conn = new FleetConnection({ proto, address, credentials, clientId: identity.record.clientId, privateKey: identity.privateKey, clock: config.clock });
+    const models = new BaseModels(config.modelCacheDir ?? config.dataDir, config.log);
+    const node = new ClientNode(config, identity, address, conn, data, models, choice.backend);
+    config.log(
+      `client ${identity.record.clientId} (${identity.record.name}) → ${address}; backend ${choice.backend}; ` +
+        `${data.size} local examples ${JSON.stringify(data.labelCounts())}`,
+    );
+    node.loopDone = node.run();
+    return node;
+  }
+
+  get clientId(): string {
+    return this.identity.record.clientId;
+  }
+
+  /** Events until the node closes (see ClientEvent). */
+  status(): AsyncIterableIterator<ClientEvent> {
+    return this.events.subscribe();
+  }
+
+  /** Resolves when the node has stopped: with the error that stopped it, or undefined after close/drain. */
+  closed(): Promise<Error | undefined> {
+    return this.closedPromise;
+  }
+
+  get isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
+  /** Finishes (and uploads) the task in hand, takes no new one, then closes. */
+  async drain(): Promise<void> {
+    if (this.state === 'closed') throw new ClientClosedError('drain');
+    if (this.state === 'draining') throw new ClientDrainingError('drain again');
+    this.state = 'draining';
+    this.events.emit({ type: 'draining' });
+    this.pullAbort?.abort();
+    this.wakeAll();
+    await this.loopDone;
+    await this.finish(undefined);
+  }
+
+  /** Stops now: the task in hand is dropped (not uploaded). Idempotent. */
+  async close(): Promise<void> {
+    await this.finish(undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private async finish(error: Error | undefined): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.current) this.current.cancelled = true;
+    this.pullAbort?.abort();
+    this.wakeAll();
+    this.conn.close();
+    this.models.dispose();
+    if (error) this.config.log(`client stopped: ${error.message}`);
+    this.events.emit(error ? { type: 'closed', error } : { type: 'closed' });
+    this.events.end();
+    this.resolveClosed(error);
+  }
+
+  // ---- waiting ---------------------------------------------------------------------------------------------------
+
+  private sleep(ms: number): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.sleepers.add(done);
+    });
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.sleepers]) wake();
+  }
+
+  // ---- the loop --------------------------------------------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    const heartbeats = this.heartbeatLoop();
+    await this.announce();
+    while (this.state === 'running') {
+      try {
+        this.pullAbort = new AbortController();
+        const res = await this.conn.pullTask(this.config.pullWaitMs, this.pullAbort.signal);
+        this.contact();
+        if (res.task) await this.handleTask(res.task);
+        else await this.sleep(res.retryAfterMs > 0 ? res.retryAfterMs : 1000);
+      } catch (err) {
+        if (this.state !== 'running') break;
+        await this.failed(err);
+      }
+    }
+    this.loopEnded = true;
+    this.wakeAll();
+    await heartbeats;
+  }
+
+  /** Tells the coordinator what this client can run now (backend, data size); best effort. */
+  private async announce(): Promise<void> {
+    const { record } = this.identity;
+    const caps = buildCapabilities({ backend: this.backend, memoryMb: record.memoryMb, modes: record.modes, numExamples: this.data.size });
+    try {
+      await this.conn.updateCapabilities(caps);
+      this.contact();
+    } catch (err) {
+      if (classifyFailure(err) === 'fatal') await this.failed(err);
+      else this.config.log(`could not update capabilities (continuing with the enrolled ones): ${(err as Error).message}`);
+    }
+  }
+
+  /** A call succeeded: the coordinator is reachable. */
+  private contact(): void {
+    this.backoff.reset();
+    if (!this.online) {
+      this.online = true;
+      this.config.log(`connected to ${this.address}`);
+      this.events.emit({ type: 'connected', address: this.address });
+    }
+  }
+
+  /** Handles a failed call: stops the node on a fatal refusal, else waits out a backoff delay. */
+  private async failed(err: unknown): Promise<void> {
+    const error = err instanceof Error ? err : new Error(String(err));
+    const kind = classifyFailure(err);
+    if (kind === 'fatal') {
+      const code = err instanceof RpcError ? err.code : 'refused';
+      const advice = REFUSAL_ADVICE[code] ?? 'the coordinator refuses this client; enroll again with a new join token';
+      await this.finish(new ClientRefusedError(`coordinator ${this.address} refused client ${this.clientId} (${code}): ${advice}`, code, { cause: err }));
+      return;
+    }
+    const delay = this.backoff.next();
+    if (kind === 'transient') {
+      if (this.online || this.backoff.failures === 1) {
+        this.config.log(`coordinator unreachable (${error.message}); retrying in ${delay} ms`);
+      }
+      this.online = false;
+      this.events.emit({ type: 'disconnected', error, retryInMs: delay, failures: this.backoff.failures });
+    } else {
+      this.config.log(`request refused (${error.message}); retrying in ${delay} ms`);
+      this.events.emit({ type: 'error', error });
+    }
+    await this.sleep(delay);
+  }
+
+  /**
+   * Runs `fn` until it succeeds, retrying transient failures with backoff while the task's deadline allows. A fatal
+   * or give-up failure, or the node closing, rethrows.
+   */
+  private async retrying<T>(task: Task, fn: () => Promise<T>): Promise<{ value: T; attempts: number }> {
+    for (let attempts = 1; ; attempts++) {
+      try {
+        const value = await fn();
+        this.contact();
+        return { value, attempts };
+      } catch (err) {
+        if (this.state === 'closed') throw new ClientClosedError(`finish task ${task.taskId}`);
+        if (classifyFailure(err) !== 'transient' || this.conn.serverNow() >= task.deadlineMs) throw err;
+        await this.failed(err);
+      }
+    }
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    while (this.state !== 'closed' && !this.loopEnded) {
+      const current = this.current;
+      try {
+        const res = await this.conn.heartbeat({
+          state: current?.state ?? 'CLIENT_STATE_IDLE',
+          taskId: current?.task.taskId ?? '',
+          progress: current?.progress ?? 0,
+          freeMemoryBytes: 0,
+        });
+        if (res.heartbeatIntervalMs > 0) this.heartbeatMs = res.heartbeatIntervalMs;
+        if (res.cancelTask && current && this.current === current && !current.cancelled) {
+          current.cancelled = true;
+          this.config.log(`coordinator cancelled task ${current.task.taskId}`);
+        }
+      } catch (err) {
+        // Reconnection is the main loop's business; only a final refusal matters here.
+        if (classifyFailure(err) === 'fatal') await this.failed(err);
+      }
+      await this.sleep(this.heartbeatMs);
+    }
+  }
+
+  // ---- one task --------------------------------------------------------------------------------------------------
+
+  private async handleTask(task: Task): Promise<void> {
+    const current: CurrentTask = { task, state: 'CLIENT_STATE_FETCHING', progress: 0, cancelled: false };
+    this.current = current;
+    this.events.emit({ type: 'task', taskId: task.taskId, runId: task.runId, round: task.round, mode: task.mode });
+    this.config.log(`task ${task.taskId}: ${task.mode}, ${task.training?.steps ?? 0} steps`);
+    try {
+      const global = await this.fetchAdapter(task);
+      const model = await this.models.get(task.baseModel);
+      const data = this.data.encoded(task.labels, tokenizerFor(model.config), Math.min(task.seqLen, model.config.nPositions));
+      current.state = 'CLIENT_STATE_TRAINING';
+      const output = await computeUpdate(task, { model, global, data, noise: this.config.noise, onProgress: (p) => (current.progress = p) });
+      this.events.emit({ type: 'trained', taskId: task.taskId, metrics: output.metrics });
+      if (current.cancelled) return this.dropped(task, 'FAILURE_REASON_CANCELLED', 'cancelled while training');
+      if (this.conn.serverNow() > task.deadlineMs) return this.dropped(task, 'FAILURE_REASON_DEADLINE', 'training ended after the round deadline');
+      current.state = 'CLIENT_STATE_UPLOADING';
+      await this.upload(task, output);
+    } catch (err) {
+      await this.taskFailed(task, err);
+    } finally {
+      this.current = undefined;
+    }
+  }
+
+  private async fetchAdapter(task: Task): Promise<TensorMap> {
+    const sha = hexDigest(task.adapterSha256);
+    const hit = this.adapters.get(sha);
+    if (hit) return hit;
+    const { value } = await this.retrying(task, () => this.conn.fetchAdapter(task.runId, task.adapterSha256, { maxTotalBytes: MAX_FETCH_BYTES }, 60_000));
+    this.adapters.set(sha, value.tensors);
+    if (this.adapters.size > ADAPTER_CACHE_SIZE) this.adapters.delete(this.adapters.keys().next().value!);
+    return value.tensors;
+  }
+
+  private async upload(task: Task, output: TaskOutput): Promise<void> {
+    const encoded = encodeTensors(output.tensors, { chunkBytes: MAX_CHUNK_BYTES });
+    const header = {
+      runId: task.runId,
+      round: task.round,
+      taskId: task.taskId,
+      kind: output.kind,
+      numExamples: output.numExamples,
+      metrics: output.metrics,
+      withinClipNorm: output.withinClipNorm,
+    };
+    const { value, attempts } = await this.retrying(task, () => this.conn.pushUpdate(header, encoded, 60_000));
+    this.config.log(`task ${task.taskId}: uploaded ${encoded.manifest.totalBytes} bytes (${value.result}, ${attempts} attempt${attempts > 1 ? 's' : ''})`);
+    this.events.emit({ type: 'uploaded', taskId: task.taskId, result: value.result, bytes: encoded.manifest.totalBytes, attempts });
+  }
+
+  private dropped(task: Task, reason: FailureReason | 'ROUND_CLOSED', message: string): void {
+    this.config.log(`task ${task.taskId} dropped: ${message}`);
+    this.events.emit({ type: 'task_dropped', taskId: task.taskId, reason, message });
+  }
+
+  /** A task that cannot be completed: say why (best effort) unless the coordinator already moved on. */
+  private async taskFailed(task: Task, err: unknown): Promise<void> {
+    if (this.state === 'closed') return;
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (err instanceof RpcError) {
+      const kind = classifyFailure(err);
+      if (kind === 'fatal') return this.failed(err);
+      // Round closed, not sampled any more, deadline passed: the coordinator already knows.
+      this.dropped(task, kind === 'transient' ? 'FAILURE_REASON_DEADLINE' : 'ROUND_CLOSED', error.message);
+      return;
+    }
+    const reason = failureReason(err);
+    this.dropped(task, reason, error.message);
+    try {
+      await this.conn.reportFailure({ runId: task.runId, round: task.round, taskId: task.taskId, reason, message: error.message.slice(0, 500) });
+    } catch (reportErr) {
+      if (classifyFailure(reportErr) === 'fatal') await this.failed(reportErr);
+    }
+  }
+}
+
+/** The ReportFailure reason for a local error. */
+export function failureReason(err: unknown): FailureReason {
+  if (err instanceof TrainError && err.code === 'diverged') return 'FAILURE_REASON_NON_FINITE';
+  if (err instanceof TaskError && err.code === 'data') return 'FAILURE_REASON_DATA';
+  if ((err as { code?: unknown }).code === 'non_finite') return 'FAILURE_REASON_NON_FINITE';
+  if (err instanceof RangeError && /memory/i.test(err.message)) return 'FAILURE_REASON_OUT_OF_MEMORY';
+  return 'FAILURE_REASON_INTERNAL';
+}
