@@ -84,16 +84,20 @@ export const TEST_CAPABILITIES: MessageInput<Capabilities> = {
 
 /** One enrolled client identity with its own key, calling through real gRPC clients. */
 export class TestClient {
-  readonly keys: Ed25519KeyPair = generateEd25519KeyPair();
-  readonly publicKey = exportPublicKeyRaw(this.keys.publicKey);
+  readonly publicKey: Uint8Array;
   readonly enrollment: EnrollmentClient;
   readonly fleet: FleetClient;
   id = '';
 
+  /** `keys` and `id` reuse an identity (e.g. against a restarted coordinator). */
   constructor(
     address: string,
     readonly clock: () => number = Date.now,
+    readonly keys: Ed25519KeyPair = generateEd25519KeyPair(),
+    id = '',
   ) {
+    this.publicKey = exportPublicKeyRaw(keys.publicKey);
+    this.id = id;
     this.enrollment = createClient(proto, 'enrollment', address, credentials.createInsecure());
     this.fleet = createClient(proto, 'fleet', address, credentials.createInsecure());
   }
