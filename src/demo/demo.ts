@@ -1,0 +1,231 @@
+/**
+ * `lethe demo`: a federated run on one machine with real processes and real gRPC on 127.0.0.1.
+ *
+ *   1. the built-in tiny base is pretrained on first use (cached in <data-dir>/models) and copied to the coordinator;
+ *   2. the initial adapter's test accuracy is measured here, on the coordinator's eval split;
+ *   3. a coordinator process starts; N client identities enroll with one join token; a run is created on the
+ *      SpamAssassin task split non-IID (Dirichlet α over the train split, one share per client);
+ *   4. N client processes train; each closed round prints a table line (clients in, mean local loss, global test
+ *      accuracy, bytes up/down, seconds, ε with --privacy);
+ *   5. a summary prints and report.json + report.html are written to the data directory.
+ * Every child stops on success, failure, Ctrl-C or SIGTERM (processes.ts).
+ */
+import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { credentials as grpcCredentials } from '@grpc/grpc-js';
+import { readAdminToken } from '../auth/admin-token.js';
+import { enroll } from '../client/enroll.js';
+import { DEFAULT_PARTITION_SEED } from '../client/local-data.js';
+import { DEFAULT_COORDINATOR_CONFIG } from '../coordinator/config.js';
+import { encodeExamples, spamAssassin, trainTestSplit } from '../data/index.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
+import { GPT2, type GPT2Config } from '../model/gpt2.js';
+import { initAdapter, type LoraTarget } from '../model/lora.js';
+import { tokenizerFor } from '../model/tokenizer.js';
+import type { HostTensor } from '../tensors/host.js';
+import { evaluate } from '../train/evaluate.js';
+import { baseDir, ensurePretrainedBase, TINY_BASE_NAME, type PretrainProgress } from '../train/pretrain.js';
+import type { RoundInfo, Run } from '../wire/admin-messages.js';
+import { loadLetheProto } from '../wire/proto.js';
+import { AdminApi } from './admin.js';
+import { DEMO_RUN_SEED, demoRunConfig, type DemoOptions } from './config.js';
+import { delay, ProcessGroup, type ChildHandle } from './processes.js';
+import { renderReportHtml, type DemoReport, type RoundRow } from './report.js';
+import { roundRow, summarize, tableHeader, tableLine } from './table.js';
+
+export interface DemoIo {
+  /** Where the table and messages go (stdout). */
+  readonly out: (text: string) => void;
+  /** The `lethe` entry point the child processes run (process.execPath + this script). */
+  readonly entry: { readonly executable: string; readonly script: string };
+  /** Pretraining progress, when the base is trained in this run. */
+  readonly onPretrainStep?: (p: PretrainProgress) => void;
+  /** Aborting stops the demo early (Ctrl-C); the report covers the rounds done so far. */
+  readonly signal?: AbortSignal;
+  /** The backend this process selected, told to enrollment as the clients' capability. */
+  readonly backend: string;
+}
+
+export interface DemoResult {
+  readonly report: DemoReport;
+  readonly reportJson: string;
+  readonly reportHtml: string;
+  readonly run: Run | undefined;
+  readonly aborted: boolean;
+}
+
+const TERMINAL = new Set(['RUN_STATE_COMPLETED', 'RUN_STATE_FAILED', 'RUN_STATE_BUDGET_EXHAUSTED', 'RUN_STATE_STOPPED']);
+const FINISHED = new Set(['ROUND_STATE_COMPLETED', 'ROUND_STATE_FAILED']);
+const POLL_MS = 1000;
+
+interface Session {
+  readonly root: string;
+  readonly coordinator: string;
+  readonly logs: string;
+  client(i: number): string;
+}
+
+/** A fresh session directory (the previous demo's processes, keys and database are removed; the base model stays). */
+async function freshSession(dataDir: string): Promise<Session> {
+  const root = join(dataDir, 'session');
+  await rm(root, { recursive: true, force: true });
+  const s: Session = { root, coordinator: join(root, 'coordinator'), logs: join(root, 'logs'), client: (i) => join(root, 'clients', `c${i}`) };
+  await mkdir(s.logs, { recursive: true, mode: 0o700 });
+  await mkdir(s.coordinator, { recursive: true, mode: 0o700 });
+  return s;
+}
+
+/** The base model's config and weights: the cached tiny base (pretrained on first use) or a checkpoint directory. */
+async function baseModel(o: DemoOptions, io: DemoIo): Promise<{ config: GPT2Config; weights: Map<string, HostTensor> }> {
+  if (o.baseModel !== 'builtin:tiny') return loadCheckpoint(o.baseModel);
+  if (!existsSync(join(baseDir(o.dataDir), 'manifest.json'))) {
+    io.out(`Pretraining the built-in tiny GPT-2 base (first run only; about 5 minutes on 2 cores) into ${baseDir(o.dataDir)}\n`);
+  }
+  const base = await ensurePretrainedBase(o.dataDir, io.onPretrainStep ? { onStep: io.onPretrainStep } : {});
+  if (base.trained) io.out(`Base ready: held-out perplexity ${base.manifest.heldOutPerplexity.toFixed(2)} after ${base.manifest.seconds.toFixed(0)} s\n`);
+  return base;
+}
+
+/** Accuracy of the untrained adapter on the coordinator's eval split (same split, same cap, same seq_len). */
+function initialAccuracy(o: DemoOptions, base: { config: GPT2Config; weights: Map<string, HostTensor> }): number {
+  const config = demoRunConfig(o);
+  const lora = config.lora as { r: number; alpha: number; targets: LoraTarget[]; seed: string };
+  const { test } = trainTestSplit(spamAssassin(), { testFraction: DEFAULT_COORDINATOR_CONFIG.evalTestFraction, seed: DEMO_RUN_SEED });
+  const examples = test.examples.slice(0, DEFAULT_COORDINATOR_CONFIG.evalMaxExamples);
+  const data = encodeExamples(examples, tokenizerFor(base.config), Math.min(o.seqLen, base.config.nPositions));
+  const model = new GPT2(base.config, base.weights);
+  try {
+    const loraConfig = { r: lora.r, alpha: lora.alpha, targets: lora.targets, numLabels: 2, seed: lora.seed };
+    return evaluate(model, loraConfig, initAdapter(base.config, loraConfig), data).accuracy;
+  } finally {
+    model.dispose();
+  }
+}
+
+function backendArgs(o: DemoOptions): string[] {
+  return o.backend ? ['--backend', o.backend] : [];
+}
+
+/** Runs the demo (see the module comment). Children are stopped before it returns or throws. */
+export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
+  const started = Date.now();
+  const startedAt = new Date(started).toISOString();
+  const session = await freshSession(o.dataDir);
+  const base = await baseModel(o, io);
+  if (o.baseModel === 'builtin:tiny') await cp(baseDir(o.dataDir), join(session.coordinator, 'models', TINY_BASE_NAME), { recursive: true });
+  const initial = initialAccuracy(o, base);
+  io.out(`Initial test accuracy (untrained adapter): ${(100 * initial).toFixed(1)}%\n`);
+
+  const group = new ProcessGroup(io.entry);
+  const killOnExit = (): void => group.killAllNow();
+  process.once('exit', killOnExit);
+  let admin: AdminApi | undefined;
+  const rows: RoundRow[] = [];
+  let run: Run | undefined;
+  try {
+    const coordinator = group.spawn(
+      'coordinator',
+      ['coordinator', 'start', '--port', String(o.port), '--host', '127.0.0.1', '--data-dir', session.coordinator, ...backendArgs(o)],
+      join(session.logs, 'coordinator.log'),
+    );
+    const m = await coordinator.waitForLine(/listening on ([\w.-]+:\d+)/, 60_000);
+    const address = m[1]!;
+    admin = new AdminApi(address, await readAdminToken(session.coordinator));
+    io.out(`Coordinator listening on ${address} (log: ${coordinator.logPath})\n`);
+
+    const token = await admin.createJoinToken(o.clients, 3600, 'lethe demo');
+    const proto = loadLetheProto();
+    for (let i = 0; i < o.clients; i++) {
+      await enroll({
+        proto,
+        address,
+        credentials: grpcCredentials.createInsecure(),
+        joinToken: token.token,
+        name: `demo-client-${i}`,
+        dataDir: session.client(i),
+        memoryMb: 1024,
+        modes: ['TRAINING_MODE_BACKPROP'],
+        backend: io.backend,
+      });
+    }
+    run = await admin.createRun(demoRunConfig(o));
+    io.out(`Run ${run.runId}: ${o.rounds} rounds, ${o.clients} clients, SpamAssassin split non-IID (Dirichlet α=${o.alpha})${o.privacy ? ', central DP' : ''}\n`);
+
+    const clients: ChildHandle[] = [];
+    for (let i = 0; i < o.clients; i++) {
+      clients.push(
+        group.spawn(
+          `client ${i}`,
+          [
+            'client', 'run', '--data-dir', session.client(i), '--data', 'builtin:spam',
+            '--partition', `${i}/${o.clients}`, '--alpha', String(o.alpha), '--partition-seed', DEFAULT_PARTITION_SEED,
+            '--split-seed', DEMO_RUN_SEED, '--model-cache', o.dataDir, ...backendArgs(o),
+          ],
+          join(session.logs, `client-${i}.log`),
+        ),
+      );
+    }
+    io.out(`Started ${o.clients} client processes (logs in ${session.logs})\n\n${tableHeader(o.privacy)}\n`);
+    run = await follow(admin, run.runId, o, io, rows, coordinator, clients);
+  } finally {
+    admin?.close();
+    await group.stopAll();
+    process.off('exit', killOnExit);
+  }
+
+  const seconds = (Date.now() - started) / 1000;
+  const report: DemoReport = {
+    title: `Lethe demo: federated LoRA on SpamAssassin, ${o.clients} clients, Dirichlet α=${o.alpha}${o.privacy ? ', central DP' : ''}`,
+    startedAt,
+    config: { demo: { ...o, dataDir: undefined }, run: demoRunConfig(o), run_id: run?.runId ?? null, run_state: run?.state ?? null },
+    initialAccuracy: initial,
+    rounds: rows,
+    summary: summarize(initial, rows, seconds),
+  };
+  const reportJson = join(o.dataDir, 'report.json');
+  const reportHtml = join(o.dataDir, 'report.html');
+  await writeFile(reportJson, `${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`);
+  await writeFile(reportHtml, renderReportHtml(report));
+  io.out(`\n${Object.entries(report.summary).map(([k, v]) => `${k.padEnd(20)} ${v}`).join('\n')}\n\nReport: ${reportHtml}\n        ${reportJson}\n`);
+  return { report, reportJson, reportHtml, run, aborted: io.signal?.aborted ?? false };
+}
+
+/** Prints each round as it finishes until the run ends, the coordinator dies, or the demo is aborted. */
+async function follow(admin: AdminApi, runId: string, o: DemoOptions, io: DemoIo, rows: RoundRow[], coordinator: ChildHandle, clients: readonly ChildHandle[]): Promise<Run> {
+  const printed = new Set<number>();
+  const gone = new Set<ChildHandle>();
+  let run = await admin.getRun(runId);
+  for (;;) {
+    if (coordinator.process.exitCode !== null || coordinator.process.signalCode !== null) {
+      throw new Error(`the coordinator exited (${await coordinator.exited}); see ${coordinator.logPath}`);
+    }
+    for (const c of clients) {
+      if (!gone.has(c) && (c.process.exitCode !== null || c.process.signalCode !== null)) {
+        gone.add(c);
+        io.out(`  (${c.name} exited with ${await c.exited}; see ${c.logPath})\n`);
+      }
+    }
+    const rounds: RoundInfo[] = await admin.rounds(runId);
+    for (const r of rounds) {
+      if (printed.has(r.round) || !FINISHED.has(r.state)) continue;
+      // A completed round gets its accuracy a moment after it closes (evaluation follows aggregation).
+      if (r.state === 'ROUND_STATE_COMPLETED' && r.metrics.eval_accuracy === undefined && !TERMINAL.has(run.state)) continue;
+      printed.add(r.round);
+      const row = roundRow(r, o.privacy);
+      rows.push(row);
+      io.out(`${tableLine(row, o.privacy)}\n`);
+    }
+    if (TERMINAL.has(run.state) && rounds.every((r) => printed.has(r.round) || !FINISHED.has(r.state))) {
+      if (run.state !== 'RUN_STATE_COMPLETED') io.out(`Run ended: ${run.state}${run.message ? ` (${run.message})` : ''}\n`);
+      return run;
+    }
+    if (io.signal?.aborted) {
+      io.out('Stopped by the user.\n');
+      return run;
+    }
+    if (gone.size === clients.length) throw new Error('every client process exited; see their logs');
+    await delay(POLL_MS, io.signal);
+    run = await admin.getRun(runId);
+  }
+}
