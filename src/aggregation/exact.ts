@@ -21,7 +21,7 @@
  *
  * Other tensors (the head score.weight) are averaged linearly: global + Σ w_k delta_k.
  */
-import { lowRankSvd, truncateSvd } from '../linalg/svd.js';
+import { lowRankSvd } from '../linalg/svd.js';
 import { hostTensor, type HostTensor, type TensorMap } from '../tensors/host.js';
 import { applyUpdate, firstNonFinite, weightedSumTensors } from './aggregate.js';
 import { AdapterLayoutError, StrategyConfigError } from './errors.js';
@@ -159,14 +159,11 @@ export class ExactStrategy implements AggregationStrategy {
     });
     if (firstNonFinite(bs) >= 0 || firstNonFinite(as) >= 0) rejectNonFinite(results, [m.a, m.b]);
 
-    const full = lowRankSvd(bs, as, dOut, kr, dIn);
-    let energy = 0;
+    const top = lowRankSvd(bs, as, dOut, kr, dIn, r);
     let tail = 0;
-    full.s.forEach((s, j) => {
-      energy += s * s;
-      if (j >= r) tail += s * s;
-    });
-    const top = truncateSvd(full, r);
+    for (const s of top.tail) tail += s * s;
+    let energy = tail;
+    for (const s of top.s) energy += s * s;
 
     const b = new Float32Array(dOut * r);
     const a = new Float32Array(r * dIn);

@@ -85,6 +85,15 @@ export function frobeniusNorm(a: Matrix): number {
   return scale * Math.sqrt(s);
 }
 
+/** True when every value is finite (x − x is 0 for finite x, NaN otherwise). */
+export function allFinite(data: Dense): boolean {
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i]!;
+    if (x - x !== 0) return false;
+  }
+  return true;
+}
+
 function checkDims(rows: number, cols: number): void {
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0) {
     throw new LinalgError(`matrix dimensions must be non-negative integers, got ${rows}×${cols}`, 'bad_shape');

@@ -16,29 +16,56 @@ export interface QR {
   readonly r: Matrix;
 }
 
-/** Thin QR of a row-major m×n matrix. */
-export function qr(data: Dense, rows: number, cols: number): QR {
-  const a = matrix(data, rows, cols);
-  const cm = new Float64Array(rows * cols);
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) cm[j * rows + i] = a.data[i * cols + j]!;
-  }
-  return qrColumnMajorInPlace(cm, rows, cols);
+/**
+ * A QR factorisation kept in Householder form: R explicitly, Q as its k reflectors. Applying Q to a few columns
+ * costs O(m·k) per column, so a caller that needs Q·X for a thin X (e.g. the top-r singular vectors) never pays the
+ * O(m·k²) of forming Q.
+ */
+export interface Householder {
+  readonly rows: number;
+  readonly cols: number;
+  /** k×n upper triangular, row-major. */
+  readonly r: Matrix;
+  /** Q·X for X (k×c, row-major) → m×c, row-major. */
+  applyQ(x: Matrix): Matrix;
 }
 
-/**
- * Thin QR of an m×n matrix given column-major. Copies the input (float32 input is widened to float64 anyway), so
- * the caller's buffer is left as it was.
- */
+/** Thin QR of a row-major m×n matrix, with Q formed explicitly. */
+export function qr(data: Dense, rows: number, cols: number): QR {
+  const h = householder(data, rows, cols, 'row-major');
+  return { q: h.applyQ(identity(Math.min(rows, cols))), r: h.r };
+}
+
+/** Thin QR of an m×n matrix given column-major (e.g. a row-major r×d lora_A read as its d×r transpose). */
 export function qrColumnMajor(data: Dense, rows: number, cols: number): QR {
+  const h = householder(data, rows, cols, 'column-major');
+  return { q: h.applyQ(identity(Math.min(rows, cols))), r: h.r };
+}
+
+/** Householder QR of an m×n matrix in either layout; the input is copied, never modified. */
+export function householder(data: Dense, rows: number, cols: number, layout: 'row-major' | 'column-major'): Householder {
+  if (layout === 'row-major') {
+    const a = matrix(data, rows, cols);
+    const cm = new Float64Array(rows * cols);
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) cm[j * rows + i] = a.data[i * cols + j]!;
+    }
+    return factor(cm, rows, cols);
+  }
   if (data.length !== rows * cols) {
     throw new LinalgError(`QR input has ${data.length} values but ${rows}×${cols} needs ${rows * cols}`, 'bad_shape');
   }
-  return qrColumnMajorInPlace(Float64Array.from(data), rows, cols);
+  return factor(Float64Array.from(data), rows, cols);
 }
 
-/** Householder QR overwriting `cm` (column-major m×n); returns row-major thin Q and R. */
-function qrColumnMajorInPlace(cm: Float64Array, m: number, n: number): QR {
+function identity(k: number): Matrix {
+  const data = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) data[i * k + i] = 1;
+  return { rows: k, cols: k, data };
+}
+
+/** Householder QR overwriting `cm` (column-major m×n). */
+function factor(cm: Float64Array, m: number, n: number): Householder {
   const k = Math.min(m, n);
   // Reflector j is H_j = I − τ_j v_j v_jᵀ acting on rows j..m−1; v_j is kept in `vs` at offset j*m (entries j..m−1).
   const vs = new Float64Array(k * m);
@@ -55,33 +82,37 @@ function qrColumnMajorInPlace(cm: Float64Array, m: number, n: number): QR {
     const vo = j * m;
     vs[vo + j] = v0;
     for (let i = j + 1; i < m; i++) vs[vo + i] = cm[c + i]!;
-    const vnorm2 = norm2 - x0 * x0 + v0 * v0;
-    const tau = 2 / vnorm2;
-    taus[j] = tau;
+    taus[j] = 2 / (norm2 - x0 * x0 + v0 * v0);
     cm[c + j] = alpha;
     for (let i = j + 1; i < m; i++) cm[c + i] = 0;
-    for (let l = j + 1; l < n; l++) applyReflector(cm, l * m, vs, vo, tau, j, m);
-  }
-
-  const q = new Float64Array(m * k); // column-major while being formed
-  for (let j = 0; j < k; j++) q[j * m + j] = 1;
-  // Q = H_0·…·H_{k−1}·[I; 0], applied right to left; column l < j is still e_l there, which H_j leaves alone.
-  for (let j = k - 1; j >= 0; j--) {
-    const tau = taus[j]!;
-    if (tau === 0) continue;
-    for (let l = j; l < k; l++) applyReflector(q, l * m, vs, j * m, tau, j, m);
-  }
-
-  const qRows = new Float64Array(m * k);
-  for (let l = 0; l < k; l++) {
-    for (let i = 0; i < m; i++) qRows[i * k + l] = q[l * m + i]!;
+    for (let l = j + 1; l < n; l++) applyReflector(cm, l * m, vs, vo, taus[j]!, j, m);
   }
   const r = new Float64Array(k * n);
   for (let l = 0; l < n; l++) {
     const top = Math.min(l, k - 1);
     for (let i = 0; i <= top; i++) r[i * n + l] = cm[l * m + i]!;
   }
-  return { q: { rows: m, cols: k, data: qRows }, r: { rows: k, cols: n, data: r } };
+
+  const applyQ = (x: Matrix): Matrix => {
+    if (x.rows !== k) throw new LinalgError(`Q is ${m}×${k}; cannot apply it to a ${x.rows}×${x.cols} matrix`, 'bad_shape');
+    const c = x.cols;
+    const y = new Float64Array(m * c); // column-major [X; 0]
+    for (let i = 0; i < k; i++) {
+      for (let l = 0; l < c; l++) y[l * m + i] = x.data[i * c + l]!;
+    }
+    // Q·Y = H_0·…·H_{k−1}·Y: apply the last reflector first.
+    for (let j = k - 1; j >= 0; j--) {
+      const tau = taus[j]!;
+      if (tau === 0) continue;
+      for (let l = 0; l < c; l++) applyReflector(y, l * m, vs, j * m, tau, j, m);
+    }
+    const out = new Float64Array(m * c);
+    for (let l = 0; l < c; l++) {
+      for (let i = 0; i < m; i++) out[i * c + l] = y[l * m + i]!;
+    }
+    return { rows: m, cols: c, data: out };
+  };
+  return { rows: m, cols: n, r: { rows: k, cols: n, data: r }, applyQ };
 }
 
 /** x ← (I − τ v vᵀ) x on rows from..m−1, where x is the column at `xo` and v the reflector at `vo`. */

@@ -13,8 +13,8 @@
  * Singular vectors of zero singular values are completed to an orthonormal set, so UᵀU = VᵀV = I always.
  */
 import { LinalgError } from './errors.js';
-import { matrix, multiply, multiplyTransposed, transpose, type Dense, type Matrix } from './matrix.js';
-import { qrColumnMajor, qr } from './qr.js';
+import { allFinite, matrix, multiplyTransposed, transpose, type Dense, type Matrix } from './matrix.js';
+import { householder } from './qr.js';
 
 export interface Svd {
   /** m×k, orthonormal columns (left singular vectors). */
@@ -31,9 +31,7 @@ const MAX_SWEEPS = 60;
 /** Thin SVD of a row-major m×n matrix (float32 or float64), computed in float64. */
 export function svd(data: Dense, rows: number, cols: number): Svd {
   const a = matrix(data, rows, cols);
-  for (const x of a.data) {
-    if (!Number.isFinite(x)) throw new LinalgError('cannot take the SVD of a matrix with NaN or ±Infinity', 'non_finite');
-  }
+  if (!allFinite(a.data)) throw new LinalgError('cannot take the SVD of a matrix with NaN or ±Infinity', 'non_finite');
   if (rows < cols) {
     const t = svdTall(transpose(a));
     return { u: t.v, s: t.s, v: t.u };
@@ -41,12 +39,19 @@ export function svd(data: Dense, rows: number, cols: number): Svd {
   return svdTall(a);
 }
 
+/** A truncated SVD that also reports the singular values it dropped. */
+export interface LowRankSvd extends Svd {
+  /** The singular values beyond the kept ones, descending (empty when nothing was dropped). */
+  readonly tail: Float64Array;
+}
+
 /**
  * SVD of the product B·A (B: dOut×r, A: r×dIn, both row-major) in O((dOut + dIn)·r²): QR of B and of Aᵀ, then the
- * SVD of the r×r core R_B·R_Aᵀ. B·A = Q_B (R_B R_Aᵀ) Q_Aᵀ = (Q_B U_c) S (Q_A V_c)ᵀ. The dOut×dIn product is never
- * formed. k = min(dOut, r, dIn); when r exceeds dOut or dIn the QR factors are simply narrower.
+ * SVD of the small core R_B·R_Aᵀ. B·A = Q_B (R_B R_Aᵀ) Q_Aᵀ = (Q_B U_c) S (Q_A V_c)ᵀ. The dOut×dIn product is never
+ * formed, and Q_B, Q_A are applied in Householder form to the `rank` kept vectors only. k = min(dOut, r, dIn) singular
+ * values exist; the leading min(rank, k) are returned with their vectors and the rest in `tail`.
  */
-export function lowRankSvd(b: Dense, a: Dense, dOut: number, r: number, dIn: number): Svd {
+export function lowRankSvd(b: Dense, a: Dense, dOut: number, r: number, dIn: number, rank = Number.POSITIVE_INFINITY): LowRankSvd {
   if (b.length !== dOut * r || a.length !== r * dIn) {
     throw new LinalgError(
       `lowRankSvd needs B ${dOut}×${r} (${dOut * r} values) and A ${r}×${dIn} (${r * dIn} values), ` +
@@ -54,18 +59,21 @@ export function lowRankSvd(b: Dense, a: Dense, dOut: number, r: number, dIn: num
       'bad_shape',
     );
   }
-  for (const x of b) if (!Number.isFinite(x)) throw new LinalgError('B holds NaN or ±Infinity', 'non_finite');
-  for (const x of a) if (!Number.isFinite(x)) throw new LinalgError('A holds NaN or ±Infinity', 'non_finite');
-  const qb = qr(b, dOut, r);
-  const qa = qrColumnMajor(a, dIn, r); // row-major A (r×dIn) is Aᵀ (dIn×r) in column-major
-  const core = multiplyTransposed(qb.r, qa.r); // kB×kA
-  const c = svd(core.data, core.rows, core.cols);
-  return { u: multiply(qb.q, c.u), s: c.s, v: multiply(qa.q, c.v) };
+  if (!allFinite(b)) throw new LinalgError('B holds NaN or ±Infinity', 'non_finite');
+  if (!allFinite(a)) throw new LinalgError('A holds NaN or ±Infinity', 'non_finite');
+  const hb = householder(b, dOut, r, 'row-major');
+  const ha = householder(a, dIn, r, 'column-major'); // row-major A (r×dIn) is Aᵀ (dIn×r) in column-major
+  const core = multiplyTransposed(hb.r, ha.r); // kB×kA
+  const full = svd(core.data, core.rows, core.cols);
+  const c = truncateSvd(full, rank);
+  return { u: hb.applyQ(c.u), s: c.s, v: ha.applyQ(c.v), tail: full.s.slice(c.s.length) };
 }
 
 /** The leading `rank` singular triplets (all of them when rank ≥ k). */
 export function truncateSvd(full: Svd, rank: number): Svd {
-  if (!Number.isInteger(rank) || rank < 0) throw new LinalgError(`rank must be a non-negative integer, got ${rank}`, 'bad_shape');
+  if (!(rank >= 0) || (!Number.isInteger(rank) && rank !== Number.POSITIVE_INFINITY)) {
+    throw new LinalgError(`rank must be a non-negative integer (or Infinity for all), got ${rank}`, 'bad_shape');
+  }
   const k = Math.min(rank, full.s.length);
   return { u: leadingColumns(full.u, k), s: full.s.slice(0, k), v: leadingColumns(full.v, k) };
 }
@@ -77,11 +85,11 @@ function leadingColumns(a: Matrix, k: number): Matrix {
   return { rows: a.rows, cols: k, data: out };
 }
 
-/** m ≥ n: M = Q R, R = U_R S Vᵀ, so U = Q U_R. */
+/** m ≥ n: M = Q R, R = U_R S Vᵀ, so U = Q U_R (Q applied in Householder form). */
 function svdTall(a: Matrix): Svd {
-  const { q, r } = qr(a.data, a.rows, a.cols);
-  const j = jacobiSquare(r);
-  return { u: multiply(q, j.u), s: j.s, v: j.v };
+  const h = householder(a.data, a.rows, a.cols, 'row-major');
+  const j = jacobiSquare(h.r);
+  return { u: h.applyQ(j.u), s: j.s, v: j.v };
 }
 
 /**

@@ -118,6 +118,23 @@ describe('lowRankSvd', () => {
     expect(orthonormalityError(low.v.data, dIn, k)).toBeLessThan(1e-12);
   });
 
+  it('lowRankSvd – with a rank keeps the leading triplets and reports the dropped singular values', () => {
+    // Prepare
+    const b = randomMatrix(20, 6, 'tb');
+    const a = randomMatrix(6, 15, 'ta');
+    const full = svd(naiveMul(b, a, 20, 6, 15), 20, 15);
+    // Execute
+    const top = lowRankSvd(b, a, 20, 6, 15, 2);
+    // Assert
+    expect([top.u.cols, top.v.cols, top.s.length, top.tail.length]).toEqual([2, 2, 2, 4]);
+    expect(maxAbsDiff(top.s, full.s.slice(0, 2))).toBeLessThan(1e-12);
+    expect(maxAbsDiff(top.tail, full.s.slice(2, 6))).toBeLessThan(1e-12);
+    expect(orthonormalityError(top.u.data, 20, 2)).toBeLessThan(1e-12);
+    const best = truncateSvd(full, 2);
+    const approx = reconstruct(top.u.data, top.s, top.v.data, 20, 15, 2);
+    expect(maxAbsDiff(approx, reconstruct(best.u.data, best.s, best.v.data, 20, 15, 2))).toBeLessThan(1e-12);
+  });
+
   it('lowRankSvd – a product of rank below r has zero trailing singular values', () => {
     // Prepare: B has two identical columns, so rank(B·A) ≤ 2 with r = 3
     const b = randomMatrix(10, 3, 'dup');
