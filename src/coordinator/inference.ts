@@ -116,12 +116,15 @@ export class ModelService implements RoundEvaluator {
     const truncated = tokens.length > maxLen;
     const ids = tokens.slice(0, maxLen);
     if (ids.length === 0) ids.push(tokenizer.eotId);
+    // The classifier picks the last real token with a one-hot over positions, which needs at least two positions:
+    // a one-token input gets one masked pad after it (causal attention: the pad cannot change the real token).
+    const width = Math.max(2, ids.length);
     const tensors = toTf(adapter);
     try {
       let explain: readonly GateWeight[] = [];
       const probsT = tf.tidy(() => {
-        const idsT = tf.tensor2d(ids, [1, ids.length], 'int32');
-        const maskT = tf.ones([1, ids.length]) as tf.Tensor2D;
+        const idsT = tf.tensor2d([...ids, ...Array(width - ids.length).fill(tokenizer.padId)], [1, width], 'int32');
+        const maskT = tf.tensor2d([...Array(ids.length).fill(1), ...Array(width - ids.length).fill(0)], [1, width]);
         const gated = this.gates?.gates(ctx, idsT, maskT);
         explain = gated?.explain ?? [];
         const logits = model.classify(idsT, maskT, [{ config: ctx.layout.lora, tensors }, ...(gated?.adapters ?? [])]);

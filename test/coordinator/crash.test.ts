@@ -3,47 +3,14 @@
  * acknowledged is lost (enrollments, accepted updates, round records), the open round finishes, and an open round
  * whose deadline passed while the coordinator was down is aggregated from what was stored.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAdminToken } from '../../src/auth/admin-token.js';
 import type { HostTensor } from '../../src/tensors/host.js';
 import type { Task } from '../../src/wire/messages.js';
 import { Admin, makeDelta, runJson, tempDir, TestClient, waitFor, writeTestModel } from './helpers.js';
-
-const PROCESS = fileURLToPath(new URL('./fixtures/coordinator-process.mjs', import.meta.url));
-const BUILT = fileURLToPath(new URL('../../dist/coordinator/coordinator.js', import.meta.url));
-
-interface Running {
-  readonly child: ChildProcess;
-  readonly address: string;
-  readonly stderr: () => string;
-}
-
-function startProcess(dataDir: string): Promise<Running> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [PROCESS, dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-    child.stdout!.setEncoding('utf8').on('data', (s: string) => {
-      out += s;
-      const m = /ready (\d+)\n/.exec(out);
-      if (m) resolve({ child, address: `127.0.0.1:${m[1]}`, stderr: () => err });
-    });
-    child.on('exit', (code, signal) => reject(new Error(`coordinator exited early (${code ?? signal}): ${err}`)));
-  });
-}
-
-function kill9(r: Running): Promise<void> {
-  return new Promise((resolve) => {
-    r.child.removeAllListeners('exit');
-    r.child.on('exit', () => resolve());
-    r.child.kill('SIGKILL');
-  });
-}
+import { BUILT, kill9, startProcess, type Running } from './process.js';
 
 describe('coordinator crash safety', () => {
   const dir = tempDir('lethe-crash-');
