@@ -11,8 +11,11 @@
  * reproduces the average of the products exactly; otherwise it is the best rank-r approximation.
  *
  * Cost: M is never formed. M = [w_1 B_1 … w_K B_K] · [A_1; …; A_K], a product of a d_out × Kr and a Kr × d_in
- * factor, so lowRankSvd needs two QRs and a Kr × Kr SVD: O((d_out + d_in)·(Kr)²) instead of O(d_out·d_in·min) for the
- * dense SVD. (When Kr exceeds d_out or d_in the core is capped at min(d_out, d_in, Kr) square.)
+ * factor, so lowRankSvd needs two Householder QRs, O((d_out + d_in)·(Kr)²), and a Jacobi SVD of the Kr × Kr core,
+ * O((Kr)³) per sweep, instead of an SVD of the dense d_out × d_in matrix. When Kr exceeds d_out or d_in the core is
+ * capped at min(d_out, d_in, Kr). Measured on GPT-2 small (48 modules, r = 8, K = 10 so Kr = 80): about 7 s per round
+ * on a busy 2-core machine, against ~50 ms for `ffa`. The Jacobi term dominates once Kr reaches a few hundred, so
+ * large cohorts should use `ffa`.
  *
  * Directions with (numerically) zero singular value would get a zero row in A and a zero column in B; with both
  * factors zero, LoRA's gradient in that direction is zero forever. For s_j ≤ s_1·2⁻²⁴ (below float32 resolution of the
