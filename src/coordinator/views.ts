@@ -50,6 +50,8 @@ export function runView(run: RunRecord, privacy: PrivacyView | undefined): Run {
 export function roundView(round: RoundRecord): RoundInfo {
   const metrics: Record<string, number> = {};
   for (const [k, v] of Object.entries(round.metrics)) if (typeof v === 'number' && Number.isFinite(v)) metrics[k] = v;
+  // An open round's deadline travels as a metric so `lethe status` can show the time left.
+  if (round.state === 'open') metrics.deadline_ms = round.deadlineAt;
   const failed = round.state === 'open' ? 0 : (metrics.failed ?? round.sampledClientIds.length - round.updatesReceived);
   return {
     runId: round.runId,

@@ -1,0 +1,94 @@
+/**
+ * `lethe coordinator start`: runs the coordinator until SIGINT/SIGTERM, then drains it (in-flight calls finish, open
+ * rounds stay in the store and resume at the next start). With --config, the run in that file is created at start
+ * unless a run with the identical config already exists (so restarting with the same flags does not duplicate it).
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { parseBackendName } from '../../backend/backend.js';
+import { adminTokenPath } from '../../auth/admin-token.js';
+import { Coordinator } from '../../coordinator/coordinator.js';
+import { DEFAULT_COORDINATOR_CONFIG, type TlsFiles } from '../../coordinator/config.js';
+import { parseRunConfig, runConfigToJson } from '../../coordinator/run-config.js';
+import { loadLetheProto } from '../../wire/proto.js';
+import { callUnary, createClient } from '../../wire/services.js';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { UsageError, numberFlag, type Command } from '../command.js';
+import { readRunConfigFile } from './runs.js';
+
+async function tlsFiles(cert: string | undefined, key: string | undefined, ca: string | undefined): Promise<TlsFiles | undefined> {
+  if (!cert && !key && !ca) return undefined;
+  if (!cert || !key) throw new UsageError('TLS needs both --tls-cert and --tls-key (--tls-ca adds mutual TLS)');
+  const read = (path: string, flag: string): Promise<Buffer> =>
+    readFile(path).catch((err: unknown) => {
+      throw new UsageError(`cannot read --${flag} ${path}: ${(err as Error).message}`);
+    });
+  return { cert: await read(cert, 'tls-cert'), key: await read(key, 'tls-key'), ...(ca ? { ca: await read(ca, 'tls-ca') } : {}) };
+}
+
+/** Creates the config file's run through the coordinator's own AdminService, unless an identical run exists. */
+async function ensureRun(coordinator: Coordinator, extraJson: string): Promise<void> {
+  const wanted = JSON.stringify(runConfigToJson(parseRunConfig(JSON.parse(extraJson))));
+  const client = createClient(loadLetheProto(), 'admin', coordinator.address, credentials.createInsecure());
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${coordinator.adminToken}`);
+  try {
+    const { runs } = await callUnary(client, 'ListRuns', { pageSize: 1000, pageToken: '' }, { metadata });
+    const existing = runs.find((r) => r.configJson === wanted);
+    if (existing) {
+      process.stderr.write(`run ${existing.runId} from --config already exists (${existing.state})\n`);
+      return;
+    }
+    const run = await callUnary(client, 'CreateRun', { extraJson }, { metadata });
+    process.stderr.write(`created run ${run.runId} from --config\n`);
+  } finally {
+    client.close();
+  }
+}
+
+export const coordinatorStartCommand: Command = {
+  path: ['coordinator', 'start'],
+  summary: 'run the coordinator (enrollment, rounds, admin, inference) until interrupted',
+  usage: '--data-dir DIR [--port 7070] [--host 127.0.0.1] [--config RUN.json] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--backend NAME]',
+  async run(argv) {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        'data-dir': { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        config: { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-ca': { type: 'string' },
+        backend: { type: 'string' },
+      },
+    });
+    const dataDir = values['data-dir'];
+    if (!dataDir) throw new UsageError('--data-dir DIR is required (the database and admin.token live there)');
+    const port = numberFlag('port', values.port, DEFAULT_COORDINATOR_CONFIG.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got ${values.port}`);
+    const runJson = values.config ? await readRunConfigFile(values.config) : undefined;
+    if (runJson && values['tls-cert']) throw new UsageError('--config with TLS: start the coordinator, then use `lethe runs create`');
+    const coordinator = new Coordinator({
+      dataDir,
+      port,
+      host: values.host ?? DEFAULT_COORDINATOR_CONFIG.host,
+      tls: await tlsFiles(values['tls-cert'], values['tls-key'], values['tls-ca']),
+      backend: values.backend ? parseBackendName(values.backend) : undefined,
+    });
+    await coordinator.start();
+    process.stderr.write(`admin token: ${adminTokenPath(dataDir)}\n`);
+    if (runJson) await ensureRun(coordinator, runJson);
+    const stop = (): void => {
+      process.stderr.write('draining (signal again to stop at once)\n');
+      process.once('SIGINT', () => void coordinator.close());
+      process.once('SIGTERM', () => void coordinator.close());
+      void coordinator.drain().catch(() => coordinator.close());
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    const err = await coordinator.closed();
+    return err ? 1 : 0;
+  },
+};
