@@ -1,0 +1,179 @@
+/**
+ * The NATS JetStream store against the shared contract (the same suite as SQLite) and the behaviour only a shared,
+ * networked store has: two processes racing on one run, half-finished writes left by a crash, a server outage.
+ * Needs nats-server with JetStream on NATS_URL (default 127.0.0.1:4222), as CI starts it; each test gets its own
+ * bucket prefix and deletes its buckets afterwards.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InvalidTransitionError, NotFoundError } from '../../src/store/errors.js';
+import { NatsUnavailableError } from '../../src/store/nats/errors.js';
+import { openNatsStore, type NatsStore, type NatsStoreConfig } from '../../src/store/nats/store.js';
+import { describeStoreContract, hex, ManualClock, newClient, runWithOpenRound } from './contract.js';
+
+const SERVERS = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+
+/** A bucket prefix no other test (or test run) uses. */
+function freshPrefix(): string {
+  return `lethe_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+}
+
+function open(prefix: string, overrides: Partial<NatsStoreConfig> = {}): Promise<NatsStore> {
+  return openNatsStore({ servers: SERVERS, bucketPrefix: prefix, ...overrides });
+}
+
+/** Deletes a prefix's buckets even when the store that used them is closed. */
+async function destroy(prefix: string): Promise<void> {
+  await (await open(prefix)).destroy();
+}
+
+describeStoreContract('nats', async (clock) => {
+  const prefix = freshPrefix();
+  let current = await open(prefix, { clock: clock.read });
+  return {
+    get store() {
+      return current;
+    },
+    async reopen() {
+      current.close();
+      current = await open(prefix, { clock: clock.read });
+      return current;
+    },
+    async cleanup() {
+      current.close();
+      await destroy(prefix);
+    },
+  };
+});
+
+describe('nats store', () => {
+  let prefix: string;
+  const stores: NatsStore[] = [];
+  beforeEach(() => {
+    prefix = freshPrefix();
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) s.close();
+    await destroy(prefix);
+  });
+
+  async function pair(clock = new ManualClock()): Promise<[NatsStore, NatsStore]> {
+    const a = await open(prefix, { clock: clock.read });
+    const b = await open(prefix, { clock: clock.read });
+    stores.push(a, b);
+    return [a, b];
+  }
+
+  it('nats store – two coordinators racing on one round: exactly one compare-and-set wins', async () => {
+    const [a, b] = await pair();
+    await runWithOpenRound(a);
+    const results = await Promise.all([
+      a.rounds.transition('run-1', 1, 'open', 'aggregating'),
+      b.rounds.transition('run-1', 1, 'open', 'aggregating'),
+    ]);
+    expect(results.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('nats store – updates put concurrently through two stores are each counted exactly once', async () => {
+    const [a, b] = await pair();
+    const clients = 12;
+    const ids = await runWithOpenRound(a, 'run-1', clients);
+    const put = (s: NatsStore, id: string) =>
+      s.updates.put({ runId: 'run-1', round: 1, clientId: id, sha256: hex(id), numExamples: 3, metrics: {} });
+    // Every client uploads through both coordinators at once (a retried upload landing on the other one).
+    const results = await Promise.all(ids.flatMap((id) => [put(a, id), put(b, id)]));
+    expect(results.filter((r) => !r.duplicate)).toHaveLength(clients);
+    expect(await b.rounds.get('run-1', 1)).toMatchObject({ updatesReceived: clients, examplesReceived: 3 * clients });
+    expect((await a.updates.list('run-1', 1)).map((u) => u.clientId).sort()).toEqual([...ids].sort());
+  });
+
+  it('nats store – an update racing the round into aggregating is either counted or refused, never half-stored', async () => {
+    const [a, b] = await pair();
+    const ids = await runWithOpenRound(a, 'run-1', 8);
+    const puts = ids.map((id) =>
+      b.updates.put({ runId: 'run-1', round: 1, clientId: id, sha256: hex(id), numExamples: 1, metrics: {} }).then(
+        () => 'accepted',
+        (err: unknown) => (err instanceof InvalidTransitionError ? 'refused' : Promise.reject(err)),
+      ),
+    );
+    const [closed, ...outcomes] = await Promise.all([a.rounds.transition('run-1', 1, 'open', 'aggregating'), ...puts]);
+    expect(closed).toBe(true);
+    const accepted = outcomes.filter((o) => o === 'accepted').length;
+    expect(await a.rounds.get('run-1', 1)).toMatchObject({ updatesReceived: accepted });
+    expect(await a.updates.list('run-1', 1)).toHaveLength(accepted);
+    for (const [i, id] of ids.entries()) {
+      expect((await a.updates.get('run-1', 1, id)) !== undefined).toBe(outcomes[i] === 'accepted');
+    }
+  });
+
+  it('nats store – two coordinators appending the same ledger seq: exactly one spends', async () => {
+    const [a, b] = await pair();
+    await a.runs.create({ id: 'run-1', config: {} });
+    const entry = { runId: 'run-1', seq: 0, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 1 } as const;
+    const outcomes = await Promise.allSettled([a.ledger.append(entry), b.ledger.append({ ...entry, q: 0.2 })]);
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    expect(outcomes.find((o) => o.status === 'rejected')).toMatchObject({ reason: { what: 'ledger_seq' } });
+    expect(await b.ledger.list('run-1')).toHaveLength(1);
+  });
+
+  it('nats store – concurrent unlearning requests of one run get distinct indexes 1..n', async () => {
+    const [a, b] = await pair();
+    await a.runs.create({ id: 'run-1', config: {} });
+    const base = { runId: 'run-1', clientIds: [], selector: {}, reason: '' };
+    await Promise.all(['u1', 'u2', 'u3', 'u4'].map((id, i) => (i % 2 === 0 ? a : b).unlearning.create({ ...base, id })));
+    const indexes = (await a.unlearning.list({ runId: 'run-1' })).map((r) => r.index).sort();
+    expect(indexes).toEqual([1, 2, 3, 4]);
+  });
+
+  it('nats store – closing a round moves the adapter even when another coordinator changed the run meanwhile', async () => {
+    const [a, b] = await pair();
+    await runWithOpenRound(a);
+    await a.rounds.transition('run-1', 1, 'open', 'aggregating');
+    const { sha256 } = await a.blobs.put(new Uint8Array([9, 9]));
+    const [closed] = await Promise.all([
+      a.rounds.close('run-1', 1, { adapterShaAfter: sha256, metrics: { n: 1 } }),
+      b.runs.putStrategyState('run-1', { t: 1 }),
+      b.rounds.mergeMetrics('run-1', 1, { eval: 0.5 }),
+    ]);
+    expect(closed).toBe(true);
+    expect((await b.runs.get('run-1'))?.globalAdapterSha).toBe(sha256);
+    expect((await b.rounds.get('run-1', 1))?.metrics).toEqual({ n: 1, eval: 0.5 });
+  });
+
+  it('nats store – finished rounds stay readable and mergeable after the next round opens', async () => {
+    const [a] = await pair();
+    await runWithOpenRound(a);
+    await a.rounds.fail('run-1', 1, 'too few');
+    await a.rounds.open({ runId: 'run-1', round: 2, sampledClientIds: [], expectedClients: 0, deadlineAt: 1 });
+    expect(await a.rounds.mergeMetrics('run-1', 1, { late: true })).toMatchObject({ state: 'failed', metrics: { failure: 'too few', late: true } });
+    expect(await a.rounds.transition('run-1', 1, 'open', 'aggregating')).toBe(false);
+    expect(await a.rounds.fail('run-1', 1, 'again')).toBe(false);
+    await expect(a.updates.put({ runId: 'run-1', round: 1, clientId: 'client-0', sha256: hex('x'), numExamples: 1, metrics: {} })).rejects.toBeInstanceOf(
+      InvalidTransitionError,
+    );
+    expect((await a.rounds.list('run-1')).map((r) => [r.round, r.state])).toEqual([
+      [1, 'failed'],
+      [2, 'open'],
+    ]);
+  });
+
+  it('nats store – a client enrollment cut off by a crash is invisible and its id can be enrolled again', async () => {
+    const [a] = await pair();
+    const store = await open(prefix, { pendingGraceMs: 0 });
+    stores.push(store);
+    // What a crash between the two writes of an enrollment leaves: a pending document and no key index entry.
+    const js = (store as unknown as { nc: import('nats').NatsConnection }).nc.jetstream();
+    const kv = await js.views.kv(`${prefix}_clients`);
+    const orphan = { ...newClient(1), publicKey: Buffer.from(newClient(1).publicKey).toString('base64'), enrolledAt: 1, revokedAt: null, pending: true };
+    await kv.put(Buffer.from('client-1').toString('base64url'), JSON.stringify(orphan));
+    expect(await a.clients.get('client-1')).toBeUndefined();
+    expect(await a.clients.list()).toEqual([]);
+    await expect(a.nonces.insertIfAbsent('client-1', new Uint8Array(8), 1)).rejects.toBeInstanceOf(NotFoundError);
+    expect((await store.clients.enroll(newClient(1))).ok).toBe(true);
+    expect((await a.clients.get('client-1'))?.name).toBe('node 1');
+  });
+
+  it('nats store – refuses a bucket prefix that is not a bucket name', async () => {
+    await expect(openNatsStore({ servers: SERVERS, bucketPrefix: 'a.b' })).rejects.toThrow(/bucketPrefix/);
+  });
+});
