@@ -57,8 +57,16 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'dataDir'> = Object.freeze({
 /** The run seed: clients split the corpus with it too (local-data.ts), so train and eval never overlap. */
 export const DEMO_RUN_SEED = 'lethe-run';
 
+/** The run-config fields that decide the eval set and the initial adapter (snake_case, as demoRunConfig writes them). */
+export interface EvalRunFields {
+  readonly seq_len: number;
+  readonly seed: string;
+  readonly labels: readonly string[];
+  readonly lora: { readonly r: number; readonly alpha: number; readonly targets: readonly string[]; readonly seed: string };
+}
+
 /** The JSON run config (src/coordinator/run-config.ts) of the demo's run. */
-export function demoRunConfig(o: DemoOptions): Record<string, unknown> {
+export function demoRunConfig(o: DemoOptions): EvalRunFields & Record<string, unknown> {
   return {
     name: `demo: ${o.clients} clients, Dirichlet α=${o.alpha}${o.privacy ? ', central DP' : ''}`,
     base_model: o.baseModel,

@@ -29,7 +29,7 @@ import { baseDir, ensurePretrainedBase, TINY_BASE_NAME, type PretrainProgress } 
 import type { RoundInfo, Run } from '../wire/admin-messages.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { AdminApi } from './admin.js';
-import { DEMO_RUN_SEED, demoRunConfig, type DemoOptions } from './config.js';
+import { DEMO_RUN_SEED, demoRunConfig, type DemoOptions, type EvalRunFields } from './config.js';
 import { delay, ProcessGroup, type ChildHandle } from './processes.js';
 import { renderReportHtml, type DemoReport, type RoundRow } from './report.js';
 import { roundRow, summarize, tableHeader, tableLine } from './table.js';
@@ -87,17 +87,18 @@ async function baseModel(o: DemoOptions, io: DemoIo): Promise<{ config: GPT2Conf
   return base;
 }
 
-/** Accuracy of the untrained adapter on the coordinator's eval split (same split, same cap, same seq_len). */
-function initialAccuracy(o: DemoOptions, base: { config: GPT2Config; weights: Map<string, HostTensor> }): number {
-  const config = demoRunConfig(o);
-  const lora = config.lora as { r: number; alpha: number; targets: LoraTarget[]; seed: string };
-  const { test } = trainTestSplit(spamAssassin(), { testFraction: DEFAULT_COORDINATOR_CONFIG.evalTestFraction, seed: DEMO_RUN_SEED });
+/**
+ * Accuracy of a run's untrained (round-0) adapter on the coordinator's eval split of the built-in spam task: the same
+ * split (test fraction and run seed), cap and seq_len the coordinator evaluates each round's adapter on.
+ */
+export function untrainedAccuracy(base: { config: GPT2Config; weights: Map<string, HostTensor> }, run: EvalRunFields): number {
+  const { test } = trainTestSplit(spamAssassin(), { testFraction: DEFAULT_COORDINATOR_CONFIG.evalTestFraction, seed: run.seed });
   const examples = test.examples.slice(0, DEFAULT_COORDINATOR_CONFIG.evalMaxExamples);
-  const data = encodeExamples(examples, tokenizerFor(base.config), Math.min(o.seqLen, base.config.nPositions));
+  const data = encodeExamples(examples, tokenizerFor(base.config), Math.min(run.seq_len, base.config.nPositions));
+  const lora = { r: run.lora.r, alpha: run.lora.alpha, targets: run.lora.targets as LoraTarget[], numLabels: run.labels.length, seed: run.lora.seed };
   const model = new GPT2(base.config, base.weights);
   try {
-    const loraConfig = { r: lora.r, alpha: lora.alpha, targets: lora.targets, numLabels: 2, seed: lora.seed };
-    return evaluate(model, loraConfig, initAdapter(base.config, loraConfig), data).accuracy;
+    return evaluate(model, lora, initAdapter(base.config, lora), data).accuracy;
   } finally {
     model.dispose();
   }
@@ -114,7 +115,7 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
   const session = await freshSession(o.dataDir);
   const base = await baseModel(o, io);
   if (o.baseModel === 'builtin:tiny') await cp(baseDir(o.dataDir), join(session.coordinator, 'models', TINY_BASE_NAME), { recursive: true });
-  const initial = initialAccuracy(o, base);
+  const initial = untrainedAccuracy(base, demoRunConfig(o));
   io.out(`Initial test accuracy (untrained adapter): ${(100 * initial).toFixed(1)}%\n`);
 
   const group = new ProcessGroup(io.entry);
