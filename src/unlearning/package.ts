@@ -1,0 +1,183 @@
+/**
+ * An unlearning package: everything a server needs to serve request t, as one blob (the coordinator stores blobs by
+ * SHA-256). The blob is a safetensors file:
+ *   - the unlearning adapter's tensors under their usual names (h.{i}.{module}.lora_A.weight / lora_B.weight);
+ *   - the detector: detector.{ℓ}.mean [C], detector.{ℓ}.precision [C, C], detector.{ℓ}.bank [m, C] (absent when
+ *     bank-free), detector.weights [L];
+ *   - metadata key `lethe.unlearning`: JSON with the format version, t, the base geometry, the LoRA config, the
+ *     detector's scalars, the gate and the metrics.
+ * Decoding validates everything before anything is served: shapes against the base geometry, finite values, and the
+ * adapter's orthogonality to the earlier requests' adapters — each failure a PackageError with its own code.
+ */
+import type { GPT2Config } from '../model/gpt2.js';
+import type { LoraConfig } from '../model/lora.js';
+import { validateAdapter, validateLoraConfig } from '../model/lora.js';
+import type { HostTensor, TensorMap } from '../tensors/host.js';
+import { nonFiniteTensors } from '../tensors/host.js';
+import { decodeSafetensors, encodeSafetensors } from '../tensors/safetensors.js';
+import type { Detector, DetectorLayer } from './detector.js';
+import { PackageError } from './errors.js';
+import type { Gate } from './gate.js';
+import { maxOverlap } from './orthogonality.js';
+
+export const PACKAGE_FORMAT = 1;
+const METADATA_KEY = 'lethe.unlearning';
+
+export interface UnlearningPackage {
+  readonly index: number; // t, from 1
+  readonly lora: LoraConfig;
+  readonly adapter: Map<string, HostTensor>;
+  readonly detector: Detector;
+  readonly gate: Gate;
+  readonly metrics: Readonly<Record<string, number>>;
+}
+
+interface Header {
+  format: number;
+  index: number;
+  model: { nEmbd: number; nLayer: number };
+  lora: LoraConfig;
+  detector: { dim: number; bankSize: number; mahalanobisWeight: number; bias: number; layers: { layer: number; shrinkage: number }[] };
+  gate: Gate;
+  metrics: Record<string, number>;
+}
+
+/** The package as bytes. `model` is the base it was built for (its width and depth are recorded and checked on load). */
+export function encodeUnlearningPackage(pkg: UnlearningPackage, model: GPT2Config): Uint8Array {
+  const d = pkg.detector;
+  const tensors = new Map<string, HostTensor>(pkg.adapter);
+  for (const l of d.layers) {
+    tensors.set(`detector.${l.layer}.mean`, { shape: [d.dim], data: l.mean });
+    tensors.set(`detector.${l.layer}.precision`, { shape: [d.dim, d.dim], data: l.precision });
+    if (l.bank) tensors.set(`detector.${l.layer}.bank`, { shape: [d.bankSize, d.dim], data: l.bank });
+  }
+  tensors.set('detector.weights', { shape: [d.layers.length], data: d.weights });
+  const header: Header = {
+    format: PACKAGE_FORMAT,
+    index: pkg.index,
+    model: { nEmbd: model.nEmbd, nLayer: model.nLayer },
+    lora: { ...pkg.lora, targets: [...pkg.lora.targets] },
+    detector: { dim: d.dim, bankSize: d.bankSize, mahalanobisWeight: d.mahalanobisWeight, bias: d.bias, layers: d.layers.map((l) => ({ layer: l.layer, shrinkage: l.shrinkage })) },
+    gate: { ...pkg.gate },
+    metrics: { ...pkg.metrics },
+  };
+  return encodeSafetensors(tensors, { [METADATA_KEY]: JSON.stringify(header) });
+}
+
+export interface DecodeOptions {
+  readonly model: GPT2Config; // the base the package will be served on
+  readonly priors?: readonly TensorMap[]; // earlier requests' adapters (t − 1 of them, in order), for the orthogonality check
+  readonly maxOverlap?: number; // largest allowed ‖A_i A_tᵀ‖_F / (‖A_i‖_F ‖A_t‖_F); default 0.05
+}
+
+function parseHeader(metadata: Record<string, string>): Header {
+  const raw = metadata[METADATA_KEY];
+  if (raw === undefined) throw new PackageError(`not an unlearning package: no "${METADATA_KEY}" metadata`, 'bad_format');
+  let header: Header;
+  try {
+    header = JSON.parse(raw) as Header;
+  } catch (err) {
+    throw new PackageError(`the package's "${METADATA_KEY}" metadata is not JSON: ${(err as Error).message}`, 'bad_format', { cause: err });
+  }
+  if (header.format !== PACKAGE_FORMAT) {
+    throw new PackageError(`unlearning package format ${String(header.format)} is not supported (this build reads ${PACKAGE_FORMAT}); rebuild the package`, 'bad_version');
+  }
+  const { detector, gate } = header;
+  if (!detector || !gate || !header.lora || !header.model || !Array.isArray(detector.layers)) {
+    throw new PackageError('the package metadata lacks its model, lora, detector or gate section', 'bad_format');
+  }
+  const scalars: Record<string, unknown> = {
+    'detector.bias': detector.bias,
+    'detector.mahalanobisWeight': detector.mahalanobisWeight,
+    'gate.center': gate.center,
+    'gate.slope': gate.slope,
+    'gate.cutoff': gate.cutoff,
+    ...Object.fromEntries(detector.layers.map((l) => [`detector.${l.layer}.shrinkage`, l.shrinkage])),
+  };
+  for (const [name, v] of Object.entries(scalars)) {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new PackageError(`package parameter ${name} is ${String(v)}, not a finite number`, 'non_finite');
+  }
+  if (!(gate.slope > 0)) throw new PackageError(`gate slope must be positive, got ${gate.slope}`, 'bad_format');
+  if (!Number.isInteger(header.index) || header.index < 1) throw new PackageError(`package index t must be a positive integer, got ${header.index}`, 'bad_format');
+  return header;
+}
+
+function take(tensors: Map<string, HostTensor>, name: string, shape: readonly number[]): HostTensor {
+  const t = tensors.get(name);
+  if (!t) throw new PackageError(`the package lacks tensor ${name}`, 'bad_shape');
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new PackageError(`package tensor ${name} is [${t.shape.join(', ')}], expected [${shape.join(', ')}]`, 'bad_shape');
+  }
+  tensors.delete(name);
+  return t;
+}
+
+/** Decodes and validates a package (see the header for the checks). Throws PackageError. */
+export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions): UnlearningPackage {
+  let contents: ReturnType<typeof decodeSafetensors>;
+  try {
+    contents = decodeSafetensors(bytes);
+  } catch (err) {
+    throw new PackageError(`not an unlearning package: ${(err as Error).message}`, 'bad_format', { cause: err });
+  }
+  const header = parseHeader(contents.metadata);
+  const { model } = opts;
+  if (header.model.nEmbd !== model.nEmbd || header.model.nLayer !== model.nLayer) {
+    throw new PackageError(
+      `the package was built for a base of width ${header.model.nEmbd} and ${header.model.nLayer} layers, not ${model.nEmbd} and ${model.nLayer}`,
+      'wrong_model',
+    );
+  }
+  const bad = nonFiniteTensors(contents.tensors);
+  if (bad.length > 0) throw new PackageError(`package tensor(s) hold NaN or Infinity: ${bad.slice(0, 8).join(', ')}`, 'non_finite');
+
+  const tensors = new Map(contents.tensors);
+  const d = header.detector;
+  if (d.dim !== model.nEmbd || !Number.isInteger(d.bankSize) || d.bankSize < 0) {
+    throw new PackageError(`detector width ${d.dim} / bank size ${d.bankSize} do not fit a base of width ${model.nEmbd}`, 'bad_shape');
+  }
+  const layers: DetectorLayer[] = d.layers.map(({ layer, shrinkage }) => {
+    if (!Number.isInteger(layer) || layer < 0 || layer >= model.nLayer) throw new PackageError(`detector layer ${layer} is not a block of the base`, 'bad_shape');
+    const bankName = `detector.${layer}.bank`;
+    const hasBank = tensors.has(bankName);
+    if (hasBank !== d.bankSize > 0) throw new PackageError(`detector layer ${layer}: bank ${hasBank ? 'present' : 'absent'} but bank size ${d.bankSize}`, 'bad_shape');
+    return {
+      layer,
+      shrinkage,
+      mean: take(tensors, `detector.${layer}.mean`, [d.dim]).data,
+      precision: take(tensors, `detector.${layer}.precision`, [d.dim, d.dim]).data,
+      ...(hasBank ? { bank: take(tensors, bankName, [d.bankSize, d.dim]).data } : {}),
+    };
+  });
+  const detector: Detector = {
+    dim: d.dim,
+    bankSize: d.bankSize,
+    mahalanobisWeight: d.mahalanobisWeight,
+    layers,
+    weights: take(tensors, 'detector.weights', [layers.length]).data,
+    bias: d.bias,
+  };
+  const lora: LoraConfig = Object.freeze({ ...header.lora, targets: Object.freeze([...header.lora.targets]) });
+  try {
+    validateLoraConfig(lora);
+    validateAdapter(tensors, model, lora); // what is left must be exactly the adapter
+  } catch (err) {
+    throw new PackageError(`the package's adapter does not fit the base: ${(err as Error).message}`, 'bad_shape', { cause: err });
+  }
+  const priors = opts.priors ?? [];
+  const limit = opts.maxOverlap ?? 0.05;
+  let overlap: ReturnType<typeof maxOverlap>;
+  try {
+    overlap = maxOverlap(tensors, priors);
+  } catch (err) {
+    throw new PackageError(`cannot compare the adapter with earlier requests': ${(err as Error).message}`, 'bad_shape', { cause: err });
+  }
+  if (overlap.ratio > limit) {
+    throw new PackageError(
+      `${overlap.tensor} overlaps earlier request ${overlap.prior + 1}'s by ${overlap.ratio.toFixed(4)} (‖A_i A_tᵀ‖_F / ‖A_i‖_F‖A_t‖_F > ${limit}); ` +
+        'retrain it with the earlier adapters as priors',
+      'not_orthogonal',
+    );
+  }
+  return { index: header.index, lora, adapter: tensors, detector, gate: { ...header.gate }, metrics: { ...header.metrics } };
+}

@@ -1,0 +1,152 @@
+/**
+ * Inference with O3 unlearning (ALGORITHMS.md §6): h = W x + utility LoRA + Σ_t w_t(x)·(α/r) B_t A_t x.
+ *
+ * Per batch: (1) ONE forward pass of the frozen base (no adapters) gives the mean-pooled features of every layer any
+ * request's detector reads; (2) each request's detector scores them and its gate turns the score into w_t(x) per
+ * example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
+ * example by w_t(x) (LoraParams.gate). Rows whose every gate is exactly 0 (below the gate cutoff) — most traffic —
+ * run without the unlearning branches, so their cost is the utility forward plus step (1).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { GPT2, LoraInput } from '../model/gpt2.js';
+import type { LoraConfig, LoraParams } from '../model/lora.js';
+import { toTf } from '../model/lora.js';
+import type { TensorMap } from '../tensors/host.js';
+import type { UtilityAdapter } from './adapter.js';
+import type { Detector } from './detector.js';
+import { DeviceDetector } from './detector.js';
+import { UnlearningError } from './errors.js';
+import { pooledFeatures } from './features.js';
+import type { Gate } from './gate.js';
+import { gateWeight } from './gate.js';
+
+/** One completed unlearning request, as served. */
+export interface ServedRequest {
+  readonly id: string; // the request id, echoed in explanations
+  readonly lora: LoraConfig;
+  readonly adapter: TensorMap;
+  readonly detector: Detector;
+  readonly gate: Gate;
+}
+
+export interface Prediction {
+  readonly probabilities: Float32Array; // [B, K] row-major softmax of the classification logits
+  readonly gates: Float32Array; // [B, R] w_t(x) per example and request (request order), 0 where not applied
+  readonly scores: Float32Array; // [B, R] the detectors' combined scores z_t(x)
+}
+
+interface DeviceRequest {
+  readonly id: string;
+  readonly lora: LoraConfig;
+  readonly tensors: Map<string, tf.Tensor>;
+  readonly detector: DeviceDetector;
+  readonly gate: Gate;
+  readonly featureSlots: readonly number[]; // index into the union of layers, per detector layer
+}
+
+/** Serves base + utility adapter + gated unlearning adapters. Owns device copies of every adapter; dispose() frees them. */
+export class UnlearningServing {
+  private readonly utility: LoraParams;
+  private readonly requests: DeviceRequest[];
+  private readonly featureLayers: number[]; // union of detector layers, sorted
+  private disposed = false;
+
+  constructor(
+    private readonly model: GPT2,
+    utility: UtilityAdapter,
+    requests: readonly ServedRequest[],
+  ) {
+    if (utility.lora.numLabels < 1) throw new UnlearningError('the utility adapter must hold a classification head', 'bad_adapter');
+    this.featureLayers = [...new Set(requests.flatMap((r) => r.detector.layers.map((l) => l.layer)))].sort((a, b) => a - b);
+    this.utility = { config: utility.lora, tensors: toTf(utility.adapter) };
+    this.requests = requests.map((r) => ({
+      id: r.id,
+      lora: r.lora,
+      tensors: toTf(r.adapter),
+      detector: new DeviceDetector(r.detector),
+      gate: r.gate,
+      featureSlots: r.detector.layers.map((l) => this.featureLayers.indexOf(l.layer)),
+    }));
+  }
+
+  get requestIds(): string[] {
+    return this.requests.map((r) => r.id);
+  }
+
+  /** Detector scores and gate weights, each [B, R] on the host, for ids [B, T] and mask [B, T]. */
+  gates(ids: tf.Tensor2D, mask: tf.Tensor2D): { scores: Float32Array; gates: Float32Array } {
+    this.guard();
+    const b = ids.shape[0];
+    const nr = this.requests.length;
+    const scores = new Float32Array(b * nr);
+    const gates = new Float32Array(b * nr);
+    if (nr === 0) return { scores, gates };
+    const z = tf.tidy(() => {
+      const feats = pooledFeatures(this.model, ids, mask, this.featureLayers);
+      return tf.stack(this.requests.map((r) => r.detector.combine(r.detector.layerScores(r.featureSlots.map((s) => feats[s]!)))), 1); // [B, R]
+    });
+    scores.set(z.dataSync() as Float32Array);
+    z.dispose();
+    for (let i = 0; i < scores.length; i++) gates[i] = gateWeight(this.requests[i % nr]!.gate, scores[i]!);
+    return { scores, gates };
+  }
+
+  /**
+   * The adapters for a classify/forward call on the rows whose gates are `gates` ([rows, R], as from gates()):
+   * the utility adapter first (its head is the one used), then every request with a non-zero weight on some row,
+   * gated per row. Call inside tf.tidy (the gate tensors are created here).
+   */
+  adapters(gates: Float32Array, rows: number): LoraInput {
+    const nr = this.requests.length;
+    const out: LoraParams[] = [this.utility];
+    this.requests.forEach((r, t) => {
+      const w = Float32Array.from({ length: rows }, (_, i) => gates[i * nr + t]!);
+      if (w.some((v) => v > 0)) out.push({ config: r.lora, tensors: r.tensors, gate: tf.tensor1d(w) });
+    });
+    return out;
+  }
+
+  /** Label probabilities of ids [B, T] (mask [B, T]: 1 token, 0 pad), with every request's score and gate. */
+  predict(ids: tf.Tensor2D, mask: tf.Tensor2D): Prediction {
+    const { scores, gates } = this.gates(ids, mask);
+    const b = ids.shape[0];
+    const nr = this.requests.length;
+    const gated: number[] = [];
+    const plain: number[] = [];
+    for (let i = 0; i < b; i++) (gates.subarray(i * nr, (i + 1) * nr).some((w) => w > 0) ? gated : plain).push(i);
+    const k = this.utility.config.numLabels;
+    const probabilities = new Float32Array(b * k);
+    const run = (rows: number[], withGates: boolean): void => {
+      if (rows.length === 0) return;
+      const p = tf.tidy(() => {
+        const all = rows.length === b;
+        const idx = all ? undefined : tf.tensor1d(rows, 'int32');
+        const x = idx ? (tf.gather(ids, idx) as tf.Tensor2D) : ids;
+        const m = idx ? (tf.gather(mask, idx) as tf.Tensor2D) : mask;
+        const rowGates = Float32Array.from(rows.flatMap((i) => [...gates.subarray(i * nr, (i + 1) * nr)]));
+        return tf.softmax(this.model.classify(x, m, withGates ? this.adapters(rowGates, rows.length) : this.utility));
+      });
+      const host = p.dataSync() as Float32Array;
+      p.dispose();
+      rows.forEach((row, j) => probabilities.set(host.subarray(j * k, (j + 1) * k), row * k));
+    };
+    run(plain, false);
+    run(gated, true);
+    return { probabilities, gates, scores };
+  }
+
+  /** Frees the device copies. Idempotent; later calls throw. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.utility.tensors.values()) t.dispose();
+    for (const r of this.requests) {
+      for (const t of r.tensors.values()) t.dispose();
+      r.detector.dispose();
+    }
+  }
+
+  private guard(): void {
+    if (this.disposed) throw new UnlearningError('this UnlearningServing was disposed; build a new one', 'bad_option');
+  }
+}
