@@ -111,6 +111,13 @@ describe('end to end', () => {
     // Untrained, the head guesses; trained, the adapter beats both the guess and the majority class (68.6% ham).
     expect(accuracy.at(-1)!).toBeGreaterThan(initial + 0.05);
     expect(accuracy.at(-1)!).toBeGreaterThan(0.7);
+
+    // And the trained adapter answers `lethe predict` with a probability per label.
+    const predict = lethe(['predict', '--coordinator', address, '--data-dir', coordinatorDir, '--run', run.runId, '--text', 'Subject: WIN CASH NOW!!! click here', '--json']);
+    expect(await predict.exited).toBe(0);
+    const answer = JSON.parse(predict.stdout()) as { probabilities: { label: string; probability: number }[]; predictedLabel: string };
+    expect(answer.probabilities.map((p) => p.label)).toEqual(['ham', 'spam']);
+    expect(answer.probabilities.reduce((s, p) => s + p.probability, 0)).toBeCloseTo(1, 5);
   }, 180_000);
 
   it('e2e – clients reconnect by themselves after the coordinator is killed (kill -9) and restarted, and the run completes', async () => {

@@ -32,7 +32,10 @@ export function demoOptions(argv: string[]): DemoOptions {
     'round-deadline': { type: 'string' },
   });
   if (flags.unlearn) {
-    throw new UsageError('--unlearn is not available yet: O3 unlearning (ALGORITHMS.md §6) has no client or coordinator implementation in this build');
+    throw new UsageError(
+      '--unlearn is not available yet: the coordinator does not serve O3 unlearning requests (SubmitUnlearning) and clients do not run ' +
+        'TRAINING_MODE_UNLEARN in this build, so the demo cannot show unlearning without pretending',
+    );
   }
   const alpha = numberFlag('alpha', str(flags.alpha), DEFAULT_DEMO.alpha);
   if (!(alpha > 0)) throw new UsageError(`--alpha must be positive, got ${alpha}`);
