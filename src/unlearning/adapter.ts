@@ -23,7 +23,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
-import type { GPT2 } from '../model/gpt2.js';
+import type { GPT2, GPT2Config } from '../model/gpt2.js';
 import type { LoraConfig, LoraParams } from '../model/lora.js';
 import { LORA_TARGETS, initAdapter, loraSlots, toTf, validateAdapter } from '../model/lora.js';
 import type { HostTensor, TensorMap } from '../tensors/host.js';
@@ -107,10 +107,10 @@ export function replacementLabels(labels: Int32Array, numLabels: number, policy:
 }
 
 /** The fresh adapter of request t = priors.length + 1: orthogonalised A, zero B. */
-export function initUnlearningAdapter(model: GPT2, lora: LoraConfig, priors: readonly TensorMap[]): Map<string, HostTensor> {
+export function initUnlearningAdapter(model: GPT2Config, lora: LoraConfig, priors: readonly TensorMap[]): Map<string, HostTensor> {
   const t = priors.length + 1;
-  const fresh = initAdapter(model.config, { ...lora, seed: `${lora.seed}:${t}` });
-  for (const s of loraSlots(model.config, lora)) {
+  const fresh = initAdapter(model, { ...lora, seed: `${lora.seed}:${t}` });
+  for (const s of loraSlots(model, lora)) {
     fresh.set(s.a, orthogonalize(fresh.get(s.a)!, priors.map((p) => p.get(s.a)!), s.a));
   }
   return fresh;
@@ -166,7 +166,7 @@ export async function trainUnlearningAdapter(
 ): Promise<UnlearningAdapterResult> {
   validate(model, utility, forget, priors, config);
   const started = performance.now();
-  const start = initUnlearningAdapter(model, config.lora, priors);
+  const start = initUnlearningAdapter(model.config, config.lora, priors);
   const targets = replacementLabels(forget.labels, utility.lora.numLabels, config.targetPolicy, config.seed);
   const data: TrainerData = { ...forget, labels: targets };
   const sampler = new ShuffledBatches(rowsOf(forget), config.batchSize, `unlearning:${config.seed}`);

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { UnlearningError } from '../../src/unlearning/errors.js';
+import { DEFAULT_GATE, calibrateGate, gateWeight } from '../../src/unlearning/gate.js';
+import { quantile } from '../../src/unlearning/stats.js';
+
+const range = (from: number, to: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + ((to - from) * i) / (n - 1));
+
+describe('unlearning gate', () => {
+  it('gate – is low at the generic 99th percentile, high at the forget 5th percentile, exactly 0 far below', () => {
+    const outScores = range(-10, -2, 200);
+    const inScores = range(1, 6, 100);
+    const gate = calibrateGate(inScores, outScores);
+    expect(gateWeight(gate, quantile(outScores, 0.99))).toBeCloseTo(DEFAULT_GATE.low, 6);
+    expect(gateWeight(gate, quantile(inScores, 0.05))).toBeCloseTo(DEFAULT_GATE.high, 6);
+    expect(gateWeight(gate, -10)).toBe(0); // clearly unrelated: exactly zero, so serving skips the adapter
+    expect(gateWeight(gate, 6)).toBeGreaterThan(0.999);
+  });
+
+  it('gate – falls back to the medians when the quantiles overlap', () => {
+    const outScores = range(-3, 1, 100);
+    const inScores = range(-1, 3, 100);
+    const gate = calibrateGate(inScores, outScores);
+    expect(gateWeight(gate, -1)).toBeCloseTo(DEFAULT_GATE.low, 6);
+    expect(gateWeight(gate, 1)).toBeCloseTo(DEFAULT_GATE.high, 6);
+  });
+
+  it('gate – refuses a detector that does not separate forget data from generic inputs', () => {
+    const attempt = (): unknown => calibrateGate(range(-2, 0, 50), range(0, 2, 50)); // forget scores below generic
+    expect(attempt).toThrow(UnlearningError);
+    expect(attempt).toThrow(expect.objectContaining({ code: 'inseparable' }));
+  });
+
+  it('gate – rejects a cutoff at or above the low anchor', () => {
+    expect(() => calibrateGate([1, 2], [-2, -1], { ...DEFAULT_GATE, cutoff: 0.5 })).toThrow(/cutoff/);
+  });
+});
