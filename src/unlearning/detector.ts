@@ -82,11 +82,14 @@ export class DeviceDetector {
 
   constructor(readonly detector: Detector) {
     const d = detector.dim;
-    this.layers = detector.layers.map((l) => ({
-      mean: tf.keep(tf.tensor1d(l.mean)),
-      precision: tf.keep(tf.tensor2d(l.precision, [d, d])),
-      ...(l.bank ? { bankT: tf.keep(tf.transpose(tf.tensor2d(l.bank, [l.bank.length / d, d]))) as tf.Tensor2D } : {}), // [C, m]
-    }));
+    // tidy + keep: the transposed bank's source is freed, and a detector built inside a caller's tidy survives it.
+    this.layers = tf.tidy(() =>
+      detector.layers.map((l) => ({
+        mean: tf.keep(tf.tensor1d(l.mean)),
+        precision: tf.keep(tf.tensor2d(l.precision, [d, d])),
+        ...(l.bank ? { bankT: tf.keep(tf.transpose(tf.tensor2d(l.bank, [l.bank.length / d, d]))) as tf.Tensor2D } : {}), // [C, m]
+      })),
+    );
     this.weights = tf.keep(tf.tensor1d(detector.weights));
   }
 

@@ -1,0 +1,129 @@
+import * as tf from '@tensorflow/tfjs';
+import seedrandom from 'seedrandom';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/backend.js';
+import type { GPT2Config } from '../../src/model/gpt2.js';
+import type { HostTensor } from '../../src/tensors/host.js';
+import { decodeSafetensors, encodeSafetensors } from '../../src/tensors/safetensors.js';
+import { UNLEARNING_LORA, initUnlearningAdapter } from '../../src/unlearning/adapter.js';
+import { fitDetector } from '../../src/unlearning/detector.js';
+import { PackageError } from '../../src/unlearning/errors.js';
+import type { LayerFeatures } from '../../src/unlearning/features.js';
+import { calibrateGate } from '../../src/unlearning/gate.js';
+import type { UnlearningPackage } from '../../src/unlearning/package.js';
+import { decodeUnlearningPackage, encodeUnlearningPackage } from '../../src/unlearning/package.js';
+
+const MODEL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 16, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
+const LORA = { ...UNLEARNING_LORA, r: 2 };
+
+function features(n: number, shift: number, seed: string): LayerFeatures {
+  const rng = seedrandom(seed);
+  const d = MODEL.nEmbd;
+  const layer = (): Float32Array => Float32Array.from({ length: n * d }, (_, i) => rng() - 0.5 + (i % d === 0 ? shift : 0));
+  return { n, dim: d, layers: [0, 1], data: [layer(), layer()] };
+}
+
+/** Re-encodes a package with one tensor or the metadata replaced. */
+function tamper(bytes: Uint8Array, edit: (tensors: Map<string, HostTensor>, meta: Record<string, string>) => void): Uint8Array {
+  const { tensors, metadata } = decodeSafetensors(bytes);
+  edit(tensors, metadata);
+  return encodeSafetensors(tensors, metadata);
+}
+
+const codeOf = (fn: () => unknown): string => {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(PackageError);
+    return (err as PackageError).code;
+  }
+  throw new Error('expected a PackageError');
+};
+
+describe('unlearning package', () => {
+  let pkg: UnlearningPackage;
+  let bytes: Uint8Array;
+
+  beforeAll(async () => {
+    await initBackend('cpu');
+    const fitted = fitDetector(features(40, 2, 'in'), features(60, 0, 'out'));
+    pkg = {
+      index: 1,
+      lora: LORA,
+      adapter: initUnlearningAdapter(MODEL, LORA, []),
+      detector: fitted.detector,
+      gate: calibrateGate(fitted.inScores, fitted.outScores),
+      metrics: { max_overlap: 0, calibration_auroc: 1 },
+    };
+    bytes = encodeUnlearningPackage(pkg, MODEL);
+  });
+
+  it('package – round-trips adapter, detector, gate and metrics bit for bit', () => {
+    const back = decodeUnlearningPackage(bytes, { model: MODEL });
+    expect(back.index).toBe(1);
+    expect(back.lora).toEqual(pkg.lora);
+    expect(back.gate).toEqual(pkg.gate);
+    expect(back.metrics).toEqual(pkg.metrics);
+    expect([...back.adapter.keys()].sort()).toEqual([...pkg.adapter.keys()].sort());
+    for (const [name, t] of pkg.adapter) expect(back.adapter.get(name)!.data).toEqual(t.data);
+    expect(back.detector.bias).toBe(pkg.detector.bias);
+    expect(back.detector.weights).toEqual(pkg.detector.weights);
+    back.detector.layers.forEach((l, k) => {
+      const want = pkg.detector.layers[k]!;
+      expect(l.layer).toBe(want.layer);
+      expect(l.mean).toEqual(want.mean);
+      expect(l.precision).toEqual(want.precision);
+      expect(l.bank).toEqual(want.bank);
+    });
+    expect(tf.memory().numTensors).toBe(0);
+  });
+
+  it('package – a bank-free detector travels without bank tensors', () => {
+    const fitted = fitDetector(features(40, 2, 'in'), features(60, 0, 'out'), { layers: 'all', bank: false, mahalanobisWeight: 'inverse-dim', ridge: 1e-2, folds: 5 });
+    const free = encodeUnlearningPackage({ ...pkg, detector: fitted.detector }, MODEL);
+    expect([...decodeSafetensors(free).tensors.keys()].some((n) => n.includes('bank'))).toBe(false);
+    const back = decodeUnlearningPackage(free, { model: MODEL });
+    expect(back.detector.bankSize).toBe(0);
+    expect(back.detector.layers.every((l) => l.bank === undefined)).toBe(true);
+  });
+
+  it('package – rejects bytes that are not a package (bad_format) and a future format (bad_version)', () => {
+    expect(codeOf(() => decodeUnlearningPackage(new Uint8Array([1, 2, 3]), { model: MODEL }))).toBe('bad_format');
+    expect(codeOf(() => decodeUnlearningPackage(encodeSafetensors(new Map()), { model: MODEL }))).toBe('bad_format');
+    const future = tamper(bytes, (_, meta) => {
+      meta['lethe.unlearning'] = JSON.stringify({ ...JSON.parse(meta['lethe.unlearning']!), format: 99 });
+    });
+    expect(codeOf(() => decodeUnlearningPackage(future, { model: MODEL }))).toBe('bad_version');
+  });
+
+  it('package – rejects a mis-shaped or missing tensor (bad_shape) and another base (wrong_model)', () => {
+    const shrunk = tamper(bytes, (t) => {
+      t.set('h.0.attn.c_attn.lora_A.weight', { shape: [2, 8], data: new Float32Array(16) });
+    });
+    expect(codeOf(() => decodeUnlearningPackage(shrunk, { model: MODEL }))).toBe('bad_shape');
+    const noMean = tamper(bytes, (t) => t.delete('detector.1.mean'));
+    expect(codeOf(() => decodeUnlearningPackage(noMean, { model: MODEL }))).toBe('bad_shape');
+    expect(codeOf(() => decodeUnlearningPackage(bytes, { model: { ...MODEL, nLayer: 3 } }))).toBe('wrong_model');
+  });
+
+  it('package – rejects NaN in a tensor or a gate parameter (non_finite)', () => {
+    const nanTensor = tamper(bytes, (t) => {
+      const p = t.get('detector.0.precision')!;
+      const data = p.data.slice();
+      data[3] = Number.NaN;
+      t.set('detector.0.precision', { shape: p.shape, data });
+    });
+    expect(codeOf(() => decodeUnlearningPackage(nanTensor, { model: MODEL }))).toBe('non_finite');
+    const nanGate = tamper(bytes, (_, meta) => {
+      meta['lethe.unlearning'] = meta['lethe.unlearning']!.replace(/"slope":[^,}]+/, '"slope":null');
+    });
+    expect(codeOf(() => decodeUnlearningPackage(nanGate, { model: MODEL }))).toBe('non_finite');
+  });
+
+  it('package – rejects an adapter that overlaps an earlier request beyond the threshold (not_orthogonal)', () => {
+    const prior = initUnlearningAdapter(MODEL, LORA, []); // the same A as request 1: full overlap
+    expect(codeOf(() => decodeUnlearningPackage(bytes, { model: MODEL, priors: [prior] }))).toBe('not_orthogonal');
+    const orthogonalPrior = initUnlearningAdapter(MODEL, LORA, [pkg.adapter]);
+    expect(decodeUnlearningPackage(bytes, { model: MODEL, priors: [orthogonalPrior] }).index).toBe(1);
+  });
+});
