@@ -72,7 +72,7 @@ export const trainCommand: Command = {
   summary: 'train one LoRA adapter locally (non-federated baseline) and report test accuracy',
   usage:
     `--local --mode ${Object.keys(LOCAL_TRAINERS).join('|')} [--data builtin:spam|FILE] [--steps N] [--batch B] [--lr LR] ` +
-    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
+    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--limit N] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
   async run(argv) {
     const flags = parseFlags(argv, {
       local: { type: 'boolean' },
@@ -85,6 +85,7 @@ export const trainCommand: Command = {
       trainable: { type: 'string' },
       seed: { type: 'string' },
       'seq-len': { type: 'string' },
+      limit: { type: 'string' },
       out: { type: 'string' },
       'data-dir': { type: 'string' },
       backend: { type: 'string' },
@@ -121,8 +122,11 @@ export const trainCommand: Command = {
     const dataset = await loadDataset(str(flags.data) ?? TRAIN_DEFAULTS.data);
     const split = trainTestSplit(dataset, { testFraction: TRAIN_DEFAULTS.testFraction, seed: `split:${seed}` });
     const tokenizer = tokenizerFor(base.config);
-    const train = encodeExamples(split.train.examples, tokenizer, seqLen);
-    const test = encodeExamples(split.test.examples, tokenizer, seqLen);
+    // The split keeps its shuffled order, so prefixes are random subsets for --limit.
+    const limit = flags.limit === undefined ? Number.POSITIVE_INFINITY : intFlag('limit', flags.limit, 1);
+    const nTest = Math.min(split.test.examples.length, Math.max(1, Math.round(limit * TRAIN_DEFAULTS.testFraction)));
+    const train = encodeExamples(split.train.examples.slice(0, Math.max(1, limit - nTest)), tokenizer, seqLen);
+    const test = encodeExamples(split.test.examples.slice(0, nTest), tokenizer, seqLen);
 
     // alpha/r = 2 at every rank (the reference r 8, alpha 16), so --lora-r does not change the step size.
     const lora: LoraConfig = Object.freeze({ ...DEFAULT_LORA, r, alpha: 2 * r, numLabels: dataset.labels.length, seed: `lora:${seed}` });
