@@ -111,6 +111,7 @@ export class ClientNode {
   private readonly adapters = new Map<string, TensorMap>();
   private current: CurrentTask | undefined;
   private online = false;
+  private announced = false;
   private heartbeatMs: number;
   /** Wakes every sleep (close, drain, fatal refusal). */
   private readonly sleepers = new Set<() => void>();
@@ -232,9 +233,9 @@ export class ClientNode {
 
   private async run(): Promise<void> {
     const heartbeats = this.heartbeatLoop();
-    await this.announce();
     while (this.state === 'running') {
       try {
+        if (!this.announced) await this.announce();
         this.pullAbort = new AbortController();
         const res = await this.conn.pullTask(this.config.pullWaitMs, this.pullAbort.signal);
         this.contact();
@@ -250,7 +251,10 @@ export class ClientNode {
     await heartbeats;
   }
 
-  /** Tells the coordinator what this client can run now (backend, data size); best effort. */
+  /**
+   * Tells the coordinator what this client can run now (the backend it selected, its data size), once per process.
+   * Unreachable: throws, and the loop backs off. Refused otherwise: the enrolled capabilities stay, and it says so.
+   */
   private async announce(): Promise<void> {
     const { record } = this.identity;
     const caps = buildCapabilities({ backend: this.backend, memoryMb: record.memoryMb, modes: record.modes, numExamples: this.data.size });
@@ -258,9 +262,10 @@ export class ClientNode {
       await this.conn.updateCapabilities(caps);
       this.contact();
     } catch (err) {
-      if (classifyFailure(err) === 'fatal') await this.failed(err);
-      else this.config.log(`could not update capabilities (continuing with the enrolled ones): ${(err as Error).message}`);
+      if (classifyFailure(err) !== 'give_up') throw err;
+      this.config.log(`could not update capabilities (continuing with the enrolled ones): ${(err as Error).message}`);
     }
+    this.announced = true;
   }
 
   /** A call succeeded: the coordinator is reachable. */
