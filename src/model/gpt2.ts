@@ -18,7 +18,7 @@ import { AdapterError, ModelConfigError, ModelDisposedError, ModelInputError, We
 import type { LoraParams, LoraTarget } from './lora.js';
 import { HEAD_NAME, loraScale } from './lora.js';
 import type { GradOf } from './ops.js';
-import { attention, loraBranch, matMul } from './ops.js';
+import { causalAttention, gelu, loraBranch, matMul } from './ops.js';
 import { seededNormal } from './random.js';
 
 /** One adapter or several (O3: a utility adapter plus gated unlearning adapters), summed. */
@@ -90,23 +90,6 @@ class LayerNorm {
   }
 }
 
-/**
- * GELU, tanh approximation (HF "gelu_new"): 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715·x³), computed as the
- * identical x·sigmoid(2u): the wasm backend's sigmoid is ~30× faster than its tanh.
- */
-function gelu(x: tf.Tensor2D): tf.Tensor2D {
-  const cube = tf.mul(tf.mul(x, x), x); // not tf.pow: its gradient takes log(x), NaN for x < 0
-  const twoU = tf.mul(tf.add(x, tf.mul(cube, 0.044715)), 2 * Math.sqrt(2 / Math.PI));
-  return tf.mul(x, tf.sigmoid(twoU)) as tf.Tensor2D;
-}
-
-/** Additive causal mask [T, T]: 0 on and below the diagonal, −1e9 above (exp underflows to exactly 0). */
-function causalMask(t: number): tf.Tensor2D {
-  const m = new Float32Array(t * t);
-  for (let i = 0; i < t; i++) m.fill(-1e9, i * t + i + 1, (i + 1) * t);
-  return tf.tensor2d(m, [t, t]);
-}
-
 class CausalSelfAttention {
   private readonly cAttn: Conv1D;
   private readonly cProj: Conv1D;
@@ -120,18 +103,8 @@ class CausalSelfAttention {
     this.cProj = new Conv1D(p('attn.c_proj.weight') as tf.Tensor2D, p('attn.c_proj.bias') as tf.Tensor1D, layer, 'attn.c_proj', grad);
   }
 
-  apply(x: tf.Tensor2D, mask: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
-    const { nEmbd: c, nHead: h } = this.config;
-    const { batch: b, time: t } = ctx;
-    const d = c / h;
-    const [qf, kf, vf] = tf.split(this.cAttn.apply(x, ctx), 3, 1); // 3 × [N, C]
-    const perHead = (z: tf.Tensor, perm: number[], shape: [number, number, number]): tf.Tensor3D =>
-      tf.reshape(tf.transpose(tf.reshape(z, [b, t, h, d]), perm), shape);
-    const q = perHead(qf!, [0, 2, 1, 3], [b * h, t, d]); // [B·H, T, D]
-    const kT = perHead(kf!, [0, 2, 3, 1], [b * h, d, t]); // [B·H, D, T]: attention takes kᵀ, see ops.ts
-    const v = perHead(vf!, [0, 2, 1, 3], [b * h, t, d]);
-    const y = attention(q, kT, v, mask, 1 / Math.sqrt(d)); // [B·H, T, D]
-    const merged = tf.reshape(tf.transpose(tf.reshape(y, [b, h, t, d]), [0, 2, 1, 3]), [b * t, c]) as tf.Tensor2D; // [N, C]
+  apply(x: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
+    const merged = causalAttention(this.cAttn.apply(x, ctx), ctx.batch, ctx.time, this.config.nHead); // [N, 3C] -> [N, C]
     return this.cProj.apply(merged, ctx);
   }
 }
@@ -162,8 +135,8 @@ class Block {
     this.mlp = new Mlp(p, layer, grad);
   }
 
-  apply(x: tf.Tensor2D, mask: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
-    const afterAttn = tf.add(x, this.attn.apply(this.ln1.apply(x), mask, ctx)) as tf.Tensor2D;
+  apply(x: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
+    const afterAttn = tf.add(x, this.attn.apply(this.ln1.apply(x), ctx)) as tf.Tensor2D;
     return tf.add(afterAttn, this.mlp.apply(this.ln2.apply(afterAttn), ctx)) as tf.Tensor2D;
   }
 }
@@ -336,10 +309,9 @@ export class GPT2 {
       : tf.gather(wte, flat); // [N, C]
     const pos = tf.slice(this.param('wpe.weight'), [0, 0], [time, c]); // [T, C]
     let x = tf.reshape(tf.add(tf.reshape(tok, [batch, time, c]), pos), [batch * time, c]) as tf.Tensor2D; // [N, C]
-    const mask = causalMask(time);
     const layers: tf.Tensor3D[] = [];
     for (const block of this.blocks) {
-      x = block.apply(x, mask, ctx);
+      x = block.apply(x, ctx);
       if (opts.collectHiddens) layers.push(tf.reshape(x, [batch, time, c]));
     }
     return { hidden: tf.reshape(this.lnF.apply(x), [batch, time, c]), layers };

@@ -40,56 +40,124 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, grad: GradOf = 'both'): t
   }
 }
 
+/** Additive causal mask [T, T]: 0 on and below the diagonal, −1e9 above (exp underflows to exactly 0). */
+export function causalMask(t: number): tf.Tensor2D {
+  const m = new Float32Array(t * t);
+  for (let i = 0; i < t; i++) m.fill(-1e9, i * t + i + 1, (i + 1) * t);
+  return tf.tensor2d(m, [t, t]);
+}
+
+/** Geometry of one attention call: B sequences of T tokens, H heads of width D; S = B·H slices. */
+interface Heads {
+  readonly b: number;
+  readonly t: number;
+  readonly h: number;
+  readonly d: number;
+}
+
 /**
- * The 2-D slices of a stack, x [S, M, K] → S tensors [M, K]. On wasm, tf.unstack / tf.slice copy the WHOLE input
- * once per slice (the kernel reads it back with HEAPU8.slice), so S slices cost S full copies; reading the stack once
- * and uploading each slice costs two. Other backends use tf.unstack. No gradient flows through here: only the
- * custom gradients below use it.
+ * Copies head slices out of a row-major [B·T, width] host matrix: slice s = (batch i, head j) takes columns
+ * offset + j·D … offset + (j+1)·D of rows i·T … (i+1)·T. Returns [S, T, D] (or [S, D, T] when `transposed`), flat.
  */
+function gatherHeads(src: Float32Array, width: number, offset: number, g: Heads, transposed: boolean): Float32Array {
+  const { b, t, h, d } = g;
+  const out = new Float32Array(b * h * t * d);
+  for (let i = 0; i < b; i++) {
+    for (let j = 0; j < h; j++) {
+      const base = (i * h + j) * t * d;
+      for (let r = 0; r < t; r++) {
+        const from = (i * t + r) * width + offset + j * d;
+        for (let c = 0; c < d; c++) out[base + (transposed ? c * t + r : r * d + c)] = src[from + c]!;
+      }
+    }
+  }
+  return out;
+}
+
+/** The inverse of gatherHeads (untransposed): writes [S, T, D] slices into columns of a [B·T, width] matrix. */
+function scatterHeads(slices: Float32Array, dst: Float32Array, width: number, offset: number, g: Heads): void {
+  const { b, t, h, d } = g;
+  for (let i = 0; i < b; i++) {
+    for (let j = 0; j < h; j++) {
+      const base = (i * h + j) * t * d;
+      for (let r = 0; r < t; r++) dst.set(slices.subarray(base + r * d, base + (r + 1) * d), (i * t + r) * width + offset + j * d);
+    }
+  }
+}
+
+/** S device tensors [rows, cols] from a flat host stack. */
+function upload(flat: Float32Array, rows: number, cols: number): tf.Tensor2D[] {
+  const n = rows * cols;
+  return Array.from({ length: flat.length / n }, (_, s) => tf.tensor2d(flat.subarray(s * n, (s + 1) * n), [rows, cols]));
+}
+
+/** The 2-D slices of a stack [S, M, K], via one download (tf.unstack on wasm copies the whole stack per slice). */
 function slices(x: tf.Tensor3D): tf.Tensor2D[] {
-  if (tf.getBackend() !== 'wasm') return tf.unstack(x) as tf.Tensor2D[];
-  const [s, m, k] = x.shape;
-  const host = x.dataSync() as Float32Array;
-  return Array.from({ length: s }, (_, i) => tf.tensor2d(host.subarray(i * m * k, (i + 1) * m * k), [m, k]));
+  return upload(x.dataSync() as Float32Array, x.shape[1], x.shape[2]);
 }
 
-/** Per-slice 2-D products of two stacks: out[i] = a[i] · b[i]. a [S, M, K], b [S, K, N] → [S, M, N]. */
-function stackedMatMul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
-  const bs = slices(b);
-  return tf.stack(slices(a).map((ai, i) => tf.matMul(ai, bs[i]!))) as tf.Tensor3D;
-}
-
-/** [S, M, K] → [S, K, M]. Only ever applied to [S, T, D]-sized stacks, never to the [S, T, T] scores. */
-function swapLast(x: tf.Tensor3D): tf.Tensor3D {
-  return tf.transpose(x, [0, 2, 1]);
+/** out[s] = a[s] · b[s] for two lists of 2-D slices, stacked: [S, M, K] · [S, K, N] → [S, M, N]. */
+function pairwise(a: readonly tf.Tensor2D[], b: readonly tf.Tensor2D[]): tf.Tensor3D {
+  return tf.stack(a.map((ai, s) => tf.matMul(ai, b[s]!))) as tf.Tensor3D;
 }
 
 /**
- * Scaled dot-product attention with an additive mask (Vaswani et al. 2017, eq. 1), one slice per (batch, head):
- * y = softmax(q kᵀ · scale + mask) v, with k given transposed. q, v: [S = B·H, T, D]; kT: [S, D, T]; mask [T, T];
- * returns [S, T, D]. Backward, with P the softmax output, arranged so no [S, T, T] tensor is ever transposed:
- * dP = dY Vᵀ, dVᵀ = dYᵀ P, dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, dQ = dS K, dKᵀ = Qᵀ dS.
+ * Causal multi-head attention (Vaswani et al. 2017, eq. 1; GPT-2's masked variant): qkv [N = B·T, 3C] holds
+ * q | k | v with heads contiguous in each; returns the heads' outputs merged back to [N, C], before c_proj.
+ *
+ * 'stock' is the textbook reshape → batched matMul → softmax → matMul with tfjs autograd. 'sliced' computes the same
+ * per (batch, head) slice with 2-D matMuls, because the wasm backend runs batched matMuls ~10× slower than 2-D ones;
+ * the head slices are arranged on the host (one download, one upload per stage) and its backward is written out,
+ * with P = softmax(q kᵀ·scale + mask): dV = Pᵀ dY, dP = dY Vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale, dQ = dS K,
+ * dK = dSᵀ Q. Every product keeps its right operand [T, D]-sized, which XNNPACK packs cheaply.
  */
-export function attention(q: tf.Tensor3D, kT: tf.Tensor3D, v: tf.Tensor3D, mask: tf.Tensor2D, scale: number): tf.Tensor3D {
-  return tf.customGrad(((qi: tf.Tensor3D, ki: tf.Tensor3D, vi: tf.Tensor3D, save: Save) => {
-    const p = tf.softmax(tf.add(tf.mul(stackedMatMul(qi, ki), scale), mask)) as tf.Tensor3D; // [S, T, T]
-    save([qi, ki, vi, p]);
+export function causalAttention(qkv: tf.Tensor2D, batch: number, time: number, heads: number, impl: 'stock' | 'sliced' = tf.getBackend() === 'wasm' ? 'sliced' : 'stock'): tf.Tensor2D {
+  const c = qkv.shape[1] / 3;
+  const g: Heads = { b: batch, t: time, h: heads, d: c / heads };
+  return impl === 'stock' ? stockAttention(qkv, g) : slicedAttention(qkv, g);
+}
+
+function stockAttention(qkv: tf.Tensor2D, g: Heads): tf.Tensor2D {
+  const { b, t, h, d } = g;
+  const [q, k, v] = tf.unstack(tf.transpose(tf.reshape(qkv, [b, t, 3, h, d]), [2, 0, 3, 1, 4])) as tf.Tensor4D[]; // [B, H, T, D]
+  const scores = tf.add(tf.mul(tf.matMul(q!, k!, false, true), 1 / Math.sqrt(d)), causalMask(t)); // [B, H, T, T]
+  const y = tf.matMul(tf.softmax(scores), v!); // [B, H, T, D]
+  return tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [b * t, h * d]);
+}
+
+function slicedAttention(qkv: tf.Tensor2D, g: Heads): tf.Tensor2D {
+  const { b, t, h, d } = g;
+  const c = h * d;
+  const scale = 1 / Math.sqrt(d);
+  return tf.customGrad(((x: tf.Tensor2D, save: Save) => {
+    const host = x.dataSync() as Float32Array; // [N, 3C], kept by this closure for the backward pass
+    const part = (k: 0 | 1 | 2, transposed: boolean): tf.Tensor2D[] =>
+      upload(gatherHeads(host, 3 * c, k * c, g, transposed), transposed ? d : t, transposed ? t : d);
+    const p = tf.softmax(tf.add(tf.mul(pairwise(part(0, false), part(1, true)), scale), causalMask(t))) as tf.Tensor3D; // [S, T, T]
+    save([p]);
+    const y = new Float32Array(b * t * c);
+    scatterHeads(pairwise(slices(p), part(2, false)).dataSync() as Float32Array, y, c, 0, g);
     return {
-      value: stackedMatMul(p, vi), // [S, T, D]
-      gradFunc: (dy: tf.Tensor3D, [sq, sk, sv, sp]: tf.Tensor3D[]) => {
-        const dP = stackedMatMul(dy, swapLast(sv!)); // [S, T, T]
-        const dV = swapLast(stackedMatMul(swapLast(dy), sp!)); // [S, T, D]
+      value: tf.tensor2d(y, [b * t, c]),
+      gradFunc: (dy: tf.Tensor2D, [sp]: tf.Tensor3D[]) => {
+        const dys = upload(gatherHeads(dy.dataSync() as Float32Array, c, 0, g, false), t, d); // S × [T, D]
+        const dP = pairwise(dys, part(2, true)); // dY Vᵀ, [S, T, T]
+        const dV = pairwise(slices(tf.transpose(sp!, [0, 2, 1])), dys);
         const dS = tf.mul(tf.mul(sp!, tf.sub(dP, tf.sum(tf.mul(dP, sp!), -1, true))), scale) as tf.Tensor3D;
-        return [stackedMatMul(dS, swapLast(sk!)), stackedMatMul(swapLast(sq!), dS), dV];
+        const dQ = pairwise(slices(dS), part(1, false));
+        const dK = pairwise(slices(tf.transpose(dS, [0, 2, 1])), part(0, false));
+        const dx = new Float32Array(b * t * 3 * c);
+        [dQ, dK, dV].forEach((grad, k) => scatterHeads(grad.dataSync() as Float32Array, dx, 3 * c, k * c, g));
+        return tf.tensor2d(dx, [b * t, 3 * c]);
       },
     };
-  }) as CustomGradFn)(q, kT, v) as tf.Tensor3D;
+  }) as CustomGradFn)(qkv) as tf.Tensor2D;
 }
 
 /**
  * The LoRA branch scale · x Aᵀ Bᵀ (Hu et al. 2021, eq. 3) for x [N, dIn], A [r, dIn], B [dOut, r] → [N, dOut].
- * Backward transposes only [N, r]-sized tensors and the factors: with u = x Aᵀ and g = dY·scale,
- * dx = (g B) A, dA = (g B)ᵀ x, dB = (uᵀ g)ᵀ.
+ * Backward, with u = x Aᵀ and g = dY·scale: dx = (g B) A, dA = (xᵀ (g B))ᵀ, dB = (uᵀ g)ᵀ — every product's right
+ * operand is [·, r]-sized or a factor, so XNNPACK never repacks an [N, ·] activation.
  */
 export function loraBranch(x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, scale: number): tf.Tensor2D {
   return tf.customGrad(((xi: tf.Tensor2D, ai: tf.Tensor2D, bi: tf.Tensor2D, save: Save) => {
@@ -100,8 +168,31 @@ export function loraBranch(x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, scale
       gradFunc: (dy: tf.Tensor2D, [sx, sa, sb, su]: tf.Tensor2D[]) => {
         const g = tf.mul(dy, scale) as tf.Tensor2D; // [N, dOut]
         const gB = tf.matMul(g, sb!); // [N, r]
-        return [tf.matMul(gB, sa!), tf.matMul(tf.transpose(gB), sx!), tf.transpose(tf.matMul(tf.transpose(su!), g))];
+        return [tf.matMul(gB, sa!), tf.transpose(tf.matMul(tf.transpose(sx!), gB)), tf.transpose(tf.matMul(tf.transpose(su!), g))];
       },
     };
   }) as CustomGradFn)(x, a, b) as tf.Tensor2D;
+}
+
+const GELU_A = 2 * Math.sqrt(2 / Math.PI);
+const GELU_B = GELU_A * 0.044715;
+
+/**
+ * GELU, tanh approximation (HF "gelu_new"): 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))), computed as the identical
+ * x·σ(z) with z = x(a + b x²), a = 2√(2/π), b = 0.044715·a (wasm's sigmoid is ~30× faster than its tanh), and a
+ * hand-written derivative, σ + x·σ(1 − σ)·(a + 3b x²), in a third of the ops autodiff would record.
+ */
+export function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.customGrad(((xi: tf.Tensor2D, save: Save) => {
+    const x2 = tf.mul(xi, xi);
+    const s = tf.sigmoid(tf.mul(xi, tf.add(tf.mul(x2, GELU_B), GELU_A)));
+    save([xi, x2, s]);
+    return {
+      value: tf.mul(xi, s) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor2D, [sx, sx2, ss]: tf.Tensor2D[]) => {
+        const slope = tf.mul(tf.mul(sx!, tf.mul(ss!, tf.sub(1, ss!))), tf.add(tf.mul(sx2!, 3 * GELU_B), GELU_A));
+        return tf.mul(dy, tf.add(ss!, slope));
+      },
+    };
+  }) as CustomGradFn)(x) as tf.Tensor2D;
 }

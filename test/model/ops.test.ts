@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/backend.js';
-import { attention, loraBranch, matMul } from '../../src/model/ops.js';
+import { causalAttention, gelu, loraBranch, matMul } from '../../src/model/ops.js';
 import { maxAbsDiff } from './reference-gpt2.js';
 
 /**
@@ -61,20 +61,35 @@ for (const backend of ['cpu', 'wasm'] as const) {
       tf.dispose([x, a, b]);
     });
 
-    it(`ops – attention equals masked softmax(q·kᵀ·scale)·v in value and in q, k, v gradients (${backend})`, () => {
-      const [s, t, d] = [3, 5, 4];
-      const q = rand([s, t, d], 6);
-      const kT = rand([s, d, t], 7);
-      const v = rand([s, t, d], 8);
-      const mask = tf.tensor2d(Array.from({ length: t * t }, (_, i) => (i % t > Math.floor(i / t) ? -1e9 : 0)), [t, t]);
+    it(`ops – sliced causal attention equals the stock formulation in value and in the qkv gradient (${backend})`, () => {
+      const [b, t, h, d] = [2, 5, 3, 4];
+      const qkv = rand([b * t, 3 * h * d], 6);
       const r = compareGrads(
-        (qi, ki, vi) => attention(qi as tf.Tensor3D, ki as tf.Tensor3D, vi as tf.Tensor3D, mask, 0.5),
-        (qi, ki, vi) => tf.matMul(tf.softmax(tf.add(tf.mul(tf.matMul(qi as tf.Tensor3D, ki as tf.Tensor3D), 0.5), mask)), vi as tf.Tensor3D),
-        [q, kT, v],
+        (x) => causalAttention(x as tf.Tensor2D, b, t, h, 'sliced'),
+        (x) => causalAttention(x as tf.Tensor2D, b, t, h, 'stock'),
+        [qkv],
       );
       expect(r.value).toBeLessThan(1e-5);
-      for (const g of r.grads) expect(g).toBeLessThan(1e-4);
-      tf.dispose([q, kT, v, mask]);
+      expect(r.grads[0]).toBeLessThan(1e-4);
+      qkv.dispose();
+    });
+
+    it(`ops – stock causal attention matches a hand-computed single head (${backend})`, () => {
+      // one sequence, one head, d = 1, q = k = v = [1, 2]: y0 = 1, y1 = softmax([2, 4]) · [1, 2]
+      const qkv = tf.tensor2d([1, 1, 1, 2, 2, 2], [2, 3]);
+      const y = tf.tidy(() => [...causalAttention(qkv, 1, 2, 1, 'stock').dataSync()]);
+      const w = Math.exp(2) / (Math.exp(2) + Math.exp(4));
+      expect(maxAbsDiff(y, [1, w + 2 * (1 - w)])).toBeLessThan(1e-6);
+      qkv.dispose();
+    });
+    it(`ops – gelu equals the tanh formula in value and gradient (${backend})`, () => {
+      const x = tf.mul(rand([7, 9], 9), 3);
+      const tanhForm = (v: tf.Tensor): tf.Tensor =>
+        tf.mul(tf.mul(v, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(v, tf.mul(tf.mul(tf.mul(v, v), v), 0.044715)), Math.sqrt(2 / Math.PI)))));
+      const r = compareGrads((v) => gelu(v as tf.Tensor2D), tanhForm, [x]);
+      expect(r.value).toBeLessThan(1e-5);
+      expect(r.grads[0]).toBeLessThan(1e-5);
+      x.dispose();
     });
   });
 }
