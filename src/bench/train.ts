@@ -189,11 +189,11 @@ async function childMain(mode: ChildMode, backend: BackendName, cfg: TrainBenchC
   process.stdout.write(`${JSON.stringify({ mode, peak_rss_mb: process.resourceUsage().maxRSS / 1024 })}\n`);
 }
 
-/** Peak RSS (MiB) of a child `node dist/bench/train.js --child <mode>` on `backend`. */
-export function measureChildRssMb(mode: ChildMode, backend: BackendName): Promise<number> {
+/** Peak RSS (MiB) of a child `node dist/bench/train.js --child <mode>` on `backend`, running workload `cfg`. */
+export function measureChildRssMb(mode: ChildMode, backend: BackendName, cfg: TrainBenchConfig = DEFAULT_TRAIN_BENCH): Promise<number> {
   const script = fileURLToPath(import.meta.url).replace(/\.ts$/, '.js').replace(`${'/'}src${'/'}`, `${'/'}dist${'/'}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, '--child', mode, '--backend', backend], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [script, '--child', mode, '--backend', backend, '--config', JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
@@ -225,7 +225,7 @@ export async function runTrainBench(backend: BackendName, cfg: TrainBenchConfig 
     s.dispose();
   }
   const rss: number[] = [];
-  for (const mode of CHILD_MODES) rss.push(await measureChildRssMb(mode, backend)); // sequential: they share the cores
+  for (const mode of CHILD_MODES) rss.push(await measureChildRssMb(mode, backend, cfg)); // sequential: they share the cores
   const params = modelParams(cfg.model);
   const tokens = cfg.batchSize * cfg.seqLen;
   return {
@@ -265,7 +265,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const mode = args[args.indexOf('--child') + 1] as ChildMode;
   const backend = parseBackendName(args[args.indexOf('--backend') + 1] ?? 'wasm');
   if (args.includes('--child') && (CHILD_MODES as readonly string[]).includes(mode)) {
-    await childMain(mode, backend, DEFAULT_TRAIN_BENCH);
+    const at = args.indexOf('--config');
+    await childMain(mode, backend, at >= 0 ? (JSON.parse(args[at + 1]!) as TrainBenchConfig) : DEFAULT_TRAIN_BENCH);
   } else {
     process.exitCode = await benchTrainMain(args);
   }
