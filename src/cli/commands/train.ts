@@ -14,7 +14,9 @@ import { GPT2 } from '../../model/gpt2.js';
 import { tokenizerFor } from '../../model/tokenizer.js';
 import { encodeExamples, loadDataset, trainTestSplit } from '../../data/index.js';
 import type { TensorMap } from '../../tensors/host.js';
-import { trainBackprop } from '../../train/backprop.js';
+import { gaussianNoise } from '../../privacy/gaussian.js';
+import { epsilonOf } from '../../privacy/rdp.js';
+import { type DpSgdOptions, trainBackprop } from '../../train/backprop.js';
 import { evaluate } from '../../train/evaluate.js';
 import { ensurePretrainedBase } from '../../train/pretrain.js';
 import type { EncodedExamples, LocalTrainResult, StepInfo, Trainable } from '../../train/types.js';
@@ -36,6 +38,10 @@ export const TRAIN_DEFAULTS = Object.freeze({
   // adapter
   loraR: 8,
   seed: 0,
+  splitSeed: 'lethe-split', // fixed, so runs with different --seed are scored on the same test set
+  // sample-level DP (with --dp-sigma)
+  dpClip: 1, // per-example gradient L2 bound C
+  dpDelta: 1e-5, // δ of the reported (ε, δ)
 });
 
 /** Everything a local trainer needs; mode-specific options come from `flags`. */
@@ -49,6 +55,8 @@ export interface LocalTrainContext {
   readonly lr: number;
   readonly trainable: Trainable;
   readonly seed: number;
+  /** Sample-level DP (Poisson rate q = batch/N), when --dp-sigma is given. */
+  readonly dp?: DpSgdOptions;
   readonly flags: Flags;
   readonly onStep: (info: StepInfo) => void;
 }
@@ -61,7 +69,7 @@ export type LocalTrainer = (ctx: LocalTrainContext) => Promise<LocalTrainResult>
  */
 export const LOCAL_TRAINERS: Readonly<Record<string, LocalTrainer>> = Object.freeze({
   backprop: (c: LocalTrainContext) =>
-    trainBackprop(c.model, c.lora, c.start, c.data, { steps: c.steps, batchSize: c.batchSize, lr: c.lr, trainable: c.trainable, seed: c.seed, onStep: c.onStep }),
+    trainBackprop(c.model, c.lora, c.start, c.data, { steps: c.steps, batchSize: c.batchSize, lr: c.lr, trainable: c.trainable, seed: c.seed, onStep: c.onStep }, c.dp),
 });
 
 /** Flags that only some modes read (parseArgs is strict, so every accepted flag is declared). */
@@ -72,7 +80,7 @@ export const trainCommand: Command = {
   summary: 'train one LoRA adapter locally (non-federated baseline) and report test accuracy',
   usage:
     `--local --mode ${Object.keys(LOCAL_TRAINERS).join('|')} [--data builtin:spam|FILE] [--steps N] [--batch B] [--lr LR] ` +
-    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--limit N] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
+    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--limit N] [--dp-sigma σ [--dp-clip C] [--dp-delta δ]] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
   async run(argv) {
     const flags = parseFlags(argv, {
       local: { type: 'boolean' },
@@ -86,6 +94,9 @@ export const trainCommand: Command = {
       seed: { type: 'string' },
       'seq-len': { type: 'string' },
       limit: { type: 'string' },
+      'dp-sigma': { type: 'string' },
+      'dp-clip': { type: 'string' },
+      'dp-delta': { type: 'string' },
       out: { type: 'string' },
       'data-dir': { type: 'string' },
       backend: { type: 'string' },
@@ -113,6 +124,13 @@ export const trainCommand: Command = {
       throw new UsageError((err as Error).message, { cause: err });
     }
 
+    const dpSigma = flags['dp-sigma'] === undefined ? undefined : numberFlag('dp-sigma', str(flags['dp-sigma']));
+    if (dpSigma !== undefined && !(dpSigma >= 0)) throw new UsageError(`--dp-sigma must be ≥ 0, got ${dpSigma}`);
+    const dpClip = numberFlag('dp-clip', str(flags['dp-clip']), TRAIN_DEFAULTS.dpClip);
+    const dpDelta = numberFlag('dp-delta', str(flags['dp-delta']), TRAIN_DEFAULTS.dpDelta);
+    if (!(dpClip > 0)) throw new UsageError(`--dp-clip must be > 0, got ${dpClip}`);
+    if (!(dpDelta > 0 && dpDelta < 1)) throw new UsageError(`--dp-delta must be in (0, 1), got ${dpDelta}`);
+
     const backend = await startBackend(str(flags.backend));
     const basePb = pretrainProgress();
     const base = await ensurePretrainedBase(resolveDataDir(str(flags['data-dir'])), { onStep: basePb.onStep });
@@ -120,7 +138,7 @@ export const trainCommand: Command = {
     if (seqLen > base.config.nPositions) throw new UsageError(`--seq-len ${seqLen} exceeds the base model's ${base.config.nPositions} positions`);
 
     const dataset = await loadDataset(str(flags.data) ?? TRAIN_DEFAULTS.data);
-    const split = trainTestSplit(dataset, { testFraction: TRAIN_DEFAULTS.testFraction, seed: `split:${seed}` });
+    const split = trainTestSplit(dataset, { testFraction: TRAIN_DEFAULTS.testFraction, seed: TRAIN_DEFAULTS.splitSeed });
     const tokenizer = tokenizerFor(base.config);
     // The split keeps its shuffled order, so prefixes are random subsets for --limit.
     const limit = flags.limit === undefined ? Number.POSITIVE_INFINITY : intFlag('limit', flags.limit, 1);
@@ -136,8 +154,10 @@ export const trainCommand: Command = {
       const before = evaluate(model, lora, start, test);
       const bar = progressReporter(`train ${mode}`);
       const began = performance.now();
+      const q = Math.min(1, batchSize / train.n);
+      const dp: DpSgdOptions | undefined = dpSigma === undefined ? undefined : { clip: dpClip, noiseMultiplier: dpSigma, sampleRate: q, noise: gaussianNoise };
       const result = await trainer({
-        model, lora, start, data: train, steps, batchSize, lr, trainable, seed, flags,
+        model, lora, start, data: train, steps, batchSize, lr, trainable, seed, flags, ...(dp ? { dp } : {}),
         onStep: (s) => bar.update({ ...s, elapsedSeconds: (performance.now() - began) / 1000, rate: `lr ${s.lr.toExponential(1)}` }),
       });
       bar.done();
@@ -160,6 +180,7 @@ export const trainCommand: Command = {
         test_accuracy: after.accuracy,
         test_loss: after.loss,
         ...result.metrics,
+        ...(dp ? { dp_sigma: dp.noiseMultiplier, dp_clip: dp.clip, dp_q: q, dp_delta: dpDelta, dp_epsilon: epsilonOf({ q, noiseMultiplier: dp.noiseMultiplier, steps, delta: dpDelta }).epsilon } : {}),
         ...(out ? { out } : {}),
       };
       if (flags.json) {
@@ -170,6 +191,7 @@ export const trainCommand: Command = {
             `${result.metrics.seconds.toFixed(1)}s on ${backend.backend}\n` +
             `  test accuracy ${pct(before.accuracy)} → ${pct(after.accuracy)}, test loss ${before.loss.toFixed(4)} → ${after.loss.toFixed(4)}\n` +
             `  train loss ${result.metrics.loss_before.toFixed(4)} → ${result.metrics.loss_after.toFixed(4)}` +
+            `${dp ? `\n  sample-level DP-SGD: σ ${dp.noiseMultiplier}, C ${dp.clip}, q ${q.toPrecision(3)} → (ε ${(report.dp_epsilon as number).toPrecision(4)}, δ ${dpDelta})` : ''}` +
             `${out ? `\n  adapter saved (PEFT format) to ${out}` : ''}\n`,
         );
       }

@@ -57,6 +57,18 @@ describe('lethe train --local', () => {
     expect(saved.adapter.get('score.weight')!.shape).toEqual([2, TINY_CONFIG.nEmbd]);
   });
 
+  it('train – with --dp-sigma trains by DP-SGD and reports the ε the accountant gives', async () => {
+    const { code, stdout } = await capture([
+      '--local', '--steps', '2', '--batch', '8', '--seq-len', '16', '--limit', '100', '--dp-sigma', '1.1', '--dp-clip', '0.5',
+      '--data-dir', dataDir, '--backend', 'wasm', '--json',
+    ]);
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout.trim()) as Record<string, number>;
+    expect(report).toMatchObject({ dp_sigma: 1.1, dp_clip: 0.5, dp_q: 0.1, dp_delta: 1e-5, dp_expected_batch: 8 });
+    expect(report.dp_epsilon).toBeGreaterThan(0);
+    expect(Number.isFinite(report.dp_epsilon)).toBe(true);
+  });
+
   it('train – refuses to run without --local and names unknown modes', async () => {
     await expect(trainCommand.run(['--mode', 'backprop'])).rejects.toBeInstanceOf(UsageError);
     await expect(trainCommand.run(['--local', '--mode', 'nope'])).rejects.toThrow(/unknown --mode "nope"; expected one of backprop/);
