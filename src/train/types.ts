@@ -64,7 +64,7 @@ export interface StepInfo {
 export interface BaseTrainOptions {
   /** Optimisation steps. */
   readonly steps: number;
-  /** Examples per step (under DP Poisson sampling: the EXPECTED batch size, q = batchSize / N). */
+  /** Examples per step. Ignored under DP Poisson sampling, where the DP options' rate q sets the expected size q·N. */
   readonly batchSize: number;
   /** Peak learning rate. */
   readonly lr: number;
