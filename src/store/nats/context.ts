@@ -8,8 +8,8 @@
  * another writer got there first; writes to other keys happen before it and are invisible (or harmless) until it
  * lands. Per module comments say which key decides each operation.
  */
-import type { KV, KvEntry, NatsConnection, ObjectStore } from 'nats';
-import { StoreBusyError, StoreClosedError, type StoreError } from '../errors.js';
+import type { KV, KvEntry, NatsConnection } from 'nats';
+import { StoreBusyError, StoreClosedError } from '../errors.js';
 import { isWrongLastSequence, NatsUnavailableError, toStoreError } from './errors.js';
 
 /** A decoded document and the revision it was read at (0 when the key never existed). */
@@ -44,7 +44,7 @@ export function hexToken(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
-export function encodeDoc(doc: unknown): Uint8Array {
+function encodeDoc(doc: unknown): Uint8Array {
   return encoder.encode(JSON.stringify(doc));
 }
 
@@ -118,7 +118,7 @@ export class NatsContext {
       try {
         return await fn();
       } catch (err) {
-        throw toStoreError(err, what) satisfies StoreError;
+        throw toStoreError(err, what);
       }
     })();
     this.inFlight.add(promise);
@@ -211,11 +211,6 @@ export class NatsContext {
     }
     return found;
   }
-}
-
-/** The object-store counterpart of `get`: the whole object, or undefined when absent. */
-export async function readObject(os: ObjectStore, name: string): Promise<Uint8Array | undefined> {
-  return (await os.getBlob(name)) ?? undefined;
 }
 
 function backoff(attempt: number): Promise<void> {

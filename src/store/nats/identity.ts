@@ -8,7 +8,7 @@
  * id after `pendingGraceMs`. A refused enrollment gives its join-token use back.
  */
 import type { KV } from 'nats';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError, StoreBusyError } from '../errors.js';
 import type {
   ClientRecord,
   ClientStore,
@@ -117,11 +117,13 @@ export class NatsJoinTokens implements JoinTokenStore {
     return this.ctx.op('revoke a join token', async () => {
       checkBytes(hash, 'join token hash', 32);
       const key = hexToken(hash);
-      for (;;) {
+      // Revision-checked, so of two revokes racing exactly one reports true.
+      for (let attempt = 0; attempt < this.ctx.config.casAttempts; attempt++) {
         const found = await this.ctx.get<TokenDoc>(this.kv, key);
         if (found === undefined) return false;
         if (await this.ctx.deleteAt(this.kv, key, found.revision)) return true;
       }
+      throw new StoreBusyError('revoke a join token (it kept changing under other writers)');
     });
   }
 
