@@ -17,12 +17,17 @@ import { sizeOf } from '../tensors/host.js';
 import { AdapterError, ModelConfigError, ModelDisposedError, ModelInputError, WeightsError } from './errors.js';
 import type { LoraParams, LoraTarget } from './lora.js';
 import { HEAD_NAME, loraScale } from './lora.js';
-import type { GradOf } from './ops.js';
-import { causalAttention, gelu, loraBranch, matMul } from './ops.js';
+import { causalAttention, frozenMatMul, gelu, loraBranch, matMul, selectRows } from './ops.js';
 import { seededNormal } from './random.js';
 
 /** One adapter or several (O3: a utility adapter plus gated unlearning adapters), summed. */
 export type LoraInput = LoraParams | readonly LoraParams[];
+
+/** How the parts reach the model's weights: by HF name, and x·W under the model's gradient policy. */
+interface Weights {
+  get(name: string): tf.Tensor;
+  times(x: tf.Tensor2D, name: string): tf.Tensor2D; // x [N, dIn] · W[name] [dIn, dOut]
+}
 
 /** Per-forward context that every layer needs: the batch geometry and the adapters to add. */
 interface Ctx {
@@ -37,16 +42,21 @@ interface Ctx {
 
 /** HF Conv1D, y = x W + b with W [dIn, dOut], plus each adapter's (alpha/r)·x Aᵀ Bᵀ when it targets this projection. */
 class Conv1D {
+  private readonly prefix: string; // h.{layer}.{module}
+  private readonly shape: readonly number[]; // of W: [dIn, dOut]
+  private readonly b: tf.Tensor1D; // [dOut]
   constructor(
-    private readonly w: tf.Tensor2D, // [dIn, dOut]
-    private readonly b: tf.Tensor1D, // [dOut]
+    private readonly weights: Weights,
     private readonly layer: number,
     private readonly module: LoraTarget,
-    private readonly grad: GradOf, // 'a' for a frozen base: no gradient of W is ever computed
-  ) {}
+  ) {
+    this.prefix = `h.${layer}.${module}`;
+    this.shape = weights.get(`${this.prefix}.weight`).shape;
+    this.b = weights.get(`${this.prefix}.bias`) as tf.Tensor1D;
+  }
 
   apply(x: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
-    let y = tf.add(matMul(x, this.w, this.grad), this.b) as tf.Tensor2D; // [N, dOut]
+    let y = tf.add(this.weights.times(x, `${this.prefix}.weight`), this.b) as tf.Tensor2D; // [N, dOut]
     ctx.adapters.forEach((lora, i) => {
       if (!lora.config.targets.includes(this.module)) return;
       const [a, b] = this.factors(lora);
@@ -60,11 +70,11 @@ class Conv1D {
 
   /** A [r, dIn] and B [dOut, r] of this projection, checked so a wrong adapter fails with its name, not a matMul error. */
   private factors(lora: LoraParams): [tf.Tensor2D, tf.Tensor2D] {
-    const prefix = `h.${this.layer}.${this.module}`;
+    const prefix = this.prefix;
     const a = lora.tensors.get(`${prefix}.lora_A.weight`);
     const b = lora.tensors.get(`${prefix}.lora_B.weight`);
     if (!a || !b) throw new AdapterError(`adapter targets ${this.module} but lacks ${prefix}.lora_A/lora_B.weight`, 'missing_adapter_tensor');
-    const [dIn, dOut] = this.w.shape;
+    const [dIn, dOut] = this.shape;
     const r = lora.config.r;
     if (a.shape[0] !== r || a.shape[1] !== dIn || b.shape[0] !== dOut || b.shape[1] !== r) {
       throw new AdapterError(
@@ -77,11 +87,16 @@ class Conv1D {
 }
 
 class LayerNorm {
+  private readonly g: tf.Tensor1D; // [C]
+  private readonly b: tf.Tensor1D; // [C]
   constructor(
-    private readonly g: tf.Tensor1D, // [C]
-    private readonly b: tf.Tensor1D, // [C]
+    weights: Weights,
+    prefix: string,
     private readonly eps: number,
-  ) {}
+  ) {
+    this.g = weights.get(`${prefix}.weight`) as tf.Tensor1D;
+    this.b = weights.get(`${prefix}.bias`) as tf.Tensor1D;
+  }
 
   apply(x: tf.Tensor2D): tf.Tensor2D {
     const centred = tf.sub(x, tf.mean(x, -1, true));
@@ -94,13 +109,12 @@ class CausalSelfAttention {
   private readonly cAttn: Conv1D;
   private readonly cProj: Conv1D;
   constructor(
-    p: (suffix: string) => tf.Tensor,
+    weights: Weights,
     layer: number,
     private readonly config: GPT2Config,
-    grad: GradOf,
   ) {
-    this.cAttn = new Conv1D(p('attn.c_attn.weight') as tf.Tensor2D, p('attn.c_attn.bias') as tf.Tensor1D, layer, 'attn.c_attn', grad);
-    this.cProj = new Conv1D(p('attn.c_proj.weight') as tf.Tensor2D, p('attn.c_proj.bias') as tf.Tensor1D, layer, 'attn.c_proj', grad);
+    this.cAttn = new Conv1D(weights, layer, 'attn.c_attn');
+    this.cProj = new Conv1D(weights, layer, 'attn.c_proj');
   }
 
   apply(x: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
@@ -112,9 +126,9 @@ class CausalSelfAttention {
 class Mlp {
   private readonly cFc: Conv1D;
   private readonly cProj: Conv1D;
-  constructor(p: (suffix: string) => tf.Tensor, layer: number, grad: GradOf) {
-    this.cFc = new Conv1D(p('mlp.c_fc.weight') as tf.Tensor2D, p('mlp.c_fc.bias') as tf.Tensor1D, layer, 'mlp.c_fc', grad);
-    this.cProj = new Conv1D(p('mlp.c_proj.weight') as tf.Tensor2D, p('mlp.c_proj.bias') as tf.Tensor1D, layer, 'mlp.c_proj', grad);
+  constructor(weights: Weights, layer: number) {
+    this.cFc = new Conv1D(weights, layer, 'mlp.c_fc');
+    this.cProj = new Conv1D(weights, layer, 'mlp.c_proj');
   }
 
   apply(x: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
@@ -127,12 +141,11 @@ class Block {
   private readonly attn: CausalSelfAttention;
   private readonly ln2: LayerNorm;
   private readonly mlp: Mlp;
-  constructor(params: ReadonlyMap<string, tf.Tensor>, layer: number, config: GPT2Config, grad: GradOf) {
-    const p = (suffix: string): tf.Tensor => params.get(`h.${layer}.${suffix}`)!;
-    this.ln1 = new LayerNorm(p('ln_1.weight') as tf.Tensor1D, p('ln_1.bias') as tf.Tensor1D, config.layerNormEpsilon);
-    this.attn = new CausalSelfAttention(p, layer, config, grad);
-    this.ln2 = new LayerNorm(p('ln_2.weight') as tf.Tensor1D, p('ln_2.bias') as tf.Tensor1D, config.layerNormEpsilon);
-    this.mlp = new Mlp(p, layer, grad);
+  constructor(weights: Weights, layer: number, config: GPT2Config) {
+    this.ln1 = new LayerNorm(weights, `h.${layer}.ln_1`, config.layerNormEpsilon);
+    this.attn = new CausalSelfAttention(weights, layer, config);
+    this.ln2 = new LayerNorm(weights, `h.${layer}.ln_2`, config.layerNormEpsilon);
+    this.mlp = new Mlp(weights, layer);
   }
 
   apply(x: tf.Tensor2D, ctx: Ctx): tf.Tensor2D {
@@ -261,7 +274,14 @@ export class GPT2 {
   readonly config: GPT2Config;
   private readonly params: Map<string, tf.Tensor>; // HF name -> tensor (tf.Variable when trainableBase)
   private readonly trainable: boolean;
-  private readonly grad: GradOf; // of products with a base weight: 'a' (activations only) unless trainableBase
+  private readonly transposes = new Map<string, tf.Tensor2D>(); // Wᵀ of frozen weights, made on first backprop
+  private readonly weights: Weights = {
+    get: (name) => this.param(name),
+    times: (x, name) =>
+      this.trainable
+        ? matMul(x, this.param(name) as tf.Tensor2D)
+        : frozenMatMul(x, this.param(name) as tf.Tensor2D, () => this.transposed(name)),
+  };
   private readonly blocks: Block[];
   private readonly lnF: LayerNorm;
   private disposed = false;
@@ -279,9 +299,8 @@ export class GPT2 {
       this.params.set(name, this.trainable ? tf.variable(t, true) : tf.keep(t));
       if (this.trainable) t.dispose();
     }
-    this.grad = this.trainable ? 'both' : 'a';
-    this.blocks = Array.from({ length: config.nLayer }, (_, i) => new Block(this.params, i, config, this.grad));
-    this.lnF = new LayerNorm(this.param('ln_f.weight') as tf.Tensor1D, this.param('ln_f.bias') as tf.Tensor1D, config.layerNormEpsilon);
+    this.blocks = Array.from({ length: config.nLayer }, (_, i) => new Block(this.weights, i, config));
+    this.lnF = new LayerNorm(this.weights, 'ln_f', config.layerNormEpsilon);
   }
 
   /** A freshly initialised model (HF initialisation, see initWeights). */
@@ -305,7 +324,7 @@ export class GPT2 {
     const flat = tf.reshape(ids.dtype === 'int32' ? ids : tf.cast(ids, 'int32'), [batch * time]) as tf.Tensor1D;
     const wte = this.param('wte.weight') as tf.Tensor2D;
     const tok = this.trainable
-      ? matMul(tf.cast(tf.oneHot(flat, this.config.vocabSize), 'float32') as tf.Tensor2D, wte, 'b') // [N, V] x [V, C]
+      ? selectRows(tf.cast(tf.oneHot(flat, this.config.vocabSize), 'float32') as tf.Tensor2D, wte) // [N, V] x [V, C]
       : tf.gather(wte, flat); // [N, C]
     const pos = tf.slice(this.param('wpe.weight'), [0, 0], [time, c]); // [T, C]
     let x = tf.reshape(tf.add(tf.reshape(tok, [batch, time, c]), pos), [batch * time, c]) as tf.Tensor2D; // [N, C]
@@ -321,8 +340,11 @@ export class GPT2 {
   lmLogits(ids: tf.Tensor2D, lora?: LoraInput): tf.Tensor3D {
     const { hidden } = this.forward(ids, lora);
     const [b, t, c] = hidden.shape;
-    const wteT = tf.transpose(this.param('wte.weight')) as tf.Tensor2D; // [C, V]
-    const logits = matMul(tf.reshape(hidden, [b * t, c]), wteT, this.grad); // [N, V]
+    const h = tf.reshape(hidden, [b * t, c]) as tf.Tensor2D;
+    const wte = this.param('wte.weight') as tf.Tensor2D; // [V, C]
+    const logits = this.trainable
+      ? matMul(h, tf.transpose(wte)) // [N, C] x [C, V]
+      : frozenMatMul(h, this.transposed('wte.weight'), () => wte);
     return tf.reshape(logits, [b, t, this.config.vocabSize]);
   }
 
@@ -343,7 +365,7 @@ export class GPT2 {
     const last = tf.maximum(tf.sub(tf.sum(mask, 1), 1), 0); // [B] position of the last token
     const row = tf.cast(tf.add(tf.mul(tf.range(0, b), t), last), 'int32') as tf.Tensor1D; // [B] row in [N]
     const pick = tf.cast(tf.oneHot(row, b * t), 'float32') as tf.Tensor2D; // [B, N]
-    const pooled = matMul(pick, tf.reshape(hidden, [b * t, this.config.nEmbd]), 'b'); // [B, C]
+    const pooled = selectRows(pick, tf.reshape(hidden, [b * t, this.config.nEmbd])); // [B, C]
     return matMul(pooled, tf.transpose(head) as tf.Tensor2D); // [B, numLabels]
   }
 
@@ -359,11 +381,24 @@ export class GPT2 {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const t of this.params.values()) t.dispose();
+    for (const t of [...this.params.values(), ...this.transposes.values()]) t.dispose();
   }
 
   private param(name: string): tf.Tensor {
     return this.params.get(name)!;
+  }
+
+  /**
+   * Wᵀ of a frozen weight, made on first use and kept: backprop through the frozen base needs dX = dY·Wᵀ every step
+   * and a wasm transpose costs ~6 ns per element (GPT-2's wteᵀ: ~0.2 s). Costs one extra copy of each weight used.
+   */
+  private transposed(name: string): tf.Tensor2D {
+    let t = this.transposes.get(name);
+    if (!t) {
+      t = tf.keep(tf.transpose(this.param(name) as tf.Tensor2D));
+      this.transposes.set(name, t);
+    }
+    return t;
   }
 
   private guard(): void {

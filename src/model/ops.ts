@@ -1,43 +1,54 @@
 /**
- * Matrix products whose forward AND backward passes stay on tfjs-backend-wasm's fast path.
+ * Matrix products, attention, LoRA and GELU with hand-written gradients that stay on tfjs-backend-wasm's fast paths.
  *
- * Why: the wasm backend sends a 2-D, non-transposed matMul through XNNPACK (≈ 20 GFLOPS on one thread here), but a
- * transposed or batched (rank > 2) matMul through a plain loop, ≈ 10× slower. tfjs's stock MatMul gradient is
- * exactly the transposed form (dA = dY·Bᵀ via transposeB), so backprop through a GPT-2 spent most of its time there.
- * These ops transpose explicitly (a cheap copy) and multiply 2-D slices, in both directions. On the cpu and tensorflow
- * backends they compute the same values by the same math.
+ * Measured on the wasm backend (one thread, SIMD), which shaped every choice here:
+ * - a 2-D matMul with neither operand transposed runs through XNNPACK (≈ 20 GFLOPS); a transposed or batched
+ *   (rank > 2) matMul falls back to a plain loop, 5–13× slower — and tfjs's stock MatMul gradient is exactly the
+ *   transposed form (dA = dY·Bᵀ);
+ * - an explicit 2-D transpose of an activation costs ≈ 6 ns per element (a [2048, 512] copy: 6.5 ms), so backward
+ *   passes below never transpose an [N, ·] activation, only weights (cached), [N, r] LoRA factors and [T, T] slices;
+ * - a [T, T]-sliced 3-D transpose is ≈ 1.5 ns per element; tanh is ~30× slower than sigmoid.
+ * On the cpu and tensorflow backends the same ops compute the same values by the same math.
  *
- * Every tensor a gradient needs is passed to `save` (tf.grads disposes forward intermediates before backprop).
+ * Every temporary a gradient needs goes through `save` (tf.grads disposes forward intermediates before backprop);
+ * model weights are captured directly, since they outlive the step.
  */
 import * as tf from '@tensorflow/tfjs';
-
-/** Which operands of a·b need a gradient; a constant operand costs no backward matMul. */
-export type GradOf = 'a' | 'b' | 'both';
 
 type Save = (tensors: tf.Tensor[]) => void;
 type CustomGradFn = Parameters<typeof tf.customGrad>[0];
 
-/** a [M, K] · b [K, N] → [M, N]. */
-export function matMul(a: tf.Tensor2D, b: tf.Tensor2D, grad: GradOf = 'both'): tf.Tensor2D {
-  const dA = (dy: tf.Tensor2D, sb: tf.Tensor2D): tf.Tensor2D => tf.matMul(dy, tf.transpose(sb)); // [M, N]·[N, K]
-  const dB = (dy: tf.Tensor2D, sa: tf.Tensor2D): tf.Tensor2D => tf.matMul(tf.transpose(sa), dy); // [K, M]·[M, N]
-  switch (grad) {
-    case 'both':
-      return tf.customGrad(((x: tf.Tensor2D, y: tf.Tensor2D, save: Save) => {
-        save([x, y]);
-        return { value: tf.matMul(x, y), gradFunc: (dy: tf.Tensor2D, [sx, sy]: tf.Tensor2D[]) => [dA(dy, sy!), dB(dy, sx!)] };
-      }) as CustomGradFn)(a, b) as tf.Tensor2D;
-    case 'a':
-      return tf.customGrad(((x: tf.Tensor2D, save: Save) => {
-        save([b]);
-        return { value: tf.matMul(x, b), gradFunc: (dy: tf.Tensor2D, [sb]: tf.Tensor2D[]) => dA(dy, sb!) };
-      }) as CustomGradFn)(a) as tf.Tensor2D;
-    case 'b':
-      return tf.customGrad(((y: tf.Tensor2D, save: Save) => {
-        save([a]);
-        return { value: tf.matMul(a, y), gradFunc: (dy: tf.Tensor2D, [sa]: tf.Tensor2D[]) => dB(dy, sa!) };
-      }) as CustomGradFn)(b) as tf.Tensor2D;
-  }
+/** a [M, K] · b [K, N] → [M, N], with gradients for both operands. */
+export function matMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  return tf.customGrad(((x: tf.Tensor2D, y: tf.Tensor2D, save: Save) => {
+    save([x, y]);
+    return {
+      value: tf.matMul(x, y),
+      gradFunc: (dy: tf.Tensor2D, [sx, sy]: tf.Tensor2D[]) => [tf.matMul(dy, tf.transpose(sy!)), tf.matMul(tf.transpose(sx!), dy)],
+    };
+  }) as CustomGradFn)(a, b) as tf.Tensor2D;
+}
+
+/**
+ * x [M, K] · w [K, N] → [M, N] for a frozen weight: only x gets a gradient, dx = dY·wᵀ, with wᵀ [N, K] supplied by
+ * the caller (computed once per weight, not once per step). w and wᵀ must outlive the backward pass.
+ */
+export function frozenMatMul(x: tf.Tensor2D, w: tf.Tensor2D, wT: () => tf.Tensor2D): tf.Tensor2D {
+  return tf.customGrad(((xi: tf.Tensor2D) => ({
+    value: tf.matMul(xi, w),
+    gradFunc: (dy: tf.Tensor2D) => tf.matMul(dy, wT()),
+  })) as CustomGradFn)(x) as tf.Tensor2D;
+}
+
+/**
+ * pick [M, K] · h [K, N] → [M, N] where pick is a constant selector (one-hot rows): only h gets a gradient,
+ * dh = pickᵀ·dY. Picks rows without gather, whose gradient the wasm backend lacks.
+ */
+export function selectRows(pick: tf.Tensor2D, h: tf.Tensor2D): tf.Tensor2D {
+  return tf.customGrad(((hi: tf.Tensor2D, save: Save) => {
+    save([pick]);
+    return { value: tf.matMul(pick, hi), gradFunc: (dy: tf.Tensor2D, [sp]: tf.Tensor2D[]) => tf.matMul(tf.transpose(sp!), dy) };
+  }) as CustomGradFn)(h) as tf.Tensor2D;
 }
 
 /** Additive causal mask [T, T]: 0 on and below the diagonal, −1e9 above (exp underflows to exactly 0). */
@@ -156,8 +167,8 @@ function slicedAttention(qkv: tf.Tensor2D, g: Heads): tf.Tensor2D {
 
 /**
  * The LoRA branch scale · x Aᵀ Bᵀ (Hu et al. 2021, eq. 3) for x [N, dIn], A [r, dIn], B [dOut, r] → [N, dOut].
- * Backward, with u = x Aᵀ and g = dY·scale: dx = (g B) A, dA = (xᵀ (g B))ᵀ, dB = (uᵀ g)ᵀ — every product's right
- * operand is [·, r]-sized or a factor, so XNNPACK never repacks an [N, ·] activation.
+ * Backward, with u = x Aᵀ and g = dY·scale: dx = (g B) A, dA = (g B)ᵀ x, dB = (uᵀ g)ᵀ — only [N, r]-sized tensors
+ * and the factors are ever transposed.
  */
 export function loraBranch(x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, scale: number): tf.Tensor2D {
   return tf.customGrad(((xi: tf.Tensor2D, ai: tf.Tensor2D, bi: tf.Tensor2D, save: Save) => {
@@ -168,7 +179,7 @@ export function loraBranch(x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D, scale
       gradFunc: (dy: tf.Tensor2D, [sx, sa, sb, su]: tf.Tensor2D[]) => {
         const g = tf.mul(dy, scale) as tf.Tensor2D; // [N, dOut]
         const gB = tf.matMul(g, sb!); // [N, r]
-        return [tf.matMul(gB, sa!), tf.transpose(tf.matMul(tf.transpose(sx!), gB)), tf.transpose(tf.matMul(tf.transpose(su!), g))];
+        return [tf.matMul(gB, sa!), tf.matMul(tf.transpose(gB), sx!), tf.transpose(tf.matMul(tf.transpose(su!), g))];
       },
     };
   }) as CustomGradFn)(x, a, b) as tf.Tensor2D;
@@ -184,13 +195,12 @@ const GELU_B = GELU_A * 0.044715;
  */
 export function gelu(x: tf.Tensor2D): tf.Tensor2D {
   return tf.customGrad(((xi: tf.Tensor2D, save: Save) => {
-    const x2 = tf.mul(xi, xi);
-    const s = tf.sigmoid(tf.mul(xi, tf.add(tf.mul(x2, GELU_B), GELU_A)));
-    save([xi, x2, s]);
+    const s = tf.sigmoid(tf.mul(xi, tf.add(tf.mul(tf.mul(xi, xi), GELU_B), GELU_A)));
+    save([xi, s]); // saving copies on wasm; x² is cheaper to recompute than to keep
     return {
       value: tf.mul(xi, s) as tf.Tensor2D,
-      gradFunc: (dy: tf.Tensor2D, [sx, sx2, ss]: tf.Tensor2D[]) => {
-        const slope = tf.mul(tf.mul(sx!, tf.mul(ss!, tf.sub(1, ss!))), tf.add(tf.mul(sx2!, 3 * GELU_B), GELU_A));
+      gradFunc: (dy: tf.Tensor2D, [sx, ss]: tf.Tensor2D[]) => {
+        const slope = tf.mul(tf.mul(sx!, tf.mul(ss!, tf.sub(1, ss!))), tf.add(tf.mul(tf.mul(sx!, sx!), 3 * GELU_B), GELU_A));
         return tf.mul(dy, tf.add(ss!, slope));
       },
     };

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/backend.js';
-import { causalAttention, gelu, loraBranch, matMul } from '../../src/model/ops.js';
+import { causalAttention, frozenMatMul, gelu, loraBranch, matMul, selectRows } from '../../src/model/ops.js';
 import { maxAbsDiff } from './reference-gpt2.js';
 
 /**
@@ -34,17 +34,19 @@ for (const backend of ['cpu', 'wasm'] as const) {
       await initBackend('cpu');
     });
 
-    it(`ops – matMul gives stock values and gradients for each operand choice (${backend})`, () => {
-      const a = rand([5, 3], 1);
-      const b = rand([3, 4], 2);
-      const both = compareGrads((x, y) => matMul(x as tf.Tensor2D, y as tf.Tensor2D), (x, y) => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D), [a, b]);
-      const onlyA = compareGrads((x) => matMul(x as tf.Tensor2D, b as tf.Tensor2D, 'a'), (x) => tf.matMul(x as tf.Tensor2D, b as tf.Tensor2D), [a]);
-      const onlyB = compareGrads((y) => matMul(a as tf.Tensor2D, y as tf.Tensor2D, 'b'), (y) => tf.matMul(a as tf.Tensor2D, y as tf.Tensor2D), [b]);
-      for (const r of [both, onlyA, onlyB]) {
+    it(`ops – matMul, frozenMatMul and selectRows give stock values and gradients (${backend})`, () => {
+      const a = rand([5, 3], 1) as tf.Tensor2D;
+      const b = rand([3, 4], 2) as tf.Tensor2D;
+      const bT = tf.transpose(b);
+      const stock = (x: tf.Tensor, y: tf.Tensor): tf.Tensor => tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D);
+      const both = compareGrads((x, y) => matMul(x as tf.Tensor2D, y as tf.Tensor2D), stock, [a, b]);
+      const frozen = compareGrads((x) => frozenMatMul(x as tf.Tensor2D, b, () => bT), (x) => stock(x, b), [a]);
+      const select = compareGrads((y) => selectRows(a, y as tf.Tensor2D), (y) => stock(a, y), [b]);
+      for (const r of [both, frozen, select]) {
         expect(r.value).toBeLessThan(1e-5);
         for (const g of r.grads) expect(g).toBeLessThan(1e-4);
       }
-      tf.dispose([a, b]);
+      tf.dispose([a, b, bT]);
     });
 
     it(`ops – loraBranch equals scale·x·Aᵀ·Bᵀ in value and in all three gradients (${backend})`, () => {
