@@ -1,15 +1,23 @@
 /**
- * TensorFlow.js backend selection. Order, best first: `tensorflow` (tfjs-node-gpu or tfjs-node, loaded dynamically
- * because they cannot be a hard dependency: their install downloads libtensorflow), `wasm` (the embedded default,
- * SIMD), `cpu` (pure JS, slow; the reference for numerics). `--backend` / LETHE_BACKEND forces one.
+ * TensorFlow.js backend selection. Order, best first:
+ *   - `tensorflow`: tfjs-node-gpu (CUDA) or tfjs-node, loaded dynamically because they cannot be a hard dependency
+ *     (their install downloads libtensorflow);
+ *   - `webgpu`: Dawn's Node binding under tfjs-backend-webgpu (optional dependencies, see webgpu.ts), chosen
+ *     automatically only on a hardware adapter;
+ *   - `wasm`: the embedded default (SIMD, one thread);
+ *   - `cpu`: pure JS, slow; the reference for numerics.
+ * `--backend` / LETHE_BACKEND forces one (a forced `webgpu` accepts a software adapter).
  *
  * Every module imports tfjs from '@tensorflow/tfjs' (not tfjs-core alone): its Node bundle registers the gradients
  * that tf.grad needs; tfjs-core's Node bundle does not.
  */
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors.js';
+import { type AdapterDescription, type RouteProbe, DEFAULT_WEBGPU, adapterOf, probeWebGpu } from './webgpu.js';
 
-export const BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
+export type { AdapterDescription, RouteProbe } from './webgpu.js';
+
+export const BACKENDS = ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 /** One line per backend considered: what was tried and why it was or was not chosen. */
@@ -17,6 +25,10 @@ export interface BackendProbe {
   readonly backend: BackendName;
   readonly available: boolean;
   readonly detail: string;
+  /** webgpu: the adapter that qualified. */
+  readonly adapter?: AdapterDescription;
+  /** webgpu: each Dawn route tried and what it found. */
+  readonly routes?: readonly RouteProbe[];
 }
 
 export interface BackendChoice {
@@ -25,42 +37,71 @@ export interface BackendChoice {
   readonly probes: readonly BackendProbe[];
 }
 
+/** A probe plus how to make it tfjs's active backend (only for available ones). */
+interface Candidate {
+  readonly probe: BackendProbe;
+  readonly activate?: () => Promise<void>;
+}
+
 export function parseBackendName(value: string): BackendName {
   if ((BACKENDS as readonly string[]).includes(value)) return value as BackendName;
   throw new BackendError(`unknown backend "${value}"; expected one of ${BACKENDS.join(', ')}`, 'unknown_backend');
 }
 
-async function tryTensorflow(): Promise<BackendProbe> {
+async function tryTensorflow(): Promise<Candidate> {
   const tried: string[] = [];
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
     try {
       await import(pkg);
-      return { backend: 'tensorflow', available: true, detail: `loaded ${pkg}` };
+      return { probe: { backend: 'tensorflow', available: true, detail: `loaded ${pkg}` } };
     } catch (err) {
       tried.push(`${pkg}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  return { backend: 'tensorflow', available: false, detail: `not installed (${tried.join('; ')})` };
+  return { probe: { backend: 'tensorflow', available: false, detail: `not installed (${tried.join('; ')})` } };
 }
 
-async function tryWasm(): Promise<BackendProbe> {
+async function tryWebGpu(forced: boolean): Promise<Candidate> {
+  const found = await probeWebGpu({ ...DEFAULT_WEBGPU, acceptSoftware: forced });
+  const base = { backend: 'webgpu' as const, routes: found.routes };
+  if (!found.chosen) return { probe: { ...base, available: false, detail: found.detail } };
+  return {
+    probe: { ...base, available: true, detail: `adapter ${found.detail}`, adapter: found.chosen.adapter },
+    activate: found.chosen.activate,
+  };
+}
+
+async function tryWasm(): Promise<Candidate> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
-    return { backend: 'wasm', available: true, detail: 'loaded @tensorflow/tfjs-backend-wasm (SIMD, one thread)' };
+    return { probe: { backend: 'wasm', available: true, detail: 'loaded @tensorflow/tfjs-backend-wasm (SIMD, one thread)' } };
   } catch (err) {
-    return { backend: 'wasm', available: false, detail: `cannot load: ${(err as Error).message}` };
+    return { probe: { backend: 'wasm', available: false, detail: `cannot load: ${(err as Error).message}` } };
   }
 }
 
-async function probe(name: BackendName): Promise<BackendProbe> {
+async function candidate(name: BackendName, forced: boolean): Promise<Candidate> {
   switch (name) {
     case 'tensorflow':
       return tryTensorflow();
+    case 'webgpu':
+      return tryWebGpu(forced);
     case 'wasm':
       return tryWasm();
     case 'cpu':
-      return { backend: 'cpu', available: true, detail: 'pure JavaScript, always available' };
+      return { probe: { backend: 'cpu', available: true, detail: 'pure JavaScript, always available' } };
   }
+}
+
+/**
+ * Probes every backend in selection order without activating any, for `lethe doctor`: `chosen` is the one
+ * initBackend(requested) would pick (undefined when the requested one is unavailable).
+ */
+export async function diagnoseBackends(requested?: BackendName): Promise<{ chosen?: BackendName; probes: BackendProbe[] }> {
+  const probes: BackendProbe[] = [];
+  for (const name of BACKENDS) probes.push((await candidate(name, name === requested)).probe);
+  const chosen = requested ? probes.find((p) => p.backend === requested && p.available) : probes.find((p) => p.available);
+  return { chosen: chosen?.backend, probes };
 }
 
 /**
@@ -71,17 +112,22 @@ export async function initBackend(requested?: BackendName): Promise<BackendChoic
   const order: readonly BackendName[] = requested ? [requested] : BACKENDS;
   const probes: BackendProbe[] = [];
   for (const name of order) {
-    const p = await probe(name);
-    probes.push(p);
-    if (!p.available) continue;
+    const c = await candidate(name, name === requested);
+    probes.push(c.probe);
+    if (!c.probe.available) continue;
     // Production mode skips per-op NaN/shape debug checks and the cpu backend's tfjs-node nag; we log our own choice.
     tf.enableProdMode();
-    if (await tf.setBackend(name)) {
-      await tf.ready();
-      const reason = requested ? `forced by --backend/LETHE_BACKEND (${p.detail})` : p.detail;
-      return { backend: name, reason, probes };
+    try {
+      await c.activate?.();
+      if (await tf.setBackend(name)) {
+        await tf.ready();
+        const reason = requested ? `forced by --backend/LETHE_BACKEND (${c.probe.detail})` : c.probe.detail;
+        return { backend: name, reason, probes };
+      }
+      probes[probes.length - 1] = { ...c.probe, available: false, detail: `${c.probe.detail}, but setBackend failed` };
+    } catch (err) {
+      probes[probes.length - 1] = { ...c.probe, available: false, detail: `${c.probe.detail}, but it failed to start: ${(err as Error).message.split('\n')[0]}` };
     }
-    probes[probes.length - 1] = { ...p, available: false, detail: `${p.detail}, but setBackend failed` };
   }
   throw new BackendError(
     `backend ${requested ?? 'selection'} unavailable: ${probes.map((p) => `${p.backend}: ${p.detail}`).join('; ')}`,
@@ -93,4 +139,41 @@ export async function initBackend(requested?: BackendName): Promise<BackendChoic
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendName | undefined {
   const v = env.LETHE_BACKEND;
   return v ? parseBackendName(v) : undefined;
+}
+
+/** The GPU adapter the active backend runs on (vendor, architecture, description), undefined unless it is webgpu. */
+export function adapterInfo(): AdapterDescription | undefined {
+  return tf.getBackend() === 'webgpu' ? adapterOf(tf.backend()) : undefined;
+}
+
+/** Tensor memory of the active backend. GPU fields only where the backend keeps its own buffer counters (webgpu). */
+export interface BackendMemory {
+  readonly backend: string;
+  readonly numTensors: number;
+  /** Bytes of live tensors (tf.memory().numBytes). */
+  readonly numBytes: number;
+  /** webgpu: bytes of GPU buffers holding live data. */
+  readonly gpuBytesInUse?: number;
+  /** webgpu: bytes of GPU buffers allocated, free pool included (the device memory actually held). */
+  readonly gpuBytesAllocated?: number;
+}
+
+export function backendMemory(): BackendMemory {
+  const m = tf.memory() as tf.MemoryInfo & { numBytesInGPU?: number; numBytesAllocatedInGPU?: number };
+  return {
+    backend: tf.getBackend(),
+    numTensors: m.numTensors,
+    numBytes: m.numBytes,
+    ...(m.numBytesInGPU !== undefined ? { gpuBytesInUse: m.numBytesInGPU } : {}),
+    ...(m.numBytesAllocatedInGPU !== undefined ? { gpuBytesAllocated: m.numBytesAllocatedInGPU } : {}),
+  };
+}
+
+/**
+ * Disposes the webgpu backend (its buffers and Dawn device), so nothing native keeps the process alive. Call at the
+ * end of a run; tfjs falls back to another registered backend afterwards. No-op for other backends. Idempotent.
+ */
+export function releaseGpuBackend(): void {
+  // Not tf.findBackend: it would initialise a registered but unused backend.
+  if ('webgpu' in tf.engine().registry) tf.removeBackend('webgpu');
 }

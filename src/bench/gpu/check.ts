@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * The GPU check: one process per backend, one JSON line on stdout, nothing from the network.
+ *
+ *   node dist/bench/gpu/check.js parity --backend webgpu   # every trainer on cpu, then on webgpu: max |diff|, times
+ *   node dist/bench/gpu/check.js bench --backend webgpu    # model-core timings (forward, backprop, MeZO steps)
+ *   node dist/bench/gpu/check.js bench --backend wasm
+ *
+ * .ci/gpu-check.sh runs the bench on webgpu and on wasm. The process always exits when done: Dawn's device is
+ * destroyed and the exit is explicit, because a native GPU handle left open can keep Node's event loop alive.
+ */
+import { parseArgs } from 'node:util';
+import { parseBackendName, releaseGpuBackend } from '../../backend/backend.js';
+import { benchModelCore } from './core-bench.js';
+import { type ParityRun, DEFAULT_PARITY, PARITY_RUNS, runParity } from './parity.js';
+
+const USAGE = `usage: check.js parity|bench --backend <tensorflow|webgpu|wasm|cpu> [--steps N] [--runs ${PARITY_RUNS.join(',')}]`;
+
+function parseRuns(value: string | undefined): readonly ParityRun[] {
+  if (!value) return PARITY_RUNS;
+  const runs = value.split(',');
+  const bad = runs.filter((r) => !(PARITY_RUNS as readonly string[]).includes(r));
+  if (bad.length > 0) throw new Error(`unknown run(s) ${bad.join(', ')}; expected some of ${PARITY_RUNS.join(', ')}`);
+  return runs as ParityRun[];
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { backend: { type: 'string' }, steps: { type: 'string' }, runs: { type: 'string' } },
+  });
+  const mode = positionals[0];
+  if ((mode !== 'parity' && mode !== 'bench') || !values.backend) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const backend = parseBackendName(values.backend);
+  const steps = values.steps ? { steps: Number(values.steps) } : {};
+  const report =
+    mode === 'parity'
+      ? await runParity(backend, { ...DEFAULT_PARITY, ...steps, runs: parseRuns(values.runs) })
+      : await benchModelCore(backend, steps);
+  process.stdout.write(`${JSON.stringify({ check: mode, ...report })}\n`);
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main(process.argv.slice(2));
+} catch (err) {
+  const e = err as Error & { code?: string };
+  process.stderr.write(`gpu check: ${e.name}${e.code ? ` [${e.code}]` : ''}: ${e.message}\n`);
+} finally {
+  releaseGpuBackend();
+}
+process.exit(code);
