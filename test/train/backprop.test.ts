@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/backend.js';
+import { installWasmTransposedMatMul } from '../../src/backend/wasm-matmul.js';
 import { GPT2 } from '../../src/model/gpt2.js';
 import { initAdapter } from '../../src/model/lora.js';
 import type { NoiseSource } from '../../src/privacy/gaussian.js';
@@ -25,6 +26,7 @@ describe('backprop trainer', () => {
 
   beforeAll(async () => {
     await initBackend('wasm'); // ~5× faster than cpu for these small models; LoRA training needs no gather gradient
+    installWasmTransposedMatMul();
     model = GPT2.init(TINY, 'backprop-test');
   });
 
