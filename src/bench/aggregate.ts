@@ -1,0 +1,242 @@
+/**
+ * Coordinator-side aggregation benchmark (everything but training). MB = 10^6 bytes.
+ *
+ *   memcpy_gbps, fold_gbps – src/bench/aggregate-fold.ts: folding K updates into one accumulator against copying them.
+ *   ingest_mbps            – K clients upload dense updates of `ingestBytes` each to a real coordinator over gRPC on
+ *                            127.0.0.1 in 1 MiB chunks, concurrently; the coordinator verifies every chunk's running
+ *                            digest, stores each payload, and when all are in reads them back and folds them into the
+ *                            new global adapter. Update bytes / wall time from the first byte sent to the round closed.
+ *   round_overhead_s_200   – one round with 200 enrolled clients that each pull the task, fetch the adapter and upload
+ *                            a prepared update at once: seconds from the round opening to it closing.
+ *
+ * The base model of these runs is a config.json only: the coordinator needs the architecture to lay out the adapter,
+ * and nothing here loads weights (no evaluation, no Predict).
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { exportPublicKeyRaw, generateEd25519KeyPair, type Ed25519KeyPair } from '../auth/keys.js';
+import { newNonce, signRequest } from '../auth/signing.js';
+import { Coordinator } from '../coordinator/coordinator.js';
+import type { CoordinatorEvent } from '../coordinator/events.js';
+import { hfConfigJson } from '../model/checkpoint.js';
+import type { GPT2Config } from '../model/gpt2.js';
+import { encodeTensors, type EncodedTensors } from '../wire/codec.js';
+import type { Task } from '../wire/messages.js';
+import { loadLetheProto, methodPath, type LetheProto, type ServiceKey } from '../wire/proto.js';
+import { callUnary, clientStreamCall, createClient, type AdminClient, type FleetClient } from '../wire/services.js';
+import { pushUpdateMessages, receiveAdapter, writeAll } from '../wire/transfer.js';
+import { measureFold } from './aggregate-fold.js';
+
+export interface AggregateBenchOptions {
+  /** Bytes of each update in the ingest measurement (≈; set by the LoRA rank on a GPT-2-small-wide layout). Default 32 MB. */
+  readonly ingestBytes?: number;
+  /** Concurrent uploaders in the ingest measurement. Default 4. */
+  readonly ingestClients?: number;
+  /** Clients in the round-overhead measurement. Default 200. */
+  readonly roundClients?: number;
+  /** Bytes per update in the fold micro-benchmark. Default 16 MiB. */
+  readonly foldBytes?: number;
+}
+
+export interface AggregateBenchResult {
+  readonly memcpy_gbps: number;
+  readonly fold_gbps: number;
+  readonly fold_ratio: number;
+  readonly ingest_mbps: number;
+  readonly ingest_bytes_per_client: number;
+  readonly ingest_clients: number;
+  readonly round_overhead_s_200: number;
+  readonly round_clients: number;
+}
+
+/** One enrolled identity calling the fleet service. */
+class BenchClient {
+  readonly keys: Ed25519KeyPair = generateEd25519KeyPair();
+  id = '';
+
+  constructor(
+    private readonly proto: LetheProto,
+    readonly fleet: FleetClient,
+  ) {}
+
+  signed(service: ServiceKey, method: string, body: Uint8Array, clientId = this.id) {
+    const timestampMs = Date.now();
+    const nonce = newNonce();
+    const signature = signRequest(this.keys.privateKey, { method: methodPath(service, method), clientId, timestampMs, nonce, payload: body });
+    return { auth: { clientId, timestampMs, nonce, signature }, body };
+  }
+
+  async enroll(address: string, joinToken: string): Promise<void> {
+    const enrollment = createClient(this.proto, 'enrollment', address, credentials.createInsecure());
+    const body = this.proto.bodies.enroll.encode({
+      joinToken,
+      publicKey: exportPublicKeyRaw(this.keys.publicKey),
+      name: 'bench',
+      capabilities: { backend: 'cpu', modes: ['TRAINING_MODE_BACKPROP'], numExamples: 100 },
+    });
+    this.id = (await callUnary(enrollment, 'Enroll', this.signed('enrollment', 'Enroll', body, ''))).clientId;
+    enrollment.close();
+  }
+
+  heartbeat(): Promise<unknown> {
+    return callUnary(this.fleet, 'Heartbeat', this.signed('fleet', 'Heartbeat', this.proto.bodies.heartbeat.encode({ state: 'CLIENT_STATE_IDLE' })));
+  }
+
+  async pullTask(waitMs: number): Promise<Task> {
+    const res = await callUnary(this.fleet, 'PullTask', this.signed('fleet', 'PullTask', this.proto.bodies.pullTask.encode({ waitMs })));
+    if (!res.task) throw new Error(`client ${this.id} got no task within ${waitMs} ms`);
+    return res.task;
+  }
+
+  async fetch(task: Task): Promise<void> {
+    const request = this.signed('fleet', 'FetchAdapter', this.proto.bodies.fetchAdapter.encode({ runId: task.runId, sha256: task.adapterSha256 }));
+    await receiveAdapter(this.fleet.FetchAdapter(request, new Metadata()));
+  }
+
+  async push(task: Task, encoded: EncodedTensors): Promise<void> {
+    const body = this.proto.bodies.updateHeader.encode({
+      runId: task.runId,
+      round: task.round,
+      taskId: task.taskId,
+      kind: 'UPDATE_KIND_DENSE',
+      numExamples: 10,
+      manifest: encoded.manifest,
+    });
+    const { auth } = this.signed('fleet', 'PushUpdate', body);
+    const { stream, response } = clientStreamCall((cb) => this.fleet.PushUpdate(new Metadata(), {}, cb));
+    await writeAll(stream, pushUpdateMessages(auth, body, encoded));
+    await response;
+  }
+}
+
+/** A prepared update for `task`: every upload tensor filled with a small deterministic pattern. */
+function preparedUpdate(task: Task, shapes: ReadonlyMap<string, readonly number[]>, salt: number): EncodedTensors {
+  const tensors = new Map(
+    task.uploadTensors.map((name) => {
+      const shape = shapes.get(name)!;
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      for (let i = 0; i < data.length; i++) data[i] = (((i + salt) * 2654435761) % 1000) * 1e-7;
+      return [name, { shape: [...shape], data }] as const;
+    }),
+  );
+  return encodeTensors(tensors);
+}
+
+/** A coordinator in a temporary data dir with `n` enrolled, live clients and a base model of architecture `model`. */
+async function setUp(model: GPT2Config, n: number) {
+  const root = await mkdtemp(join(tmpdir(), 'lethe-bench-agg-'));
+  const baseModel = join(root, 'base');
+  await mkdir(baseModel);
+  await writeFile(join(baseModel, 'config.json'), JSON.stringify(hfConfigJson(model)));
+  const coordinator = new Coordinator({ dataDir: join(root, 'data'), port: 0, log: () => undefined, waitForClientsMs: 20, maxUpdateBytes: 1 << 30 });
+  await coordinator.start();
+  const proto = loadLetheProto();
+  const admin = createClient(proto, 'admin', coordinator.address, credentials.createInsecure());
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${coordinator.adminToken}`);
+  const { token } = await callUnary(admin, 'CreateJoinToken', { ttlSeconds: 3600, uses: n }, { metadata });
+  // Clients share a few channels, as many processes behind one NAT would share a few connections.
+  const channels = Array.from({ length: Math.min(n, 8) }, () => createClient(proto, 'fleet', coordinator.address, credentials.createInsecure()));
+  const clients = Array.from({ length: n }, (_, i) => new BenchClient(proto, channels[i % channels.length]!));
+  await Promise.all(clients.map((c) => c.enroll(coordinator.address, token)));
+  await Promise.all(clients.map((c) => c.heartbeat()));
+  return {
+    coordinator,
+    clients,
+    baseModel,
+    createRun: (config: Record<string, unknown>) => callUnary(admin as AdminClient, 'CreateRun', { extraJson: JSON.stringify({ base_model: baseModel, ...config }) }, { metadata }),
+    async tearDown(): Promise<void> {
+      admin.close();
+      for (const c of channels) c.close();
+      await coordinator.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolves with the time of the coordinator's first event matching `match` (its own subscription). */
+function nextEvent(coordinator: Coordinator, match: (e: CoordinatorEvent) => boolean): Promise<number> {
+  const events = coordinator.status();
+  return (async () => {
+    for await (const e of events) if (match(e)) return performance.now();
+    throw new Error('coordinator closed before the event');
+  })();
+}
+
+/** GPT-2-small width and depth; the LoRA rank sets the update size (all four projections adapted). */
+const WIDE: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 128, nEmbd: 768, nLayer: 12, nHead: 12, layerNormEpsilon: 1e-5 });
+const SMALL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
+const ALL_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
+
+export async function measureIngest(bytesPerClient: number, clientCount: number): Promise<{ mbps: number; bytes: number }> {
+  // lora_B floats per layer: (3C + C + 4C + C)·r = 9Cr.
+  const r = Math.max(1, Math.round(bytesPerClient / 4 / (9 * WIDE.nEmbd * WIDE.nLayer)));
+  const env = await setUp(WIDE, clientCount);
+  try {
+    await env.createRun({ name: 'ingest', rounds: 1, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
+    const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
+    const shapes = new Map<string, number[]>();
+    for (let layer = 0; layer < WIDE.nLayer; layer++) {
+      const c = WIDE.nEmbd;
+      for (const [m, out] of [['attn.c_attn', 3 * c], ['attn.c_proj', c], ['mlp.c_fc', 4 * c], ['mlp.c_proj', c]] as const) shapes.set(`h.${layer}.${m}.lora_B.weight`, [out, r]);
+    }
+    shapes.set('score.weight', [2, WIDE.nEmbd]);
+    const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
+    const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
+    const start = performance.now();
+    await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
+    const end = await closed;
+    const bytes = updates[0]!.manifest.totalBytes;
+    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes };
+  } finally {
+    await env.tearDown();
+  }
+}
+
+export async function measureRoundOverhead(clientCount: number): Promise<number> {
+  const env = await setUp(SMALL, clientCount);
+  try {
+    const opened = nextEvent(env.coordinator, (e) => e.type === 'round_opened');
+    const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
+    // Everyone long-polls before the run exists, like idle clients waiting for work.
+    const work = Promise.all(
+      env.clients.map(async (c, k) => {
+        const task = await c.pullTask(30_000);
+        await c.fetch(task);
+        const shapes = new Map(task.uploadTensors.map((n) => [n, n === 'score.weight' ? [2, SMALL.nEmbd] : shapeOfB(n, SMALL, 8)] as const));
+        await c.push(task, preparedUpdate(task, shapes, k));
+      }),
+    );
+    await env.createRun({ name: 'overhead', rounds: 1, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
+    const [t0, t1] = await Promise.all([opened, closed, work]);
+    return (t1 - t0) / 1000;
+  } finally {
+    await env.tearDown();
+  }
+}
+
+function shapeOfB(name: string, model: GPT2Config, r: number): number[] {
+  const c = model.nEmbd;
+  const out = name.includes('c_attn') ? 3 * c : name.includes('c_fc') ? 4 * c : c;
+  return [out, r];
+}
+
+export async function benchAggregate(options: AggregateBenchOptions = {}): Promise<AggregateBenchResult> {
+  const fold = measureFold(options.foldBytes ?? 16 << 20);
+  const ingestClients = options.ingestClients ?? 4;
+  const ingest = await measureIngest(options.ingestBytes ?? 32e6, ingestClients);
+  const roundClients = options.roundClients ?? 200;
+  const overhead = await measureRoundOverhead(roundClients);
+  return {
+    memcpy_gbps: fold.memcpy_gbps,
+    fold_gbps: fold.fold_gbps,
+    fold_ratio: fold.fold_gbps / fold.memcpy_gbps,
+    ingest_mbps: ingest.mbps,
+    ingest_bytes_per_client: ingest.bytes,
+    ingest_clients: ingestClients,
+    round_overhead_s_200: overhead,
+    round_clients: roundClients,
+  };
+}
