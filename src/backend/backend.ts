@@ -55,10 +55,12 @@ async function tryTensorflow(): Promise<Candidate> {
       await import(pkg);
       return { probe: { backend: 'tensorflow', available: true, detail: `loaded ${pkg}` } };
     } catch (err) {
-      tried.push(`${pkg}: ${(err as Error).message.split('\n')[0]}`);
+      const e = err as Error & { code?: string };
+      // Absent is the common case and needs no stack of paths; a package that is there but fails (no CUDA) does.
+      tried.push(e.code === 'ERR_MODULE_NOT_FOUND' && e.message.includes(pkg) ? `${pkg} not installed` : `${pkg}: ${e.message.split('\n')[0]}`);
     }
   }
-  return { probe: { backend: 'tensorflow', available: false, detail: `not installed (${tried.join('; ')})` } };
+  return { probe: { backend: 'tensorflow', available: false, detail: tried.join('; ') } };
 }
 
 async function tryWebGpu(forced: boolean): Promise<Candidate> {
