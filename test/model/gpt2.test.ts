@@ -131,11 +131,11 @@ describe('gpt2 forward', () => {
 });
 
 describe('gpt2 backends', () => {
-  it('gpt2 – cpu and wasm backends agree on lmLogits and classify (≤ 1e-4)', async () => {
+  it('gpt2 – cpu and wasm backends agree on lmLogits and classify (≤ 1e-4), down to one-token sequences', async () => {
     // Arrange
     const weights = randomWeights(TEST_CONFIG, 'backends');
     const adapter = randomAdapter(TEST_CONFIG, TEST_LORA, 'backends');
-    const run = (): { lm: number[]; cls: number[] } => {
+    const run = (): { lm: number[]; cls: number[]; single: number[] } => {
       const model = new GPT2(TEST_CONFIG, weights);
       const tensors = toTf(adapter);
       const out = tf.tidy(() => {
@@ -144,6 +144,7 @@ describe('gpt2 backends', () => {
         return {
           lm: [...model.lmLogits(ids, lora).dataSync()],
           cls: [...model.classify(ids, maskTensor([10, 7, 2], 10), lora).dataSync()],
+          single: [...model.lmLogits(idsTensor(1, 1, TEST_CONFIG.vocabSize), lora).dataSync()],
         };
       });
       model.dispose();
@@ -158,6 +159,7 @@ describe('gpt2 backends', () => {
     // Assert
     expect(maxAbsDiff(cpu.lm, wasm.lm)).toBeLessThan(1e-4);
     expect(maxAbsDiff(cpu.cls, wasm.cls)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(cpu.single, wasm.single)).toBeLessThan(1e-4);
   });
 });
 
