@@ -135,6 +135,7 @@ export function adminHandlers(deps: AdminDeps): AdminHandlers {
       if (r.clientId === '') throw new InvalidRequestError('client_id is required');
       await store.clients.revoke(r.clientId);
       core.presence.forget(r.clientId);
+      await runs.abandonTasks(r.clientId, `client revoked${r.reason ? `: ${r.reason}` : ''}`);
       core.config.log(`client ${r.clientId} revoked${r.reason ? `: ${r.reason}` : ''}`);
       const client = (await store.clients.get(r.clientId))!;
       return { ...clientView(client, core.presence.lastSeenMs(client.id), false), revokeReason: r.reason };

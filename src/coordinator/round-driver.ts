@@ -62,10 +62,11 @@ export class RunDriver {
     return this.chain;
   }
 
+  /** Steps again after `ms` (at most an hour: a step re-reads the deadline anyway, and timers overflow past 2^31 ms). */
   private after(ms: number): void {
     clearTimeout(this.timer);
     if (this.stopped) return;
-    this.timer = setTimeout(() => this.kick(), Math.max(0, ms));
+    this.timer = setTimeout(() => this.kick(), Math.min(Math.max(0, ms), 3_600_000));
   }
 
   private async step(): Promise<void> {

@@ -138,6 +138,16 @@ export class RunRegistry {
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
+  /** Abandons the client's pending tasks (it was revoked): open rounds stop waiting for it. */
+  async abandonTasks(clientId: string, reason: string): Promise<void> {
+    for (const run of await this.core.store.runs.list({ states: ['running'] })) {
+      const round = run.currentRound > 0 ? await this.core.store.rounds.get(run.id, run.currentRound) : undefined;
+      if (round?.state !== 'open' || !round.sampledClientIds.includes(clientId)) continue;
+      this.scratch(run.id, round.round).failures.set(clientId, reason);
+      this.kick(run.id);
+    }
+  }
+
   /** Starts (or wakes) the run's driver. */
   kick(runId: string): void {
     if (this.core.lifecycle.closed) return;

@@ -115,6 +115,17 @@ describe('coordinator rounds', () => {
     expect(r1.accepted).toBe(2);
   });
 
+  it('rounds – revoking a sampled client abandons its task, so the round closes without waiting for it', async () => {
+    const { runId } = await admin.createRun(runJson(baseModel, { rounds: 1, min_clients: 2, round_deadline_s: 60 }));
+    const tasks = (await Promise.all(clients.map((c) => c.pullTask(5000)))) as Task[];
+    const global0 = await clients[0]!.fetchAdapter(tasks[0]!);
+    await clients[0]!.push(tasks[0]!, makeDelta(tasks[0]!, global0, () => 0.01));
+    await clients[1]!.push(tasks[1]!, makeDelta(tasks[1]!, global0, () => 0.02));
+    await admin.call('RevokeClient', { clientId: clients[2]!.id, reason: 'compromised' });
+    const r1 = await waitFor(async () => (await rounds(runId)).find((r) => r.state === 'ROUND_STATE_COMPLETED'), 5000, 'round 1');
+    expect(r1).toMatchObject({ accepted: 2, failed: 1 });
+  });
+
   it('rounds – an upload after the deadline is refused as late (FAILED_PRECONDITION) before the round is aggregated', async () => {
     const { runId } = await admin.createRun(runJson(baseModel, { rounds: 1, min_clients: 2, round_deadline_s: 30 }));
     const task = (await clients[0]!.pullTask(5000))!;
