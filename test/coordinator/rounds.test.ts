@@ -1,6 +1,7 @@
 /**
  * Federated rounds on a live coordinator with three real gRPC test clients that upload prepared updates.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +23,7 @@ describe('coordinator rounds', () => {
 
   beforeAll(async () => {
     baseModel = await writeTestModel(dir.path);
-    coordinator = new Coordinator({ dataDir: join(dir.path, 'data'), port: 0, clock, log: (l) => log.push(l), waitForClientsMs: 50 });
+    coordinator = new Coordinator({ dataDir: join(dir.path, 'data'), port: 0, clock, log: (l) => log.push(l), waitForClientsMs: 50, backend: 'cpu' });
     await coordinator.start();
     admin = new Admin(coordinator.address, coordinator.adminToken);
     const token = await admin.joinToken(10);
@@ -104,15 +105,21 @@ describe('coordinator rounds', () => {
     expect(run.adapterSha256.equals(r2.adapterSha256)).toBe(true);
   });
 
-  it('rounds – a client that reports failure does not hold the round up', async () => {
-    const { runId } = await admin.createRun(runJson(baseModel, { rounds: 1, min_clients: 2, round_deadline_s: 60 }));
+  it('rounds – a client that reports failure does not hold the round up; the new adapter is evaluated on the eval split', async () => {
+    const evalData = join(dir.path, 'eval.jsonl');
+    const lines = Array.from({ length: 40 }, (_, i) => JSON.stringify({ text: i % 2 ? `win money ${i}` : `meeting notes ${i}`, label: i % 2 ? 'spam' : 'ham' }));
+    writeFileSync(evalData, `${lines.join('\n')}\n`);
+    const { runId } = await admin.createRun(runJson(baseModel, { rounds: 1, min_clients: 2, round_deadline_s: 60, eval_data: evalData }));
     const tasks = (await Promise.all(clients.map((c) => c.pullTask(5000)))) as Task[];
     const global0 = await clients[0]!.fetchAdapter(tasks[0]!);
     await clients[2]!.reportFailure(tasks[2]!, 'out of memory');
     await clients[0]!.push(tasks[0]!, makeDelta(tasks[0]!, global0, () => 0.01));
     await clients[1]!.push(tasks[1]!, makeDelta(tasks[1]!, global0, () => 0.02));
-    const r1 = await waitFor(async () => (await rounds(runId)).find((r) => r.state === 'ROUND_STATE_COMPLETED'), 5000, 'round 1');
+    const r1 = await waitFor(async () => (await rounds(runId)).find((r) => r.state === 'ROUND_STATE_COMPLETED' && r.metrics.eval_accuracy !== undefined), 10_000, 'round 1');
     expect(r1.accepted).toBe(2);
+    expect(r1.metrics.eval_examples).toBe(8); // the 20 % test split of 40
+    expect(r1.metrics.eval_accuracy).toBeGreaterThanOrEqual(0);
+    expect(r1.metrics.eval_loss).toBeGreaterThan(0);
   });
 
   it('rounds – revoking a sampled client abandons its task, so the round closes without waiting for it', async () => {
