@@ -115,10 +115,10 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-/** Activates `backend` (forced) and runs every case of `config` on it. */
+/** Activates `backend` (forced; kept if already active) and runs every case of `config` on it. */
 export async function benchModelCore(backend: BackendName, overrides: Partial<CoreBenchConfig> = {}): Promise<CoreBenchReport> {
   const config: CoreBenchConfig = { ...DEFAULT_CORE_BENCH, ...overrides };
-  await initBackend(backend);
+  if (tf.getBackend() !== backend) await initBackend(backend);
   installWasmTransposedMatMul();
   const results: CoreBenchResult[] = [];
   for (const c of config.cases) results.push(await benchCase(c, config));

@@ -58,7 +58,12 @@ export const doctorCommand: Command = {
     } catch (err) {
       throw new UsageError((err as Error).message, { cause: err });
     }
-    const requested = values.backend ? parseBackendName(values.backend) : undefined;
+    let requested: BackendName | undefined;
+    try {
+      requested = values.backend ? parseBackendName(values.backend) : undefined;
+    } catch (err) {
+      throw new UsageError((err as Error).message, { cause: err });
+    }
     const { chosen, probes } = await diagnoseBackends(requested);
     let check: (ParityReport & { ok: boolean }) | undefined;
     if (values.check && chosen) {
