@@ -17,7 +17,7 @@ import { sizeOf } from '../tensors/host.js';
 import { AdapterError, ModelConfigError, ModelDisposedError, ModelInputError, WeightsError } from './errors.js';
 import type { LoraParams, LoraTarget } from './lora.js';
 import { HEAD_NAME, loraScale } from './lora.js';
-import { causalAttention, frozenMatMul, gelu, loraBranch, matMul, selectRows } from './ops.js';
+import { causalAttention, frozenMatMul, gelu, layerNorm, loraBranch, matMul, selectRows } from './ops.js';
 import { seededNormal } from './random.js';
 
 /** One adapter or several (O3: a utility adapter plus gated unlearning adapters), summed. */
@@ -99,9 +99,7 @@ class LayerNorm {
   }
 
   apply(x: tf.Tensor2D): tf.Tensor2D {
-    const centred = tf.sub(x, tf.mean(x, -1, true));
-    const variance = tf.mean(tf.square(centred), -1, true); // biased, as torch.nn.LayerNorm
-    return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(variance, this.eps))), this.g), this.b) as tf.Tensor2D;
+    return layerNorm(x, this.g, this.b, this.eps);
   }
 }
 

@@ -206,3 +206,25 @@ export function gelu(x: tf.Tensor2D): tf.Tensor2D {
     };
   }) as CustomGradFn)(x) as tf.Tensor2D;
 }
+
+/**
+ * LayerNorm over the last axis (Ba et al. 2016; biased variance, as torch.nn.LayerNorm): y = x̂·g + b with
+ * x̂ = (x − μ)·r, r = 1/√(σ² + eps). x [N, C], g and b [C]. Backward, written out (autodiff records ~3× the ops):
+ * dx = r·(dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)) with dx̂ = dY·g, dg = Σ_rows dY ⊙ x̂, db = Σ_rows dY.
+ */
+export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D {
+  return tf.customGrad(((xi: tf.Tensor2D, gi: tf.Tensor1D, bi: tf.Tensor1D, save: Save) => {
+    const centred = tf.sub(xi, tf.mean(xi, -1, true));
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(centred), -1, true), eps)); // [N, 1]
+    const xHat = tf.mul(centred, r);
+    save([xHat, r, gi]);
+    return {
+      value: tf.add(tf.mul(xHat, gi), bi) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor2D, [sxHat, sr, sg]: tf.Tensor[]) => {
+        const dxHat = tf.mul(dy, sg!);
+        const dx = tf.mul(sr!, tf.sub(tf.sub(dxHat, tf.mean(dxHat, -1, true)), tf.mul(sxHat!, tf.mean(tf.mul(dxHat, sxHat!), -1, true))));
+        return [dx, tf.sum(tf.mul(dy, sxHat!), 0), tf.sum(dy, 0)];
+      },
+    };
+  }) as CustomGradFn)(x, g, b) as tf.Tensor2D;
+}

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/backend.js';
-import { causalAttention, frozenMatMul, gelu, loraBranch, matMul, selectRows } from '../../src/model/ops.js';
+import { causalAttention, frozenMatMul, gelu, layerNorm, loraBranch, matMul, selectRows } from '../../src/model/ops.js';
 import { maxAbsDiff } from './reference-gpt2.js';
 
 /**
@@ -92,6 +92,19 @@ for (const backend of ['cpu', 'wasm'] as const) {
       expect(r.value).toBeLessThan(1e-5);
       expect(r.grads[0]).toBeLessThan(1e-5);
       x.dispose();
+    });
+    it(`ops – layerNorm equals the stock formulation in value and in x, gain and bias gradients (${backend})`, () => {
+      const x = tf.add(tf.mul(rand([6, 8], 10), 2), 1);
+      const g = rand([8], 11);
+      const b = rand([8], 12);
+      const stock = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor): tf.Tensor => {
+        const { mean, variance } = tf.moments(xi, -1, true);
+        return tf.add(tf.mul(tf.div(tf.sub(xi, mean), tf.sqrt(tf.add(variance, 1e-5))), gi), bi);
+      };
+      const r = compareGrads((xi, gi, bi) => layerNorm(xi as tf.Tensor2D, gi as tf.Tensor1D, bi as tf.Tensor1D, 1e-5), stock, [x, g, b]);
+      expect(r.value).toBeLessThan(1e-5);
+      for (const d of r.grads) expect(d).toBeLessThan(1e-4);
+      tf.dispose([x, g, b]);
     });
   });
 }
