@@ -52,7 +52,7 @@ export function selectRows(pick: tf.Tensor2D, h: tf.Tensor2D): tf.Tensor2D {
 }
 
 /** Additive causal mask [T, T]: 0 on and below the diagonal, −1e9 above (exp underflows to exactly 0). */
-export function causalMask(t: number): tf.Tensor2D {
+function causalMask(t: number): tf.Tensor2D {
   const m = new Float32Array(t * t);
   for (let i = 0; i < t; i++) m.fill(-1e9, i * t + i + 1, (i + 1) * t);
   return tf.tensor2d(m, [t, t]);
