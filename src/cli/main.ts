@@ -2,11 +2,43 @@
 /** `lethe`: the one entry point. Finds the longest command path matching argv and runs it. */
 import type { Command } from './command.js';
 import { UsageError } from './command.js';
+import { benchCommand } from './commands/bench.js';
+import { clientEnrollCommand, clientRunCommand } from './commands/client.js';
+import { clientsCommand } from './commands/clients.js';
+import { coordinatorStartCommand } from './commands/coordinator.js';
+import { demoCommand } from './commands/demo.js';
+import { doctorCommand } from './commands/doctor.js';
+import { logitsCommand } from './commands/logits.js';
+import { predictCommand } from './commands/predict.js';
 import { pretrainCommand } from './commands/pretrain.js';
 import { privacyEpsilonCommand, privacySigmaCommand } from './commands/privacy.js';
+import { runsCreateCommand, runsRaiseBudgetCommand } from './commands/runs.js';
+import { statusCommand } from './commands/status.js';
+import { tokenCreateCommand } from './commands/token.js';
+import { trainCommand } from './commands/train.js';
 import { wireBenchCommand } from './commands/wire.js';
 
-const COMMANDS: readonly Command[] = [pretrainCommand, privacyEpsilonCommand, privacySigmaCommand, wireBenchCommand];
+// Grouped by the user's three everyday actions first (coordinator, clients, unlearning), then tools.
+const COMMANDS: readonly Command[] = [
+  demoCommand,
+  coordinatorStartCommand,
+  tokenCreateCommand,
+  runsCreateCommand,
+  runsRaiseBudgetCommand,
+  statusCommand,
+  clientsCommand,
+  clientEnrollCommand,
+  clientRunCommand,
+  predictCommand,
+  trainCommand,
+  pretrainCommand,
+  logitsCommand,
+  privacyEpsilonCommand,
+  privacySigmaCommand,
+  doctorCommand,
+  benchCommand,
+  wireBenchCommand,
+];
 
 function help(): string {
   const rows = COMMANDS.map((c) => `  lethe ${c.path.join(' ').padEnd(22)} ${c.summary}\n  ${' '.repeat(29)}${c.usage}`);

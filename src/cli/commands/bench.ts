@@ -1,0 +1,66 @@
+/**
+ * `lethe bench SUITE [--json] …` (`npm run bench -- SUITE --json`): each suite prints one JSON line with --json, the
+ * numbers BENCHMARKS.md records. Suites measure ratios against a baseline taken in the same run, since machines are
+ * noisy.
+ */
+import { type Command, UsageError, numberFlag } from '../command.js';
+import { parseFlags, resolveDataDir, str } from './pretrain.js';
+
+function print(result: object, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
+  for (const [k, v] of Object.entries(result)) process.stdout.write(`${k.padEnd(26)} ${typeof v === 'number' ? +v.toPrecision(5) : String(v)}\n`);
+}
+
+const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Promise<number> }>> = {
+  train: {
+    usage: '[--backend NAME] [--json]',
+    async run(argv) {
+      const { benchTrainMain } = await import('../../bench/train.js');
+      return benchTrainMain(argv);
+    },
+  },
+  aggregate: {
+    usage: '[--round-clients 200] [--ingest-mib 32] [--json]',
+    async run(argv) {
+      const values = parseFlags(argv, { json: { type: 'boolean' }, 'round-clients': { type: 'string' }, 'ingest-mib': { type: 'string' } });
+      const { benchAggregate } = await import('../../bench/aggregate.js');
+      const result = await benchAggregate({
+        roundClients: numberFlag('round-clients', str(values['round-clients']), 200),
+        ingestBytes: numberFlag('ingest-mib', str(values['ingest-mib']), 32) * 2 ** 20,
+      });
+      print(result, values.json === true);
+      return 0;
+    },
+  },
+  unlearning: {
+    usage: '[--data-dir DIR] [--json]',
+    async run(argv) {
+      const values = parseFlags(argv, { json: { type: 'boolean' }, 'data-dir': { type: 'string' } });
+      const { benchUnlearning } = await import('../../bench/unlearning.js');
+      const { initBackend } = await import('../../backend/backend.js');
+      await initBackend();
+      const json = values.json === true;
+      const result = await benchUnlearning({
+        dataDir: resolveDataDir(str(values['data-dir'])),
+        onProgress: (line) => process.stderr.write(`${line}\n`),
+      });
+      print(result, json);
+      return 0;
+    },
+  },
+};
+
+export const benchCommand: Command = {
+  path: ['bench'],
+  summary: `benchmarks: ${Object.keys(SUITES).join(', ')} (one JSON line each with --json)`,
+  usage: `SUITE [--json] — ${Object.entries(SUITES).map(([k, s]) => `${k} ${s.usage}`).join('; ')}`,
+  async run(argv) {
+    const [suite, ...rest] = argv;
+    const entry = suite === undefined ? undefined : SUITES[suite];
+    if (!entry) throw new UsageError(`name a suite: ${Object.keys(SUITES).join(', ')}${suite ? ` (got "${suite}")` : ''}`);
+    return entry.run(rest);
+  },
+};
