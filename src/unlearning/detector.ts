@@ -24,7 +24,7 @@ import { checkLayers } from './features.js';
 import { columnMeans, ledoitWolf, logisticRegression, spdInverse } from './stats.js';
 
 export interface DetectorConfig {
-  readonly layers: readonly number[] | 'all'; // base blocks whose features are scored
+  readonly layers: readonly number[] | 'all'; // base hidden states scored (0 = embeddings, ℓ = after block ℓ − 1)
   readonly bank: boolean; // keep D_t's normalised features (see the header for what that reveals)
   readonly mahalanobisWeight: number | 'inverse-dim'; // c; 'inverse-dim' = 1/C
   readonly ridge: number; // L2 penalty of the layer-combination logistic regression (standardised scores)
@@ -40,7 +40,7 @@ export const DEFAULT_DETECTOR: DetectorConfig = Object.freeze({
 });
 
 export interface DetectorLayer {
-  readonly layer: number; // base block index
+  readonly layer: number; // hidden-state index (0 = embeddings)
   readonly mean: Float32Array; // μ_ℓ [C]
   readonly precision: Float32Array; // P_ℓ [C, C] row-major
   readonly shrinkage: number; // Ledoit–Wolf ρ ∈ [0, 1] (informational)
@@ -58,7 +58,7 @@ export interface Detector {
 
 /** Resolves `config.layers` for a model with `nLayer` blocks. */
 export function detectorLayers(config: DetectorConfig, nLayer: number): number[] {
-  const layers = config.layers === 'all' ? Array.from({ length: nLayer }, (_, i) => i) : [...config.layers];
+  const layers = config.layers === 'all' ? Array.from({ length: nLayer + 1 }, (_, i) => i) : [...config.layers];
   checkLayers(layers, nLayer);
   return layers;
 }

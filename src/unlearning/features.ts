@@ -1,9 +1,11 @@
 /**
- * The O3 detector's input features (ALGORITHMS.md §6): f_ℓ(x) = the mean over x's real (non-pad) tokens of block ℓ's
- * output in the FROZEN BASE model, no adapter applied. The base never changes after pretraining, so a detector fitted
- * for request t stays valid however the utility adapter is later retrained.
+ * The O3 detector's input features (ALGORITHMS.md §6): f_ℓ(x) = the mean over x's real (non-pad) tokens of the FROZEN
+ * BASE model's hidden state ℓ, no adapter applied. The base never changes after pretraining, so a detector fitted for
+ * request t stays valid however the utility adapter is later retrained.
  *
- * Layer ℓ indexes GPT2.forward's per-block outputs, 0 … nLayer − 1 (the residual stream after block ℓ, before ln_f).
+ * Layers follow HF's `output_hidden_states` numbering: ℓ = 0 is the embedding output (token + position embeddings),
+ * ℓ = 1 … nLayer the residual stream after block ℓ − 1. Layer 0 costs one embedding lookup; any deeper layer costs a
+ * forward pass of the base — which doubles the cost of serving a tiny model, hence the choice of layers matters.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2 } from '../model/gpt2.js';
@@ -16,27 +18,60 @@ import { UnlearningError } from './errors.js';
 export interface LayerFeatures {
   readonly n: number;
   readonly dim: number; // C
-  readonly layers: readonly number[]; // which blocks, in `data` order
-  readonly data: readonly Float32Array[]; // data[k]: [n, C] for block layers[k]
+  readonly layers: readonly number[]; // which hidden states, in `data` order
+  readonly data: readonly Float32Array[]; // data[k]: [n, C] for hidden state layers[k]
 }
 
 export function checkLayers(layers: readonly number[], nLayer: number): void {
   if (layers.length === 0) throw new UnlearningError('the detector needs at least one layer', 'bad_option');
   for (const l of layers) {
-    if (!Number.isInteger(l) || l < 0 || l >= nLayer) throw new UnlearningError(`detector layer ${l} is not a block of this ${nLayer}-layer model (0 … ${nLayer - 1})`, 'bad_option');
+    if (!Number.isInteger(l) || l < 0 || l > nLayer) {
+      throw new UnlearningError(`detector layer ${l} is not a hidden state of this ${nLayer}-layer model (0 = embeddings … ${nLayer})`, 'bad_option');
+    }
   }
   if (new Set(layers).size !== layers.length) throw new UnlearningError('detector layers must not repeat', 'bad_option');
 }
 
-/**
- * Mean-pooled base features of ids [B, T] with mask [B, T] (1 token, 0 pad): one [B, C] tensor per layer. Call inside
- * tf.tidy. Used by serving, where the ids are already on the device.
- */
-export function pooledFeatures(model: GPT2, ids: tf.Tensor2D, mask: tf.Tensor2D, layers: readonly number[]): tf.Tensor2D[] {
-  const { layers: hidden } = model.forward(ids, undefined, { collectHiddens: true }); // L × [B, T, C]
-  const m = tf.expandDims(mask, 2); // [B, T, 1]
-  const count = tf.maximum(tf.sum(mask, 1, true), 1); // [B, 1]
-  return layers.map((l) => tf.div(tf.sum(tf.mul(hidden[l]!, m), 1), count) as tf.Tensor2D); // [B, C]
+/** Computes mean-pooled base features. Holds a device copy of the embeddings once layer 0 is asked for; dispose(). */
+export class BaseFeatures {
+  private embeddings: { wte: tf.Tensor2D; wpe: tf.Tensor2D } | undefined;
+
+  constructor(private readonly model: GPT2) {}
+
+  /** One [B, C] tensor per layer for ids [B, T] and mask [B, T] (1 token, 0 pad). Call inside tf.tidy. */
+  pooled(ids: tf.Tensor2D, mask: tf.Tensor2D, layers: readonly number[]): tf.Tensor2D[] {
+    const [b, t] = ids.shape;
+    const c = this.model.config.nEmbd;
+    const m = tf.expandDims(mask, 2); // [B, T, 1]
+    const count = tf.maximum(tf.sum(mask, 1, true), 1); // [B, 1]
+    const pool = (h: tf.Tensor3D): tf.Tensor2D => tf.div(tf.sum(tf.mul(h, m), 1), count) as tf.Tensor2D; // [B, C]
+    const blocks = layers.some((l) => l > 0) ? this.model.forward(ids, undefined, { collectHiddens: true }).layers : []; // L × [B, T, C]
+    return layers.map((l) => {
+      if (l > 0) return pool(blocks[l - 1]!);
+      const { wte, wpe } = this.embeddingTensors();
+      const flat = tf.reshape(ids.dtype === 'int32' ? ids : tf.cast(ids, 'int32'), [b * t]) as tf.Tensor1D;
+      const tok = tf.reshape(tf.gather(wte, flat), [b, t, c]);
+      return pool(tf.add(tok, tf.slice(wpe, [0, 0], [t, c])) as tf.Tensor3D); // GPT2.forward's embedding output
+    });
+  }
+
+  dispose(): void {
+    this.embeddings?.wte.dispose();
+    this.embeddings?.wpe.dispose();
+    this.embeddings = undefined;
+  }
+
+  private embeddingTensors(): { wte: tf.Tensor2D; wpe: tf.Tensor2D } {
+    if (!this.embeddings) {
+      const w = this.model.hostWeights();
+      const up = (name: string): tf.Tensor2D => {
+        const h = w.get(name)!;
+        return tf.keep(tf.tensor2d(h.data, [h.shape[0]!, h.shape[1]!]));
+      };
+      this.embeddings = { wte: up('wte.weight'), wpe: up('wpe.weight') };
+    }
+    return this.embeddings;
+  }
 }
 
 /** Features of every row of `data` (or its subset, in subset order), computed in batches of `batchSize`. */
@@ -45,19 +80,24 @@ export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly
   const rows = rowsOf(data);
   const c = model.config.nEmbd;
   const out = layers.map(() => new Float32Array(rows.length * c));
-  let at = 0;
-  for (const chunk of chunks(rows, batchSize)) {
-    const batch = gatherBatch(data, chunk);
-    const pooled = tf.tidy(() => {
-      const ids = tf.tensor2d(batch.ids, [batch.size, batch.seqLen], 'int32');
-      const mask = tf.tensor2d(batch.mask, [batch.size, batch.seqLen], 'float32');
-      return pooledFeatures(model, ids, mask, layers);
-    });
-    pooled.forEach((p, k) => {
-      out[k]!.set(p.dataSync() as Float32Array, at * c);
-      p.dispose();
-    });
-    at += batch.size;
+  const base = new BaseFeatures(model);
+  try {
+    let at = 0;
+    for (const chunk of chunks(rows, batchSize)) {
+      const batch = gatherBatch(data, chunk);
+      const pooled = tf.tidy(() => {
+        const ids = tf.tensor2d(batch.ids, [batch.size, batch.seqLen], 'int32');
+        const mask = tf.tensor2d(batch.mask, [batch.size, batch.seqLen], 'float32');
+        return base.pooled(ids, mask, layers);
+      });
+      pooled.forEach((p, k) => {
+        out[k]!.set(p.dataSync() as Float32Array, at * c);
+        p.dispose();
+      });
+      at += batch.size;
+    }
+  } finally {
+    base.dispose();
   }
   return { n: rows.length, dim: c, layers: [...layers], data: out };
 }

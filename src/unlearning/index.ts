@@ -10,7 +10,7 @@ export {
   trainUnlearningAdapter,
 } from './adapter.js';
 export type { TargetPolicy, UnlearningAdapterConfig, UnlearningAdapterResult, UnlearningTrainMetrics, UtilityAdapter } from './adapter.js';
-export { extractFeatures, pooledFeatures } from './features.js';
+export { BaseFeatures, extractFeatures } from './features.js';
 export type { LayerFeatures } from './features.js';
 export { DEFAULT_DETECTOR, DeviceDetector, detectorLayers, detectorScores, fitDetector } from './detector.js';
 export type { Detector, DetectorConfig, DetectorLayer, FittedDetector } from './detector.js';

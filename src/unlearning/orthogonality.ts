@@ -64,16 +64,15 @@ export function maxOverlap(adapter: TensorMap, priors: readonly TensorMap[]): Ov
   return worst;
 }
 
-/**
- * `fresh` [r, d] with every row's component in the span of the earlier A's rows removed (modified Gram–Schmidt), then
- * rescaled to its original norm, so a new request starts exactly orthogonal to all earlier ones at the usual scale.
- * Throws no_room when the earlier rows leave no orthogonal direction for some row.
- */
-export function orthogonalize(fresh: HostTensor, earlier: readonly HostTensor[], name: string): HostTensor {
-  const [r, d] = fresh.shape as [number, number];
-  const basis: Float64Array[] = [];
-  const addToBasis = (row: Float64Array): boolean => {
-    for (const q of basis) {
+/** Gram–Schmidt state: orthonormal rows (float64) of dimension d, grown one row at a time. */
+class Basis {
+  readonly rows: Float64Array[] = [];
+  constructor(readonly d: number) {}
+
+  /** Removes `row`'s components along the basis (modified Gram–Schmidt), normalises and adds it; false if ~0. */
+  add(row: Float64Array): boolean {
+    const d = this.d;
+    for (const q of this.rows) {
       let dot = 0;
       for (let k = 0; k < d; k++) dot += row[k]! * q[k]!;
       for (let k = 0; k < d; k++) row[k]! -= dot * q[k]!;
@@ -83,26 +82,47 @@ export function orthogonalize(fresh: HostTensor, earlier: readonly HostTensor[],
     norm = Math.sqrt(norm);
     if (norm < 1e-9) return false;
     for (let k = 0; k < d; k++) row[k]! /= norm;
-    basis.push(row);
+    this.rows.push(row);
     return true;
-  };
-  for (const a of earlier) {
-    for (let i = 0; i < a.shape[0]!; i++) addToBasis(Float64Array.from(a.data.subarray(i * d, (i + 1) * d)));
   }
-  const priorRank = basis.length;
+
+  addAll(a: HostTensor): void {
+    for (let i = 0; i < a.shape[0]!; i++) this.add(Float64Array.from(a.data.subarray(i * this.d, (i + 1) * this.d)));
+  }
+}
+
+/** An orthonormal basis Q [k, d] of the row spaces of `earlier` (A matrices [r_i, d]); k = 0 gives shape [0, d]. */
+export function rowSpaceBasis(earlier: readonly HostTensor[], d: number): HostTensor {
+  const basis = new Basis(d);
+  for (const a of earlier) basis.addAll(a);
+  const out = new Float32Array(basis.rows.length * d);
+  basis.rows.forEach((q, i) => out.set(q, i * d));
+  return { shape: [basis.rows.length, d], data: out };
+}
+
+/**
+ * `fresh` [r, d] with every row's component in the span of the earlier A's rows removed (modified Gram–Schmidt), then
+ * rescaled to its original norm, so a new request starts exactly orthogonal to all earlier ones at the usual scale.
+ * Rows are also made orthogonal to each other, so they stay independent. Throws no_room when the earlier rows leave
+ * no orthogonal direction for some row.
+ */
+export function orthogonalize(fresh: HostTensor, earlier: readonly HostTensor[], name: string): HostTensor {
+  const [r, d] = fresh.shape as [number, number];
+  const basis = new Basis(d);
+  for (const a of earlier) basis.addAll(a);
+  const priorRank = basis.rows.length;
   const out = new Float32Array(r * d);
   for (let i = 0; i < r; i++) {
     const src = fresh.data.subarray(i * d, (i + 1) * d);
-    const scale = frobenius(src);
     const row = Float64Array.from(src);
-    // Orthogonal to the earlier requests and to this adapter's own earlier rows: the rows stay independent.
-    if (!addToBasis(row)) {
+    if (!basis.add(row)) {
       throw new UnlearningError(
         `${name}: the ${priorRank} rows of earlier unlearning adapters leave no room in its ${d}-dimensional input for rank ${r}; ` +
           'lower the rank r or merge earlier requests',
         'no_room',
       );
     }
+    const scale = frobenius(src);
     for (let k = 0; k < d; k++) out[i * d + k] = row[k]! * scale;
   }
   return { shape: [r, d], data: out };

@@ -137,7 +137,7 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
     throw new PackageError(`detector width ${d.dim} / bank size ${d.bankSize} do not fit a base of width ${model.nEmbd}`, 'bad_shape');
   }
   const layers: DetectorLayer[] = d.layers.map(({ layer, shrinkage }) => {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= model.nLayer) throw new PackageError(`detector layer ${layer} is not a block of the base`, 'bad_shape');
+    if (!Number.isInteger(layer) || layer < 0 || layer > model.nLayer) throw new PackageError(`detector layer ${layer} is not a hidden state of the base`, 'bad_shape');
     const bankName = `detector.${layer}.bank`;
     const hasBank = tensors.has(bankName);
     if (hasBank !== d.bankSize > 0) throw new PackageError(`detector layer ${layer}: bank ${hasBank ? 'present' : 'absent'} but bank size ${d.bankSize}`, 'bad_shape');

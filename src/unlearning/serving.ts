@@ -1,11 +1,11 @@
 /**
  * Inference with O3 unlearning (ALGORITHMS.md §6): h = W x + utility LoRA + Σ_t w_t(x)·(α/r) B_t A_t x.
  *
- * Per batch: (1) ONE forward pass of the frozen base (no adapters) gives the mean-pooled features of every layer any
- * request's detector reads; (2) each request's detector scores them and its gate turns the score into w_t(x) per
+ * Per batch: (1) the mean-pooled frozen-base features of every layer any request's detector reads, computed once (one
+ * embedding lookup for layer 0, one base forward pass for deeper layers; features.ts); (2) each request's detector scores them and its gate turns the score into w_t(x) per
  * example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
  * example by w_t(x) (LoraParams.gate). Rows whose every gate is exactly 0 (below the gate cutoff) — most traffic —
- * run without the unlearning branches, so their cost is the utility forward plus step (1).
+ * run without the unlearning branches, so their cost is the utility forward plus step (1) and the scoring.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2, LoraInput } from '../model/gpt2.js';
@@ -16,7 +16,7 @@ import type { UtilityAdapter } from './adapter.js';
 import type { Detector } from './detector.js';
 import { DeviceDetector } from './detector.js';
 import { UnlearningError } from './errors.js';
-import { pooledFeatures } from './features.js';
+import { BaseFeatures } from './features.js';
 import type { Gate } from './gate.js';
 import { gateWeight } from './gate.js';
 
@@ -49,6 +49,7 @@ export class UnlearningServing {
   private readonly utility: LoraParams;
   private readonly requests: DeviceRequest[];
   private readonly featureLayers: number[]; // union of detector layers, sorted
+  private readonly features: BaseFeatures;
   private disposed = false;
 
   constructor(
@@ -58,6 +59,7 @@ export class UnlearningServing {
   ) {
     if (utility.lora.numLabels < 1) throw new UnlearningError('the utility adapter must hold a classification head', 'bad_adapter');
     this.featureLayers = [...new Set(requests.flatMap((r) => r.detector.layers.map((l) => l.layer)))].sort((a, b) => a - b);
+    this.features = new BaseFeatures(model);
     this.utility = { config: utility.lora, tensors: toTf(utility.adapter) };
     this.requests = requests.map((r) => ({
       id: r.id,
@@ -82,7 +84,7 @@ export class UnlearningServing {
     const gates = new Float32Array(b * nr);
     if (nr === 0) return { scores, gates };
     const z = tf.tidy(() => {
-      const feats = pooledFeatures(this.model, ids, mask, this.featureLayers);
+      const feats = this.features.pooled(ids, mask, this.featureLayers);
       return tf.stack(this.requests.map((r) => r.detector.combine(r.detector.layerScores(r.featureSlots.map((s) => feats[s]!)))), 1); // [B, R]
     });
     scores.set(z.dataSync() as Float32Array);
@@ -140,6 +142,7 @@ export class UnlearningServing {
     if (this.disposed) return;
     this.disposed = true;
     for (const t of this.utility.tensors.values()) t.dispose();
+    this.features.dispose();
     for (const r of this.requests) {
       for (const t of r.tensors.values()) t.dispose();
       r.detector.dispose();
