@@ -7,7 +7,7 @@
 export interface DemoOptions {
   /** 8: client processes, each holding one Dirichlet(α) share of the SpamAssassin train split. */
   readonly clients: number;
-  /** 8: federated rounds. */
+  /** 6: federated rounds. */
   readonly rounds: number;
   /** 0.5: Dirichlet concentration of the label skew (0.5 = strongly non-IID; 100 ≈ IID). */
   readonly alpha: number;
@@ -25,7 +25,7 @@ export interface DemoOptions {
   readonly localSteps: number;
   /** 16: local batch size. */
   readonly batchSize: number;
-  /** 3e-3: local AdamW learning rate (LoRA B and the head; A is frozen under FFA-LoRA). */
+  /** 1e-2: local AdamW learning rate (LoRA B and the head; A is frozen under FFA-LoRA). */
   readonly lr: number;
   /** 8: LoRA rank. */
   readonly rank: number;
@@ -39,7 +39,7 @@ export interface DemoOptions {
 
 export const DEFAULT_DEMO: Omit<DemoOptions, 'dataDir'> = Object.freeze({
   clients: 8,
-  rounds: 8,
+  rounds: 6,
   alpha: 0.5,
   port: 0,
   privacy: false,
@@ -47,7 +47,7 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'dataDir'> = Object.freeze({
   seqLen: 64,
   localSteps: 10,
   batchSize: 16,
-  lr: 3e-3,
+  lr: 1e-2,
   rank: 8,
   roundDeadlineS: 180,
   backend: undefined,

@@ -115,8 +115,6 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
   const session = await freshSession(o.dataDir);
   const base = await baseModel(o, io);
   if (o.baseModel === 'builtin:tiny') await cp(baseDir(o.dataDir), join(session.coordinator, 'models', TINY_BASE_NAME), { recursive: true });
-  const initial = untrainedAccuracy(base, demoRunConfig(o));
-  io.out(`Initial test accuracy (untrained adapter): ${(100 * initial).toFixed(1)}%\n`);
 
   const group = new ProcessGroup(io.entry);
   const killOnExit = (): void => group.killAllNow();
@@ -124,6 +122,7 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
   let admin: AdminApi | undefined;
   const rows: RoundRow[] = [];
   let run: Run | undefined;
+  let initial = Number.NaN;
   try {
     const coordinator = group.spawn(
       'coordinator',
@@ -167,7 +166,10 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
         ),
       );
     }
-    io.out(`Started ${o.clients} client processes (logs in ${session.logs})\n\n${tableHeader(o.privacy)}\n`);
+    io.out(`Started ${o.clients} client processes (logs in ${session.logs})\n`);
+    // Measured while the clients start up (they are separate processes; this blocks only the demo's own loop).
+    initial = untrainedAccuracy(base, demoRunConfig(o));
+    io.out(`Initial test accuracy (untrained adapter): ${(100 * initial).toFixed(1)}%\n\n${tableHeader(o.privacy)}\n`);
     run = await follow(admin, run.runId, o, io, rows, coordinator, clients);
   } finally {
     admin?.close();
@@ -196,18 +198,31 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
 async function follow(admin: AdminApi, runId: string, o: DemoOptions, io: DemoIo, rows: RoundRow[], coordinator: ChildHandle, clients: readonly ChildHandle[]): Promise<Run> {
   const printed = new Set<number>();
   const gone = new Set<ChildHandle>();
-  let run = await admin.getRun(runId);
-  for (;;) {
+  const coordinatorGone = async (): Promise<void> => {
     if (coordinator.process.exitCode !== null || coordinator.process.signalCode !== null) {
-      throw new Error(`the coordinator exited (${await coordinator.exited}); see ${coordinator.logPath}`);
+      throw new Error(`the coordinator process exited (${await coordinator.exited}); see ${coordinator.logPath}`);
     }
+  };
+  // An admin call that fails because the coordinator died should say so, not "connection dropped".
+  const ask = async <T>(call: () => Promise<T>): Promise<T> => {
+    try {
+      return await call();
+    } catch (err) {
+      await delay(200);
+      await coordinatorGone();
+      throw err;
+    }
+  };
+  let run = await ask(() => admin.getRun(runId));
+  for (;;) {
+    await coordinatorGone();
     for (const c of clients) {
       if (!gone.has(c) && (c.process.exitCode !== null || c.process.signalCode !== null)) {
         gone.add(c);
         io.out(`  (${c.name} exited with ${await c.exited}; see ${c.logPath})\n`);
       }
     }
-    const rounds: RoundInfo[] = await admin.rounds(runId);
+    const rounds: RoundInfo[] = await ask(() => admin.rounds(runId));
     for (const r of rounds) {
       if (printed.has(r.round) || !FINISHED.has(r.state)) continue;
       // A completed round gets its accuracy a moment after it closes (evaluation follows aggregation).
@@ -227,6 +242,6 @@ async function follow(admin: AdminApi, runId: string, o: DemoOptions, io: DemoIo
     }
     if (gone.size === clients.length) throw new Error('every client process exited; see their logs');
     await delay(POLL_MS, io.signal);
-    run = await admin.getRun(runId);
+    run = await ask(() => admin.getRun(runId));
   }
 }
