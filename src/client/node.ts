@@ -15,74 +15,27 @@
  * the task in hand, then closes; `closed()` resolves with the error that ended the node, if any; `status()` is an
  * async iterable of ClientEvent; `await using node = await ClientNode.start(...)` closes it.
  */
-import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { credentials as grpcCredentials } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
-import { initBackend, type BackendName } from '../backend/backend.js';
+import { initBackend } from '../backend/backend.js';
 import { installWasmTransposedMatMul } from '../backend/wasm-matmul.js';
 import { tokenizerFor } from '../model/tokenizer.js';
-import { gaussianNoise, type NoiseSource } from '../privacy/gaussian.js';
 import type { TensorMap } from '../tensors/host.js';
 import { TrainError } from '../train/errors.js';
 import { encodeTensors, hexDigest, MAX_CHUNK_BYTES } from '../wire/codec.js';
 import { RpcError } from '../wire/errors.js';
 import type { ClientState, FailureReason, Task } from '../wire/messages.js';
 import { loadLetheProto, type LetheProto } from '../wire/proto.js';
-import { Backoff, DEFAULT_BACKOFF, type BackoffConfig } from './backoff.js';
+import { Backoff } from './backoff.js';
+import type { ClientNodeConfig } from './config.js';
 import { classifyFailure, FleetConnection } from './connection.js';
 import { buildCapabilities } from './enroll.js';
 import { ClientClosedError, ClientDrainingError, ClientRefusedError, TaskError } from './errors.js';
 import { EventChannel, type ClientEvent } from './events.js';
 import { loadIdentity, type ClientIdentity } from './identity.js';
-import { LocalData, loadLocalData, type LocalDataSpec } from './local-data.js';
+import { LocalData, loadLocalData } from './local-data.js';
 import { BaseModels } from './models.js';
 import { computeUpdate, type TaskOutput } from './train-task.js';
-
-export interface ClientNodeConfig {
-  /** Holds the identity (client.key, identity.json); required. */
-  readonly dataDir: string;
-  /** The local training data; required. */
-  readonly data: LocalDataSpec;
-  /** host:port; default: the coordinator recorded at enrollment. */
-  readonly coordinator: string | undefined;
-  /** Channel credentials; default: TLS with the enrollment's CA file when one was recorded, else plaintext. */
-  readonly credentials: ChannelCredentials | undefined;
-  /** tfjs backend; undefined = the best available (src/backend). */
-  readonly backend: BackendName | undefined;
-  /** Directory whose models/tiny-gpt2 holds the built-in base; default `dataDir`. Clients on one machine share one. */
-  readonly modelCacheDir: string | undefined;
-  /** 10000: how long one PullTask long poll waits for work (the coordinator caps it). */
-  readonly pullWaitMs: number;
-  /** 5000: heartbeat period until the coordinator says otherwise. */
-  readonly heartbeatIntervalMs: number;
-  /** Reconnect and retry delays (250 ms doubling, capped at 5 s, equal jitter). */
-  readonly backoff: BackoffConfig;
-  /** One line per event worth a human's attention; default: stderr with a timestamp. */
-  readonly log: (line: string) => void;
-  /** Date.now; injected for tests. */
-  readonly clock: () => number;
-  /** Jitter only (never privacy): Math.random. */
-  readonly random: () => number;
-  /** DP noise: node:crypto's gaussianNoise. */
-  readonly noise: NoiseSource;
-}
-
-export const DEFAULT_CLIENT_NODE_CONFIG: Omit<ClientNodeConfig, 'dataDir' | 'data'> = Object.freeze({
-  coordinator: undefined,
-  credentials: undefined,
-  backend: undefined,
-  modelCacheDir: undefined,
-  pullWaitMs: 10_000,
-  heartbeatIntervalMs: 5_000,
-  backoff: DEFAULT_BACKOFF,
-  log: (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
-  clock: Date.now,
-  random: Math.random,
-  noise: gaussianNoise,
-});
-
-export function clientNodeConfig(overrides: Partial<ClientNodeConfig> & Pick<ClientNodeConfig, 'dataDir' | 'data'>): ClientNodeConfig {
-  return Object.freeze({ ...DEFAULT_CLIENT_NODE_CONFIG, ...overrides });
-}
 
 /** How the node reads its refusals: what happened and what the operator of this device should do. */
 const REFUSAL_ADVICE: Readonly<Record<string, string>> = Object.freeze({
