@@ -58,6 +58,7 @@ describe('client task computation', () => {
     // Arrange
     const t = task();
     const global = initAdapter(TEST_MODEL, loraOfTask(t));
+    await computeUpdate(t, { model, global, data, noise }); // the model caches derived weights on first use
     const before = tf.memory().numTensors;
 
     // Act
