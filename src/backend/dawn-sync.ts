@@ -81,13 +81,14 @@ interface WebGpuBackendInternals {
 
 const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
-/** Runs Dawn's pending tasks until `buffer` is mapped; yields the CPU briefly between rounds (lavapipe needs it). */
+/** Runs Dawn's pending tasks until `buffer` is mapped. */
 function pumpUntilMapped(buffer: GpuBufferLike, pending: Set<Task>): void {
   const began = performance.now();
   for (let round = 0; buffer.mapState === 'pending'; round++) {
     for (const task of [...pending]) task();
     if (buffer.mapState !== 'pending') break;
-    if (round > 64) Atomics.wait(SLEEPER, 0, 0, 0.05);
+    // Spin briefly (small reads finish in microseconds), then sleep so the driver's threads get the CPU.
+    if (round > 64) Atomics.wait(SLEEPER, 0, 0, round > 1024 ? 0.5 : 0.05);
     if (performance.now() - began > READ_TIMEOUT_MS) {
       throw new BackendError(`a synchronous WebGPU read did not complete in ${READ_TIMEOUT_MS / 1000} s (device lost or driver hung)`, 'backend_unavailable');
     }
