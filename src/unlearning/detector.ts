@@ -32,7 +32,9 @@ export interface DetectorConfig {
 }
 
 export const DEFAULT_DETECTOR: DetectorConfig = Object.freeze({
-  layers: 'all',
+  // The embedding output alone: no base forward at serving time, and on SpamAssassin with the tiny base it scored the
+  // best held-out AUROC of any layer or layer set measured (e.g. easy-ham-2 vs rest 0.80 vs 0.75 for blocks 1 and 2).
+  layers: [0],
   bank: true,
   mahalanobisWeight: 'inverse-dim',
   ridge: 1e-2,

@@ -3,10 +3,13 @@
  * unlearning adapter for input x: h = W x + utility LoRA + Σ_t w_t(x)·(α/r) B_t A_t x.
  *
  * w(x) = σ(k·(z − z₀)), calibrated from the score distributions of the forget data (in) and generic inputs (out):
- * w = `low` at out's `outQuantile` score and w = `high` at in's `inQuantile` score. So at most 1 − outQuantile of
- * generic inputs get a weight above `low`, and at least 1 − inQuantile of forget inputs get one above `high`. When the
- * two quantiles cross (the detector does not separate that well) the anchors fall back to the two medians, and
- * calibration fails (`inseparable`) only when the in median is not above the out median.
+ * w = `low` at out's `outQuantile` score and w = `high` at in's `inQuantile` score, so at most 1 − outQuantile of
+ * generic inputs get a weight above `low` and at least 1 − inQuantile of forget inputs one above `high`. When the
+ * detector does not separate that well (the in quantile is not above the out one), retained accuracy comes first: the
+ * low anchor stays, and the high anchor moves to one generic spread above it (out's outQuantile − its median), so
+ * fewer unseen forget-like inputs are gated. The forget samples themselves still are: each matches its own bank entry
+ * (cos = 1), which their cross-fitted calibration scores exclude. Calibration fails (`inseparable`) only when the in
+ * median is not above the out median.
  *
  * Below `cutoff` the weight is exactly 0, so serving can skip an adapter for the input altogether; the reference gate
  * never drops below 0.12, which is why it costs retained accuracy.
@@ -51,19 +54,18 @@ function validate(c: GateConfig): void {
 export function calibrateGate(inScores: ArrayLike<number>, outScores: ArrayLike<number>, config: GateConfig = DEFAULT_GATE): Gate {
   validate(config);
   if (inScores.length === 0 || outScores.length === 0) throw new UnlearningError('gate calibration needs in- and out-of-distribution scores', 'bad_data');
-  let zOut = quantile(outScores, config.outQuantile);
-  let zIn = quantile(inScores, config.inQuantile);
-  if (!(zIn > zOut)) {
-    zOut = quantile(outScores, 0.5);
-    zIn = quantile(inScores, 0.5);
-    if (!(zIn > zOut)) {
-      throw new UnlearningError(
-        `the detector does not separate the forget data from generic inputs (median scores ${zIn.toFixed(3)} vs ${zOut.toFixed(3)}); ` +
-          'use more forget examples, other detector layers, or generic inputs that are less like the forget data',
-        'inseparable',
-      );
-    }
+  const zOut = quantile(outScores, config.outQuantile);
+  const outMedian = quantile(outScores, 0.5);
+  if (!(quantile(inScores, 0.5) > outMedian)) {
+    throw new UnlearningError(
+      `the detector does not separate the forget data from generic inputs (median scores ${quantile(inScores, 0.5).toFixed(3)} vs ${outMedian.toFixed(3)}); ` +
+        'use more forget examples, other detector layers, or generic inputs that are less like the forget data',
+      'inseparable',
+    );
   }
+  // The low anchor always sits at the generic quantile: it bounds how many retained inputs the adapter touches.
+  const inAnchor = quantile(inScores, config.inQuantile);
+  const zIn = inAnchor > zOut ? inAnchor : zOut + Math.max(zOut - outMedian, 1e-6);
   // σ(k(zOut − z₀)) = low and σ(k(zIn − z₀)) = high
   const slope = (logit(config.high) - logit(config.low)) / (zIn - zOut);
   const center = zOut - logit(config.low) / slope;

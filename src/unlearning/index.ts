@@ -19,7 +19,7 @@ export type { Gate, GateConfig } from './gate.js';
 export { maxOverlap, orthogonalize, overlapRatio } from './orthogonality.js';
 export type { OverlapReport } from './orthogonality.js';
 export { UnlearningServing } from './serving.js';
-export type { Prediction, ServedRequest } from './serving.js';
+export type { GateCombination, Prediction, ServedRequest } from './serving.js';
 export { PACKAGE_FORMAT, decodeUnlearningPackage, encodeUnlearningPackage } from './package.js';
 export type { DecodeOptions, UnlearningPackage } from './package.js';
 export { unlearningMetrics } from './metrics.js';

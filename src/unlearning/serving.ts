@@ -6,6 +6,12 @@
  * example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
  * example by w_t(x) (LoraParams.gate). Rows whose every gate is exactly 0 (below the gate cutoff) — most traffic —
  * run without the unlearning branches, so their cost is the utility forward plus step (1) and the scoring.
+ *
+ * Combining requests: `sum` is the formula above. `strongest` (default) keeps, per example, only the request whose gate
+ * is most confident (largest gate logit). With detectors that cannot tell the forget sets apart (AUROC well below 1), several gates fire on
+ * one request's samples and the adapters' pseudo-label maps interfere: in the small test scenario (tiny random base)
+ * `sum` let the first forget set's accuracy drift from 0.50 to 0.27 once requests 2 and 3 were served. A sample of
+ * D_t matches its own detector's bank exactly, so its own request wins.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2, LoraInput } from '../model/gpt2.js';
@@ -44,6 +50,8 @@ interface DeviceRequest {
   readonly featureSlots: readonly number[]; // index into the union of layers, per detector layer
 }
 
+export type GateCombination = 'strongest' | 'sum';
+
 /** Serves base + utility adapter + gated unlearning adapters. Owns device copies of every adapter; dispose() frees them. */
 export class UnlearningServing {
   private readonly utility: LoraParams;
@@ -56,6 +64,7 @@ export class UnlearningServing {
     private readonly model: GPT2,
     utility: UtilityAdapter,
     requests: readonly ServedRequest[],
+    private readonly combination: GateCombination = 'strongest',
   ) {
     if (utility.lora.numLabels < 1) throw new UnlearningError('the utility adapter must hold a classification head', 'bad_adapter');
     this.featureLayers = [...new Set(requests.flatMap((r) => r.detector.layers.map((l) => l.layer)))].sort((a, b) => a - b);
@@ -75,7 +84,7 @@ export class UnlearningServing {
     return this.requests.map((r) => r.id);
   }
 
-  /** Detector scores and gate weights, each [B, R] on the host, for ids [B, T] and mask [B, T]. */
+  /** Detector scores and applied gate weights (after combination), each [B, R] on the host, for ids and mask [B, T]. */
   gates(ids: tf.Tensor2D, mask: tf.Tensor2D): { scores: Float32Array; gates: Float32Array } {
     this.guard();
     const b = ids.shape[0];
@@ -90,6 +99,15 @@ export class UnlearningServing {
     scores.set(z.dataSync() as Float32Array);
     z.dispose();
     for (let i = 0; i < scores.length; i++) gates[i] = gateWeight(this.requests[i % nr]!.gate, scores[i]!);
+    if (this.combination === 'strongest') {
+      // Strongest by gate logit k·(z − z₀), not by weight: weights saturate at 1 and would tie.
+      for (let i = 0; i < b; i++) {
+        let best = 0;
+        const logit = (t: number): number => this.requests[t]!.gate.slope * (scores[i * nr + t]! - this.requests[t]!.gate.center);
+        for (let t = 1; t < nr; t++) if (logit(t) > logit(best)) best = t;
+        for (let t = 0; t < nr; t++) if (t !== best) gates[i * nr + t] = 0;
+      }
+    }
     return { scores, gates };
   }
 

@@ -16,12 +16,13 @@ describe('unlearning gate', () => {
     expect(gateWeight(gate, 6)).toBeGreaterThan(0.999);
   });
 
-  it('gate – falls back to the medians when the quantiles overlap', () => {
-    const outScores = range(-3, 1, 100);
+  it('gate – keeps generic inputs low when the detector separates poorly, moving only the high anchor', () => {
+    const outScores = range(-3, 1, 101); // median −1, 99th percentile 0.96
     const inScores = range(-1, 3, 100);
     const gate = calibrateGate(inScores, outScores);
-    expect(gateWeight(gate, -1)).toBeCloseTo(DEFAULT_GATE.low, 6);
-    expect(gateWeight(gate, 1)).toBeCloseTo(DEFAULT_GATE.high, 6);
+    const zOut = quantile(outScores, 0.99);
+    expect(gateWeight(gate, zOut)).toBeCloseTo(DEFAULT_GATE.low, 6);
+    expect(gateWeight(gate, zOut + (zOut - quantile(outScores, 0.5)))).toBeCloseTo(DEFAULT_GATE.high, 6);
   });
 
   it('gate – refuses a detector that does not separate forget data from generic inputs', () => {
