@@ -11,6 +11,7 @@
  * Every module imports tfjs from '@tensorflow/tfjs' (not tfjs-core alone): its Node bundle registers the gradients
  * that tf.grad needs; tfjs-core's Node bundle does not.
  */
+import { readdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { BackendError } from './errors.js';
 import { type AdapterDescription, type RouteProbe, DEFAULT_WEBGPU, adapterOf, probeWebGpu } from './webgpu.js';
@@ -63,7 +64,27 @@ async function tryTensorflow(): Promise<Candidate> {
   return { probe: { backend: 'tensorflow', available: false, detail: tried.join('; ') } };
 }
 
+/**
+ * On Linux a hardware GPU shows up as a device node (DRM render node, or NVIDIA's). Without one only a software
+ * adapter can exist, which automatic selection never takes, so we skip starting Dawn: it costs about a second and
+ * prints driver warnings in every process.
+ */
+function linuxHasGpuDevice(): boolean {
+  const has = (dir: string, prefix: string): boolean => {
+    try {
+      return readdirSync(dir).some((f) => f.startsWith(prefix));
+    } catch {
+      return false;
+    }
+  };
+  return has('/dev/dri', 'renderD') || has('/dev', 'nvidia');
+}
+
 async function tryWebGpu(forced: boolean): Promise<Candidate> {
+  if (!forced && process.platform === 'linux' && !linuxHasGpuDevice()) {
+    const detail = 'no GPU device node (/dev/dri/renderD*, /dev/nvidia*), so not probed; --backend webgpu forces a software adapter';
+    return { probe: { backend: 'webgpu', available: false, detail } };
+  }
   const found = await probeWebGpu({ ...DEFAULT_WEBGPU, acceptSoftware: forced });
   const base = { backend: 'webgpu' as const, routes: found.routes };
   if (!found.chosen) return { probe: { ...base, available: false, detail: found.detail } };
