@@ -4,10 +4,12 @@
  *
  * Per detector layer ℓ, from D_t's features: the mean μ_ℓ [C], a Ledoit–Wolf shrinkage precision P_ℓ [C, C]
  * (stats.ledoitWolf: shrinks toward a scaled identity by the estimated optimal amount), and — unless bank-free — a bank
- * of D_t's L2-normalised features [m, C]. Layer score:
- *   s_ℓ(x) = max_j cos(f_ℓ(x), bank_j) − c · (f_ℓ − μ_ℓ)ᵀ P_ℓ (f_ℓ − μ_ℓ),   c = 1/C by default
+ * of D_t's centred, L2-normalised features bank_j = (f_j − μ_ℓ)/‖f_j − μ_ℓ‖ [m, C]. Layer score:
+ *   s_ℓ(x) = max_j cos(f_ℓ(x) − μ_ℓ, bank_j) − c · (f_ℓ − μ_ℓ)ᵀ P_ℓ (f_ℓ − μ_ℓ),   c = 1/C by default
  * (the Mahalanobis term is ≈ C in distribution, so c = 1/C puts both terms on the unit scale); bank-free: the cosine
- * term is dropped. The layer scores combine linearly, z(x) = Σ_ℓ w_ℓ s_ℓ(x) + b, with (w, b) a class-balanced,
+ * term is dropped. The cosine is taken about μ_ℓ: mean-pooled hidden states share a large common component (every
+ * input's pooled position embeddings, frequent bytes), so raw cosines between any two mails sit near 1 and a forget
+ * sample's exact match with its own bank entry would stand out by almost nothing. The layer scores combine linearly, z(x) = Σ_ℓ w_ℓ s_ℓ(x) + b, with (w, b) a class-balanced,
  * ridge-regularised logistic regression of D_t against generic inputs (the paper feeds the score vector to a one-class
  * SVM; ALGORITHMS.md allows the calibrated linear combination). z is a logit: > 0 leans "from D_t".
  *
@@ -46,7 +48,7 @@ export interface DetectorLayer {
   readonly mean: Float32Array; // μ_ℓ [C]
   readonly precision: Float32Array; // P_ℓ [C, C] row-major
   readonly shrinkage: number; // Ledoit–Wolf ρ ∈ [0, 1] (informational)
-  readonly bank?: Float32Array; // [m, C] L2-normalised forget features, absent when bank-free
+  readonly bank?: Float32Array; // [m, C] centred (− mean), L2-normalised forget features, absent when bank-free
 }
 
 export interface Detector {
@@ -106,7 +108,7 @@ export class DeviceDetector {
         const centred = tf.sub(f, l.mean);
         const maha = tf.sum(tf.mul(tf.matMul(centred, l.precision), centred), 1); // [B]
         if (!l.bankT) return tf.mul(maha, -c);
-        const cos = tf.matMul(tf.div(f, tf.maximum(tf.norm(f, 2, 1, true), 1e-12)), l.bankT); // [B, m]
+        const cos = tf.matMul(tf.div(centred, tf.maximum(tf.norm(centred, 2, 1, true), 1e-12)), l.bankT); // [B, m]
         return tf.sub(tf.max(cos, 1), tf.mul(maha, c));
       }),
       1,
@@ -167,7 +169,7 @@ function fitLayers(feats: LayerFeatures, rows: readonly number[], bank: boolean)
       mean: Float32Array.from(mean),
       precision: Float32Array.from(spdInverse(cov, dim)),
       shrinkage,
-      ...(bank ? { bank: normaliseRows(x, rows.length, dim) } : {}),
+      ...(bank ? { bank: normaliseRows(x.map((v, i) => v - mean[i % dim]!), rows.length, dim) } : {}),
     };
   });
 }
@@ -183,7 +185,8 @@ function scoreWith(detector: Detector, feats: LayerFeatures, rows?: readonly num
 
 export interface FittedDetector {
   readonly detector: Detector;
-  readonly inScores: Float64Array; // z of the forget examples, cross-fitted (see fitDetector), for the gate
+  readonly heldInScores: Float64Array; // z of the forget examples, cross-fitted (see fitDetector)
+  readonly memberScores: Float64Array; // z of the forget examples under the final detector (own bank entry included)
   readonly outScores: Float64Array; // z of the generic examples
 }
 
@@ -237,7 +240,12 @@ export function fitDetector(inFeats: LayerFeatures, outFeats: LayerFeatures, con
     bias -= (fit.weights[k]! * mu[k]!) / sd[k]!;
   }
   const detector: Detector = { ...full, weights, bias };
-  return { detector, inScores: combine(detector, inLayer), outScores: combine(detector, outLayer) };
+  return {
+    detector,
+    heldInScores: combine(detector, inLayer),
+    memberScores: combine(detector, scoreWith(detector, inFeats)),
+    outScores: combine(detector, outLayer),
+  };
 }
 
 /** z = Σ_ℓ w_ℓ s_ℓ + b for layer scores [n, L]. */

@@ -5,11 +5,10 @@
  * w(x) = σ(k·(z − z₀)), calibrated from the score distributions of the forget data (in) and generic inputs (out):
  * w = `low` at out's `outQuantile` score and w = `high` at in's `inQuantile` score, so at most 1 − outQuantile of
  * generic inputs get a weight above `low` and at least 1 − inQuantile of forget inputs one above `high`. When the
- * detector does not separate that well (the in quantile is not above the out one), retained accuracy comes first: the
- * low anchor stays, and the high anchor moves to one generic spread above it (out's outQuantile − its median), so
- * fewer unseen forget-like inputs are gated. The forget samples themselves still are: each matches its own bank entry
- * (cos = 1), which their cross-fitted calibration scores exclude. Calibration fails (`inseparable`) only when the in
- * median is not above the out median.
+ * detector does not separate that well, retained accuracy comes first: the low anchor stays and the high anchor moves
+ * up (calibrateGate), so fewer unseen forget-like inputs are gated — but the forget samples themselves still are,
+ * since each matches its own bank entry. Calibration fails (`inseparable`) only when the forget samples' median score
+ * is not above the generic median.
  *
  * Below `cutoff` the weight is exactly 0, so serving can skip an adapter for the input altogether; the reference gate
  * never drops below 0.12, which is why it costs retained accuracy.
@@ -50,22 +49,36 @@ function validate(c: GateConfig): void {
   if (!(c.cutoff >= 0 && c.cutoff < c.low)) throw new UnlearningError(`gate cutoff must be in [0, low), got ${c.cutoff}`, 'bad_option');
 }
 
-/** Fits the gate to detector scores of the forget data (`inScores`) and of generic inputs (`outScores`). */
-export function calibrateGate(inScores: ArrayLike<number>, outScores: ArrayLike<number>, config: GateConfig = DEFAULT_GATE): Gate {
+/** The detector scores a gate is calibrated on (each a list of combined scores z). */
+export interface GateScores {
+  readonly heldIn: ArrayLike<number>; // forget examples scored by statistics fitted without them (cross-fitted)
+  readonly members: ArrayLike<number>; // the forget examples scored by the final detector (own bank entry included)
+  readonly out: ArrayLike<number>; // generic inputs
+}
+
+/**
+ * Fits the gate. The low anchor always sits at the generic quantile: it bounds how many retained inputs the adapter
+ * touches. The high anchor is the held-in quantile — how unseen forget-like inputs score — when it clears the low
+ * one; otherwise the members' quantile, so the forget samples themselves (which must be forgotten) stay gated; failing
+ * both, one generic spread (out's outQuantile − its median) above the low anchor.
+ */
+export function calibrateGate(scores: GateScores, config: GateConfig = DEFAULT_GATE): Gate {
   validate(config);
-  if (inScores.length === 0 || outScores.length === 0) throw new UnlearningError('gate calibration needs in- and out-of-distribution scores', 'bad_data');
-  const zOut = quantile(outScores, config.outQuantile);
-  const outMedian = quantile(outScores, 0.5);
-  if (!(quantile(inScores, 0.5) > outMedian)) {
+  if (scores.heldIn.length === 0 || scores.members.length === 0 || scores.out.length === 0) {
+    throw new UnlearningError('gate calibration needs forget and generic scores', 'bad_data');
+  }
+  const zOut = quantile(scores.out, config.outQuantile);
+  const outMedian = quantile(scores.out, 0.5);
+  const inMedian = quantile(scores.members, 0.5);
+  if (!(inMedian > outMedian)) {
     throw new UnlearningError(
-      `the detector does not separate the forget data from generic inputs (median scores ${quantile(inScores, 0.5).toFixed(3)} vs ${outMedian.toFixed(3)}); ` +
+      `the detector does not separate the forget data from generic inputs (median scores ${inMedian.toFixed(3)} vs ${outMedian.toFixed(3)}); ` +
         'use more forget examples, other detector layers, or generic inputs that are less like the forget data',
       'inseparable',
     );
   }
-  // The low anchor always sits at the generic quantile: it bounds how many retained inputs the adapter touches.
-  const inAnchor = quantile(inScores, config.inQuantile);
-  const zIn = inAnchor > zOut ? inAnchor : zOut + Math.max(zOut - outMedian, 1e-6);
+  const anchors = [quantile(scores.heldIn, config.inQuantile), quantile(scores.members, config.inQuantile)];
+  const zIn = anchors.find((z) => z > zOut) ?? zOut + Math.max(zOut - outMedian, 1e-6);
   // σ(k(zOut − z₀)) = low and σ(k(zIn − z₀)) = high
   const slope = (logit(config.high) - logit(config.low)) / (zIn - zOut);
   const center = zOut - logit(config.low) / slope;

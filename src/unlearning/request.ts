@@ -48,13 +48,13 @@ export async function runUnlearningRequest(
   const inFeats = extractFeatures(model, forget, layers, config.featureBatchSize);
   const outFeats = extractFeatures(model, generic, layers, config.featureBatchSize);
   const fitted = fitDetector(inFeats, outFeats, config.detector);
-  const gate = calibrateGate(fitted.inScores, fitted.outScores, config.gate);
+  const gate = calibrateGate({ heldIn: fitted.heldInScores, members: fitted.memberScores, out: fitted.outScores }, config.gate);
   return {
     index: trained.index,
     lora: trained.lora,
     adapter: trained.adapter,
     detector: fitted.detector,
     gate,
-    metrics: { ...trained.metrics, calibration_auroc: auroc(fitted.inScores, fitted.outScores) },
+    metrics: { ...trained.metrics, calibration_auroc: auroc(fitted.heldInScores, fitted.outScores) },
   };
 }
