@@ -80,7 +80,7 @@ async function freshSession(dataDir: string): Promise<Session> {
 async function baseModel(o: DemoOptions, io: DemoIo): Promise<{ config: GPT2Config; weights: Map<string, HostTensor> }> {
   if (o.baseModel !== 'builtin:tiny') return loadCheckpoint(o.baseModel);
   if (!existsSync(join(baseDir(o.dataDir), 'manifest.json'))) {
-    io.out(`Pretraining the built-in tiny GPT-2 base (first run only; about 5 minutes on 2 cores) into ${baseDir(o.dataDir)}\n`);
+    io.out(`Pretraining the built-in tiny GPT-2 base (first run only; 1-3 minutes on 2 cores) into ${baseDir(o.dataDir)}\n`);
   }
   const base = await ensurePretrainedBase(o.dataDir, io.onPretrainStep ? { onStep: io.onPretrainStep } : {});
   if (base.trained) io.out(`Base ready: held-out perplexity ${base.manifest.heldOutPerplexity.toFixed(2)} after ${base.manifest.seconds.toFixed(0)} s\n`);

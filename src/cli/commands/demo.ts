@@ -2,7 +2,7 @@
  * `lethe demo` (`npm run demo`): a coordinator and N client processes on 127.0.0.1 train a LoRA adapter of the tiny
  * GPT-2 on SpamAssassin, split non-IID across the clients; a live table per round, then a summary and an HTML report.
  *
- *   lethe demo                          # 8 clients, 6 rounds, Dirichlet α = 0.5
+ *   lethe demo                          # 8 clients, 8 rounds, Dirichlet α = 0.5
  *   lethe demo --clients 4 --rounds 5 --privacy
  *
  * Ctrl-C stops the demo early (the report covers the rounds done); every child process is stopped either way.
@@ -67,8 +67,8 @@ export const demoCommand: Command = {
   path: ['demo'],
   summary: 'federated LoRA fine-tuning with a coordinator and N client processes on this machine',
   usage:
-    '[--clients 8] [--rounds 6] [--alpha 0.5] [--data-dir DIR] [--port 0] [--privacy] [--backend B] ' +
-    '[--base-model builtin:tiny|DIR] [--seq-len 64] [--local-steps 10] [--batch-size 16] [--lr 1e-2] [--round-deadline 180]',
+    '[--clients 8] [--rounds 8] [--alpha 0.5] [--data-dir DIR] [--port 0] [--privacy] [--backend B] ' +
+    '[--base-model builtin:tiny|DIR] [--seq-len 64] [--local-steps 15] [--batch-size 16] [--lr 5e-3] [--round-deadline 180]',
   async run(argv) {
     const options = demoOptions(argv);
     const script = process.argv[1];
