@@ -22,6 +22,7 @@ import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { GPT2, TINY_CONFIG, initWeights, weightShapes } from '../model/gpt2.js';
 import { byteTokenizer } from '../model/tokenizer.js';
+import { shippedModelDir } from '../paths.js';
 import type { HostTensor } from '../tensors/host.js';
 import { PretrainedBaseError, TrainError } from './errors.js';
 import type { PerplexityResult } from './evaluate.js';
@@ -294,6 +295,12 @@ export async function ensurePretrainedBase(dataDir: string, opts: EnsureBaseOpti
   const config: PretrainConfig = Object.freeze({ ...DEFAULT_PRETRAIN, warmupSteps, ...opts.config });
   const dir = baseDir(dataDir);
   if (!opts.force && (await readManifest(dir))) return { ...(await loadVerifiedBase(dir, config.model)), trained: false };
+  // The default base ships with the package (trained by `lethe pretrain` with the settings in its manifest), so a
+  // fresh machine needs no pretraining; a different config or corpus, or --force, trains one under the data dir.
+  const shipped = shippedModelDir(TINY_BASE_NAME);
+  if (!opts.force && !opts.config && !opts.corpus && (await readManifest(shipped))) {
+    return { ...(await loadVerifiedBase(shipped, config.model)), trained: false };
+  }
 
   const corpus = opts.corpus ?? pretrainCorpus();
   const result = await pretrain(corpus.documents, config, opts.onStep);

@@ -5,12 +5,11 @@
  * Decoding options, used for both RPC messages and bodies so they look the same everywhere (src/wire/messages.ts):
  * camelCase field names, 64-bit integers as numbers, enums as names, bytes as Buffer, defaults filled in.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { packageRoot } from '../paths.js';
 import { ProtocolError } from './errors.js';
 import type {
   Capabilities,
@@ -83,16 +82,6 @@ export interface LetheProto {
 }
 
 /** The directory holding package.json, found by walking up from `from` (works from src/ under vitest and from dist/). */
-export function packageRoot(from: string = import.meta.url): string {
-  let dir = dirname(fileURLToPath(from));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(from)}; cannot locate proto/`);
-    dir = parent;
-  }
-}
-
 export function defaultProtoDir(): string {
   return join(packageRoot(), 'proto');
 }
