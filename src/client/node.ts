@@ -53,8 +53,8 @@ interface CurrentTask {
   cancelled: boolean;
 }
 
-/** Adapters downloaded, by hex SHA-256: a round's task and its retries need one download. */
-const ADAPTER_CACHE_SIZE = 2;
+/** Payloads downloaded (adapters, an ESSA basis), by hex SHA-256: a round's task and its retries need one download. */
+const ADAPTER_CACHE_SIZE = 3;
 const MAX_FETCH_BYTES = 256 << 20;
 
 export class ClientNode {
@@ -304,11 +304,12 @@ export class ClientNode {
     this.events.emit({ type: 'task', taskId: task.taskId, runId: task.runId, round: task.round, mode: task.mode });
     this.config.log(`task ${task.taskId}: ${task.mode}, ${task.training?.steps ?? 0} steps`);
     try {
-      const global = await this.fetchAdapter(task);
+      const global = await this.fetchPayload(task, task.adapterSha256);
+      const essaBasis = task.essa && task.essa.basisSha256.length > 0 ? await this.fetchPayload(task, task.essa.basisSha256) : undefined;
       const model = await this.models.get(task.baseModel);
       const data = this.data.encoded(task.labels, tokenizerFor(model.config), Math.min(task.seqLen, model.config.nPositions));
       current.state = 'CLIENT_STATE_TRAINING';
-      const output = await computeUpdate(task, { model, global, data, noise: this.config.noise, onProgress: (p) => (current.progress = p) });
+      const output = await computeUpdate(task, { model, global, data, noise: this.config.noise, onProgress: (p) => (current.progress = p), ...(essaBasis ? { essaBasis } : {}) });
       this.events.emit({ type: 'trained', taskId: task.taskId, metrics: output.metrics });
       if (current.cancelled) return this.dropped(task, 'FAILURE_REASON_CANCELLED', 'cancelled while training');
       if (this.conn.serverNow() > task.deadlineMs) return this.dropped(task, 'FAILURE_REASON_DEADLINE', 'training ended after the round deadline');
@@ -321,11 +322,12 @@ export class ClientNode {
     }
   }
 
-  private async fetchAdapter(task: Task): Promise<TensorMap> {
-    const sha = hexDigest(task.adapterSha256);
+  /** A payload the task names (its adapter, an ESSA basis), cached by SHA-256. */
+  private async fetchPayload(task: Task, sha256: Buffer): Promise<TensorMap> {
+    const sha = hexDigest(sha256);
     const hit = this.adapters.get(sha);
     if (hit) return hit;
-    const { value } = await this.retrying(task, () => this.conn.fetchAdapter(task.runId, task.adapterSha256, { maxTotalBytes: MAX_FETCH_BYTES }, 60_000));
+    const { value } = await this.retrying(task, () => this.conn.fetchAdapter(task.runId, sha256, { maxTotalBytes: MAX_FETCH_BYTES }, 60_000));
     this.adapters.set(sha, value.tensors);
     if (this.adapters.size > ADAPTER_CACHE_SIZE) this.adapters.delete(this.adapters.keys().next().value!);
     return value.tensors;

@@ -12,14 +12,15 @@ import { runSpecToConfigJson } from '../wire/run-spec.js';
 import { unaryHandler } from '../wire/server.js';
 import type { AdminHandlers, InferenceHandlers } from '../wire/services.js';
 import type { CreateRunRequest, RaiseBudgetRequest } from '../wire/admin-messages.js';
+import { refreshBudget } from './budget.js';
 import { LETHE_VERSION, type CoordinatorCore } from './core.js';
 import { ConfigError, CoordinatorError, InvalidRequestError, RunStateError } from './errors.js';
 import { guardOpen, handlerOptions, requireWellFormed } from './handlers.js';
 import type { ModelService } from './inference.js';
 import { packTensors, resolveModelConfig, runLayout } from './layout.js';
-import { parseRunConfig, runConfigToJson, type RunConfig } from './run-config.js';
+import { parseRunConfig, runConfigToJson } from './run-config.js';
 import { privacyPlan } from './run-strategy.js';
-import { servedModes, type RunRegistry } from './runs.js';
+import type { RunRegistry } from './runs.js';
 import { clientView, page, roundView, runView, type PrivacyView } from './views.js';
 
 function bearer(metadata: Metadata): string | undefined {
@@ -27,19 +28,6 @@ function bearer(metadata: Metadata): string | undefined {
   if (typeof value !== 'string') return undefined;
   const m = /^Bearer\s+(\S+)$/i.exec(value.trim());
   return m?.[1];
-}
-
-/** Modes and uploads this coordinator cannot aggregate yet are refused when the run is created, not mid-run. */
-function checkServable(config: RunConfig): void {
-  const served = servedModes(config);
-  const wanted = [config.local.mode, ...(config.modes ? [config.modes.default, config.modes.lowMemory] : [])];
-  const missing = wanted.find((m) => !served.includes(m));
-  if (missing !== undefined) {
-    throw new ConfigError(
-      `local training mode "${missing}"${config.local.mezoUpload === 'seeds' ? ' with mezo_upload "seeds"' : ''} is not served by this coordinator yet; ` +
-        `use ${served.join(' or ')} with dense uploads`,
-    );
-  }
 }
 
 export interface AdminDeps {
@@ -67,7 +55,7 @@ export function adminHandlers(deps: AdminDeps): AdminHandlers {
   async function privacyOf(runId: string): Promise<PrivacyView | undefined> {
     const ctx = await runs.context(runId);
     if (!ctx.plan) return undefined;
-    const budget = core.ledger.budget(runId)!;
+    const budget = (await refreshBudget(core, ctx))!;
     const spent = await core.ledger.spent(runId);
     return { epsilonSpent: spent.epsilon, epsilonBudget: budget.epsilon, delta: budget.delta };
   }
@@ -80,7 +68,6 @@ export function adminHandlers(deps: AdminDeps): AdminHandlers {
 
   async function createRun(request: CreateRunRequest) {
     const config = parseRunConfig(runSpecToConfigJson(request.spec, request.extraJson));
-    checkServable(config);
     const plan = privacyPlan(config);
     const layout = runLayout(await resolveModelConfig(config.baseModel), config);
     const id = `run_${randomBytes(6).toString('hex')}`;
@@ -102,7 +89,7 @@ export function adminHandlers(deps: AdminDeps): AdminHandlers {
   async function raiseBudget(request: RaiseBudgetRequest) {
     const ctx = await runs.context(request.runId);
     if (!ctx.plan) throw new RunStateError(`run ${ctx.id} has no privacy budget to raise (its config has no privacy section)`);
-    const current = core.ledger.budget(ctx.id)!;
+    const current = (await refreshBudget(core, ctx))!; // another coordinator may have raised it
     if (!(request.epsilonBudget > current.epsilon) || !Number.isFinite(request.epsilonBudget)) {
       throw new RunStateError(`the budget of run ${ctx.id} is ε=${current.epsilon}; RaiseBudget only raises it (got ${request.epsilonBudget})`);
     }

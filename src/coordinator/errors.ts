@@ -92,6 +92,17 @@ export class UpdateConflictError extends CoordinatorError {
   }
 }
 
+/** Why an upload does not fit its task (the kind, the seed pool, the ESSA members); INVALID_ARGUMENT. */
+export type InvalidUpdateCode = 'wrong_update_kind' | 'wrong_pool_size' | 'unassigned_member';
+
+/** An upload whose kind or shape is not what its task asked for; the message says what to send instead. */
+export class InvalidUpdateError extends CoordinatorError {
+  override name = 'InvalidUpdateError';
+  constructor(message: string, code: InvalidUpdateCode) {
+    super(message, code);
+  }
+}
+
 /** An operation the run's state does not allow (lowering a budget, raising it on a non-DP run). */
 export class RunStateError extends CoordinatorError {
   override name = 'RunStateError';
@@ -110,6 +121,9 @@ export const COORDINATOR_STATUS_TABLE: StatusTable = Object.freeze({
   // src/privacy: the ledger refused a release; the message says how much ε is left.
   invalid_parameter: Status.INVALID_ARGUMENT,
   invalid_update: Status.INVALID_ARGUMENT,
+  wrong_update_kind: Status.INVALID_ARGUMENT,
+  wrong_pool_size: Status.INVALID_ARGUMENT,
+  unassigned_member: Status.INVALID_ARGUMENT,
   // src/aggregation update checks (the ones not in the default table).
   frozen_tensor: Status.INVALID_ARGUMENT,
   bad_example_count: Status.INVALID_ARGUMENT,

@@ -14,11 +14,14 @@ import type { CoordinatorCore } from './core.js';
 import { CoordinatorDrainingError, InvalidRequestError, NotFoundError, NotSampledError, WrongRoundError } from './errors.js';
 import { authenticate, guardOpen, handlerOptions, requireWellFormed } from './handlers.js';
 import { ingestUpdate } from './ingest.js';
-import { unpackTensors } from './layout.js';
+import { announce } from './peers.js';
+import { essaBasisLayout, seedPoolLayout } from './forward-only.js';
+import { unpackTensors, type Layout } from './layout.js';
+import { currentStrategyState } from './run-strategy.js';
 import type { RunRegistry } from './runs.js';
 import { findTask, parseTaskId, pendingRound } from './tasks.js';
 
-/** Encoded adapters kept for FetchAdapter: a round's clients all download the same one. */
+/** Encoded payloads kept for FetchAdapter: a round's clients all download the same ones. */
 const ADAPTER_CACHE_SIZE = 4;
 
 export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenticator: RequestAuthenticator): FleetHandlers {
@@ -33,13 +36,12 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
     return { client, body: req.body };
   }
 
-  async function encodedAdapter(runId: string, sha: string): Promise<EncodedTensors> {
+  async function encodedPayload(sha: string, layout: Layout): Promise<EncodedTensors> {
     const hit = cache.get(sha);
     if (hit) return hit;
-    const ctx = await runs.context(runId);
     const bytes = await core.store.blobs.get(sha);
-    if (!bytes) throw new NotFoundError(`adapter ${sha} is not stored`);
-    const encoded = encodeTensors(unpackTensors(bytes, ctx.layout.adapter));
+    if (!bytes) throw new NotFoundError(`payload ${sha} is not stored`);
+    const encoded = encodeTensors(unpackTensors(bytes, layout));
     cache.set(sha, encoded);
     if (cache.size > ADAPTER_CACHE_SIZE) cache.delete(cache.keys().next().value!);
     return encoded;
@@ -84,10 +86,17 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       if (!run) throw new NotFoundError(`run ${runId} does not exist`);
       const round = run.currentRound > 0 ? await core.store.rounds.get(runId, run.currentRound) : undefined;
       if (!round || !round.sampledClientIds.includes(client.id)) throw new NotSampledError(client.id, runId, run.currentRound);
-      if (sha !== round.adapterShaBefore && sha !== run.globalAdapterSha) {
-        throw new NotFoundError(`adapter ${sha} is not the current adapter of run ${runId}; fetch the one your task names`);
+      const ctx = await runs.context(runId);
+      let layout: Layout | undefined;
+      if (sha === round.adapterShaBefore || sha === run.globalAdapterSha) layout = ctx.layout.adapter;
+      else {
+        // The round's forward-only payloads: the ESSA basis and FedKSeed's pool its tasks name.
+        const state = currentStrategyState(await core.store.runs.getStrategyState(runId), (r) => r < round.round);
+        if (sha === state.essa?.basis) layout = essaBasisLayout(ctx);
+        else if (sha === state.seedPool) layout = seedPoolLayout(ctx);
       }
-      const encoded = await encodedAdapter(runId, sha);
+      if (!layout) throw new NotFoundError(`payload ${sha} is not one run ${runId}'s current round names; fetch the one your task names`);
+      const encoded = await encodedPayload(sha, layout);
       runs.scratch(runId, round.round).bytesDown += encoded.manifest.totalBytes;
       await writeAll(call, fetchAdapterMessages(encoded));
     }, options),
@@ -107,7 +116,9 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       }
       const round = await pendingRound(core, runs, report.runId, client.id);
       if (round?.round !== report.round) throw new WrongRoundError(`round ${report.round} of run ${report.runId} is not waiting for this client`);
-      runs.scratch(report.runId, report.round).failures.set(client.id, `${report.reason}: ${report.message}`.slice(0, 512));
+      const reason = `${report.reason}: ${report.message}`.slice(0, 512);
+      runs.scratch(report.runId, report.round).failures.set(client.id, reason);
+      announce(core, { type: 'task.failed', runId: report.runId, round: report.round, clientId: client.id, reason }); // for the run's leader
       core.config.log(`client ${client.id} cannot finish ${report.taskId}: ${report.reason} ${report.message}`.slice(0, 512));
       runs.kick(report.runId);
       return {};

@@ -6,8 +6,10 @@
  *      hash matches (a retried upload, even after the round closed) and ALREADY_EXISTS when it does not;
  *   3. the round: it must be the run's current round, open, before its deadline, the client sampled in it and the
  *      task id its assignment;
- *   4. the payload: the manifest must name exactly the task's upload tensors with their shapes, every chunk must
- *      match its running digest, the whole must hash to the manifest and hold only finite values;
+ *   4. the payload: its kind must be the one the client's training mode answers with (forward-only.ts), the manifest
+ *      must name exactly that kind's tensors with their shapes (dense: the task's upload tensors; seed scalars:
+ *      seed_scalars [K]; ESSA: fitness [pairs, 2]) and is bounded by that layout's size, every chunk must match its
+ *      running digest, the whole must hash to the manifest and hold only finite values;
  *   5. the payload is stored as a blob, then the update record (which bumps the round's counters) — and only then is
  *      the upload acknowledged, so an acknowledged update survives kill -9.
  */
@@ -16,12 +18,16 @@ import type { RequestAuthenticator } from '../auth/authenticator.js';
 import { InvalidTransitionError } from '../store/errors.js';
 import { hexDigest, TensorAssembler, type WireChunk } from '../wire/codec.js';
 import { ProtocolError } from '../wire/errors.js';
-import type { MessageInput, PushUpdateRequest, PushUpdateResponse, UpdateHeader } from '../wire/messages.js';
+import type { MessageInput, PushUpdateRequest, PushUpdateResponse, TensorEntry, UpdateHeader, UpdateKind } from '../wire/messages.js';
+import type { ClientRecord } from '../store/store.js';
 import { methodPath } from '../wire/proto.js';
 import type { CoordinatorCore } from './core.js';
-import { InvalidRequestError, NotSampledError, RoundClosedError, UpdateConflictError, WrongRoundError } from './errors.js';
+import { InvalidRequestError, InvalidUpdateError, NotSampledError, RoundClosedError, UpdateConflictError, WrongRoundError } from './errors.js';
+import { FITNESS, KIND_OF_MODE, kindCode, SEED_SCALARS, UPDATE_KIND_METRIC, uploadLayoutOf } from './forward-only.js';
+import { layoutBytes } from './layout.js';
 import { authenticate, requireWellFormed } from './handlers.js';
-import type { RunRegistry } from './runs.js';
+import { announce } from './peers.js';
+import { modeFor, type RunContext, type RunRegistry } from './runs.js';
 import { taskId } from './tasks.js';
 
 const METHOD = methodPath('fleet', 'PushUpdate');
@@ -32,6 +38,37 @@ function updateMetrics(header: UpdateHeader, reportsClipIndicator: boolean): Rec
   for (const [k, v] of Object.entries(header.metrics)) if (Number.isFinite(v) && k.length <= 64) out[k] = v;
   if (reportsClipIndicator) out[CLIP_INDICATOR_METRIC] = header.withinClipNorm ? 1 : 0;
   return out;
+}
+
+/** The upload kind this client's task asks for; InvalidUpdateError when the header names another. */
+function expectedKind(ctx: RunContext, client: ClientRecord, sent: UpdateKind): UpdateKind {
+  const candidate = modeFor(ctx, client);
+  const wanted = candidate && KIND_OF_MODE[candidate.training];
+  if (!wanted) throw new InvalidRequestError(`client ${client.id} no longer declares a mode run ${ctx.id} serves; pull a new task`);
+  if (sent !== wanted) throw new InvalidUpdateError(`update kind ${sent} is not what this task (${candidate.training}) asks for; send ${wanted}`, 'wrong_update_kind');
+  return wanted;
+}
+
+/**
+ * Clear refusals for forward-only uploads before any chunk is read (the assembler would also refuse them, less
+ * helpfully): the scalar vector must have one entry per pool seed (positions are the seed indices, so a longer vector
+ * names seeds the pool does not have), and the fitness tensor one row per member the task assigned.
+ */
+function checkForwardOnlyManifest(ctx: RunContext, kind: UpdateKind, entries: readonly TensorEntry[]): void {
+  const only = entries.length === 1 ? entries[0]! : undefined;
+  if (kind === 'UPDATE_KIND_SEED_SCALARS') {
+    const k = ctx.config.local.seedPoolK;
+    if (!only || only.name !== SEED_SCALARS || only.shape.length !== 1 || only.shape[0] !== k) {
+      const got = only ? `${only.name} [${only.shape.join(', ')}]` : `${entries.length} tensors`;
+      throw new InvalidUpdateError(`a seed upload is one tensor ${SEED_SCALARS} [${k}] (one scalar per pool seed index 0..${k - 1}), got ${got}`, 'wrong_pool_size');
+    }
+  } else if (kind === 'UPDATE_KIND_ESSA_FITNESS') {
+    const p = ctx.config.local.essaPairs;
+    if (!only || only.name !== FITNESS || only.shape.length !== 2 || only.shape[1] !== 2 || only.shape[0] !== p) {
+      const got = only ? `${only.name} [${only.shape.join(', ')}]` : `${entries.length} tensors`;
+      throw new InvalidUpdateError(`an ESSA upload is one tensor ${FITNESS} [${p}, 2], a row per member the task assigned (member_seeds), got ${got}`, 'unassigned_member');
+    }
+  }
 }
 
 function duplicate(sha256: Buffer, bytes: number): MessageInput<PushUpdateResponse> {
@@ -79,10 +116,13 @@ export async function ingestUpdate(
   const late = (): RoundClosedError =>
     new RoundClosedError(`round ${header.round} of run ${header.runId} closed at its deadline ${new Date(round.deadlineAt).toISOString()}; the update came too late`, 'late');
   if (core.config.clock() > round.deadlineAt) throw late();
-  if (header.kind !== 'UPDATE_KIND_DENSE') throw new InvalidRequestError(`update kind ${header.kind} is not what this task asks for; send UPDATE_KIND_DENSE`);
+  const kind = expectedKind(ctx, client, header.kind);
   if (!(header.numExamples >= 1)) throw new InvalidRequestError('num_examples must be ≥ 1: it is the update\'s aggregation weight');
+  const expected = uploadLayoutOf(ctx, kind);
+  checkForwardOnlyManifest(ctx, kind, manifest.entries);
 
-  const assembler = new TensorAssembler(manifest, { maxTotalBytes: core.config.maxUpdateBytes, expected: ctx.layout.upload });
+  // The limit is the expected payload itself, so a client cannot make the coordinator buffer more than its task implies.
+  const assembler = new TensorAssembler(manifest, { maxTotalBytes: Math.min(core.config.maxUpdateBytes, layoutBytes(expected)), expected });
   const payload = Buffer.allocUnsafe(manifest.totalBytes);
   let offset = 0;
   const feed = (chunk: WireChunk): void => {
@@ -101,7 +141,7 @@ export async function ingestUpdate(
   if (core.config.clock() > round.deadlineAt) throw late();
 
   await store.blobs.put(payload);
-  const metrics = updateMetrics(header, ctx.plan?.mode === 'central' && ctx.config.privacy?.adaptive === true);
+  const metrics = { ...updateMetrics(header, ctx.plan?.mode === 'central' && ctx.config.privacy?.adaptive === true), [UPDATE_KIND_METRIC]: kindCode(kind) };
   let put;
   try {
     put = await store.updates.put({ runId: header.runId, round: header.round, clientId: client.id, sha256: sha, numExamples: header.numExamples, metrics });
@@ -116,6 +156,7 @@ export async function ingestUpdate(
   }
   runs.scratch(header.runId, header.round).failures.delete(client.id);
   core.events.emit({ type: 'update_accepted', runId: header.runId, round: header.round, clientId: client.id, bytes: manifest.totalBytes });
+  announce(core, { type: 'update.accepted', runId: header.runId, round: header.round, clientId: client.id, numExamples: header.numExamples });
   runs.kick(header.runId);
   return { result: 'RESULT_ACCEPTED', sha256: manifest.sha256, storedBytes: manifest.totalBytes };
 }

@@ -4,13 +4,14 @@
  * run's global adapter in the same store transaction). A round with fewer than min_clients updates fails and keeps
  * the adapter. Everything is read from the store, so a round left aggregating by a crash closes the same way later.
  */
-import { UpdateRejectedError, type AggregateOutcome, type ClientFailure, type ClientUpdate } from '../aggregation/index.js';
+import { UpdateRejectedError, type AggregateOutcome, type ClientFailure } from '../aggregation/index.js';
 import type { JsonObject, RoundRecord } from '../store/store.js';
 import type { HostTensor } from '../tensors/host.js';
 import type { CoordinatorCore } from './core.js';
 import { NotFoundError } from './errors.js';
-import { layoutBytes, packTensors, unpackTensors } from './layout.js';
-import { buildStrategy, currentStrategyState, strategyDocument } from './run-strategy.js';
+import { denseRound, ESSA_POPULATION, kindOfMetrics, loadEssaState, nextSeedPool, storeEssaState, UPDATE_KIND_METRIC, uploadLayoutOf, type StoredUpdate } from './forward-only.js';
+import { packTensors, unpackTensors } from './layout.js';
+import { buildStrategy, currentStrategyState, strategyDocument, type StrategyState } from './run-strategy.js';
 import type { RoundScratch, RunContext } from './runs.js';
 
 export type CloseResult =
@@ -42,11 +43,20 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
 
   const updates = await store.updates.list(ctx.id, n);
   const uploaded = new Set(updates.map((u) => u.clientId));
+  const stored: StoredUpdate[] = [];
+  let bytesUp = 0;
+  for (const u of updates) {
+    const kind = kindOfMetrics(u.metrics);
+    const bytes = await blob(core, u.sha256, `update of client ${u.clientId}`);
+    bytesUp += bytes.byteLength;
+    const { [UPDATE_KIND_METRIC]: _, ...metrics } = finiteNumbers(u.metrics);
+    stored.push({ clientId: u.clientId, numExamples: u.numExamples, kind, tensors: unpackTensors(bytes, uploadLayoutOf(ctx, kind)), metrics });
+  }
   const counts = {
     sampled: round.sampledClientIds.length,
     accepted: updates.length,
     failed: round.sampledClientIds.filter((id) => !uploaded.has(id)).length,
-    bytes_up: updates.length * layoutBytes(layout.upload),
+    bytes_up: bytesUp,
     bytes_down: scratch.bytesDown,
   };
   const fail = async (reason: string): Promise<CloseResult> => {
@@ -58,18 +68,19 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
   }
 
   const global = unpackTensors(await blob(core, round.adapterShaBefore!, 'global adapter'), layout.adapter);
-  let results: ClientUpdate[] = [];
-  for (const u of updates) {
-    const delta = unpackTensors(await blob(core, u.sha256, `update of client ${u.clientId}`), layout.upload);
-    results.push({ clientId: u.clientId, numExamples: u.numExamples, delta, metrics: finiteNumbers(u.metrics) });
-  }
+  // The state after the previous aggregation, unless this round's own state was saved before a crash.
+  const doc = await store.runs.getStrategyState(ctx.id);
+  const state = currentStrategyState(doc, (r) => r < n);
+  const essaBefore = state.essa ? await loadEssaState(core, state.essa) : undefined;
+  const dense = denseRound(ctx, n, global, stored, essaBefore, ctx.plan ? 'equal' : 'examples');
+  let results = dense.results;
   const failures: ClientFailure[] = round.sampledClientIds
     .filter((id) => !uploaded.has(id))
     .map((id) => ({ clientId: id, reason: scratch.failures.get(id) ?? 'no update before the deadline' }));
 
-  // The state after the previous aggregation, unless this round's own state was saved before a crash.
-  const doc = await store.runs.getStrategyState(ctx.id);
-  const state = currentStrategyState(doc, (r) => r < n);
+  // The ESSA generation is one result standing for all of the round's ESSA uploads.
+  const essaUploads = stored.filter((u) => u.kind === 'UPDATE_KIND_ESSA_FITNESS').length;
+  const uploadsBehind = (rs: readonly { clientId: string }[]): number => rs.reduce((s, r) => s + (r.clientId === ESSA_POPULATION ? essaUploads : 1), 0);
   const built = buildStrategy(config, ctx.plan, state, round.expectedClients);
   let outcome: AggregateOutcome | undefined;
   for (;;) {
@@ -81,22 +92,27 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
       if (!(err instanceof UpdateRejectedError)) throw err;
       results = results.filter((r) => r.clientId !== err.clientId);
       failures.push({ clientId: err.clientId, reason: err.message });
-      if (results.length < config.minClients) return fail(`too few usable updates: ${err.message}`);
+      if (uploadsBehind(results) < config.minClients) return fail(`too few usable updates: ${err.message}`);
     }
   }
   if (!outcome) return fail('the aggregation strategy kept the old adapter (too few usable updates)');
 
   const { sha256 } = await store.blobs.put(packTensors(outcome.global, layout.adapter));
-  await store.runs.putStrategyState(ctx.id, strategyDocument(n, state, built.exportState()));
+  const after: StrategyState = {
+    ...built.exportState(),
+    ...(dense.essa ? { essa: await storeEssaState(core, ctx, dense.essa) } : state.essa ? { essa: state.essa } : {}),
+    seedPool: await nextSeedPool(core, ctx, state, dense.poolIncrement),
+  };
+  await store.runs.putStrategyState(ctx.id, strategyDocument(n, state, after));
   const losses = results.map((r) => LOSS_KEYS.map((k) => r.metrics[k]).find((v) => v !== undefined)).filter((v): v is number => v !== undefined);
   const metrics: Record<string, number> = {
     ...finiteNumbers(outcome.metrics),
     ...counts,
-    accepted: results.length,
+    accepted: uploadsBehind(results),
     examples: results.reduce((s, r) => s + r.numExamples, 0),
     ...(losses.length > 0 ? { mean_local_loss: losses.reduce((a, b) => a + b, 0) / losses.length } : {}),
   };
   if (ctx.plan) metrics.epsilon_spent = (await core.ledger.spent(ctx.id)).epsilon;
   if (!(await store.rounds.close(ctx.id, n, { adapterShaAfter: sha256, metrics }))) return { kind: 'lost' };
-  return { kind: 'closed', accepted: results.length, metrics, global: outcome.global };
+  return { kind: 'closed', accepted: uploadsBehind(results), metrics, global: outcome.global };
 }

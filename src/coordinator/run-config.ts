@@ -11,6 +11,8 @@ export type ServerOptimizerKind = 'fedavg' | 'fedadam' | 'fedyogi';
 export type PrivacyMode = 'central' | 'local' | 'sample';
 /** How forward-only clients upload: the dense adapter delta, or FedKSeed's K accumulated scalars. */
 export type MezoUpload = 'dense' | 'seeds';
+/** task.proto EssaParams.fitness. */
+export type EssaFitness = 'neg_loss' | 'accuracy';
 
 export type Sampling =
   /** Each live client joins a round independently with probability q (Poisson; what DP amplification assumes). */
@@ -33,6 +35,12 @@ export interface LocalTraining {
   /** ESSA antithetic pairs per generation and perturbation scale σ (ALGORITHMS.md §5). */
   readonly essaPairs: number;
   readonly essaSigma: number;
+  /** ESSA Adam step size on the singular values (reference 0.01). */
+  readonly essaLr: number;
+  /** What ESSA ranks members by: −mean cross-entropy ('neg_loss', smooth on small batches) or accuracy. */
+  readonly essaFitness: EssaFitness;
+  /** Local examples each ESSA member is evaluated on (one shuffled batch per task). */
+  readonly essaEvalExamples: number;
 }
 
 export interface ModePolicy {
@@ -186,6 +194,9 @@ function readLocal(r: Reader | undefined): LocalTraining {
     seedPoolK: l.number('seed_pool_k', 4096, { min: 1, max: 1 << 20, integer: true }),
     essaPairs: l.number('essa_pairs', 8, { min: 1, integer: true }),
     essaSigma: l.number('essa_sigma', 0.02, { minExclusive: 0 }),
+    essaLr: l.number('essa_lr', 0.01, { minExclusive: 0 }),
+    essaFitness: l.oneOf('essa_fitness', ['neg_loss', 'accuracy'] as const, 'neg_loss'),
+    essaEvalExamples: l.number('essa_eval_examples', 64, { min: 1, integer: true }),
   };
   l.done();
   return Object.freeze(local);
@@ -275,6 +286,10 @@ export function parseRunConfig(input: unknown): RunConfig {
   if (config.privacy && config.aggregation === 'exact') {
     throw new ConfigError('privacy needs aggregation "ffa" or "fedavg": noise on re-factored products is not a Gaussian mechanism on the update');
   }
+  const named = [config.local.mode, ...(config.modes ? [config.modes.default, config.modes.lowMemory] : [])];
+  if (config.privacy && named.includes('essa')) {
+    throw new ConfigError('privacy cannot be combined with ESSA: its fitness uploads are not a Gaussian release the accountant covers; use backprop or mezo');
+  }
   if (config.privacy?.mode === 'central' && config.sampling.kind !== 'poisson') {
     throw new ConfigError('central DP needs sample_rate (Poisson client sampling): the accountant assumes it');
   }
@@ -306,6 +321,9 @@ export function runConfigToJson(c: RunConfig): Record<string, unknown> {
       seed_pool_k: c.local.seedPoolK,
       essa_pairs: c.local.essaPairs,
       essa_sigma: c.local.essaSigma,
+      essa_lr: c.local.essaLr,
+      essa_fitness: c.local.essaFitness,
+      essa_eval_examples: c.local.essaEvalExamples,
     },
     ...(c.modes ? { modes: { default: c.modes.default, low_memory: c.modes.lowMemory, low_memory_below_mb: c.modes.lowMemoryBelowMb } } : {}),
     ...(c.privacy

@@ -92,11 +92,23 @@ export function privacyInstructions(config: RunConfig, plan: PrivacyPlan | undef
   }
 }
 
+/** Where the run's ESSA state lives (forward-only.ts): blob SHA-256s (hex). */
+export interface EssaRefs {
+  /** safetensors of essa.ts essaStateTensors: U, P, s, searched indices, Adam moments and step. */
+  readonly state: string;
+  /** The basis payload clients fetch (task.proto EssaParams.basis_sha256). */
+  readonly basis: string;
+}
+
 /** Strategy state carried from one aggregation to the next. */
 export interface StrategyState {
   readonly optimizer?: ServerOptimizerState;
   /** The adaptive clip norm for the next round (central DP with adaptive clipping). */
   readonly clipNorm?: number;
+  /** The ESSA state, once a round sampled an ESSA client. */
+  readonly essa?: EssaRefs;
+  /** FedKSeed's pool payload (hex SHA-256), or 'invalid' once the pool no longer reproduces the adapter. */
+  readonly seedPool?: string;
 }
 
 /** What runs.putStrategyState holds: the state around the last aggregation. */
@@ -131,7 +143,9 @@ export function buildStrategy(config: RunConfig, plan: PrivacyPlan | undefined, 
     kind: config.aggregation,
     alpha: config.lora.alpha,
     r: config.lora.r,
-    minClients: config.minClients,
+    // The round close enforces min_clients on the uploads; the inner strategy takes any non-empty set, because one
+    // ESSA generation is a single result standing for several uploads (forward-only.ts).
+    minClients: 1,
     // Under DP no client's weight may depend on its data.
     weighting: plan ? 'equal' : 'examples',
   });

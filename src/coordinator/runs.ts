@@ -7,8 +7,9 @@ import type { ClientRecord, JsonObject } from '../store/store.js';
 import type { Capabilities, TrainingMode } from '../wire/messages.js';
 import type { CoordinatorCore } from './core.js';
 import { NotFoundError } from './errors.js';
+import { announce } from './peers.js';
 import { resolveModelConfig, runLayout, type RunLayout } from './layout.js';
-import { parseRunConfig, type LocalMode, type RunConfig } from './run-config.js';
+import { parseRunConfig, type LocalMode, type MezoUpload, type RunConfig } from './run-config.js';
 import { privacyPlan, type PrivacyPlan } from './run-strategy.js';
 import { assignMode, type Candidate } from './sampling.js';
 import { RunDriver, type RoundEvaluator } from './round-driver.js';
@@ -31,6 +32,8 @@ export interface RoundScratch {
 /** A client that may be sampled, with what the task needs to know about it. */
 export interface RunCandidate extends Candidate {
   readonly mode: LocalMode;
+  /** The task's training mode: for MeZO, the upload form (dense delta or FedKSeed's seed scalars) too. */
+  readonly training: TrainingMode;
   /** Capabilities.num_examples (0 = unknown). */
   readonly numExamples: number;
 }
@@ -42,9 +45,30 @@ const MODE_OF: Readonly<Partial<Record<TrainingMode, LocalMode>>> = Object.freez
   TRAINING_MODE_ESSA: 'essa',
 });
 
-/** Modes this coordinator can aggregate: dense uploads (seed scalars and ESSA fitness are a later extension). */
+const MEZO_FORM: Readonly<Record<MezoUpload, TrainingMode>> = Object.freeze({
+  dense: 'TRAINING_MODE_MEZO_DENSE',
+  seeds: 'TRAINING_MODE_MEZO_SEEDS',
+});
+
+/**
+ * Modes this coordinator aggregates for a run. Every update becomes a dense delta before the strategy runs (see
+ * forward-only.ts), so all modes mix in one round; ESSA is left out under DP (its fitness uploads are not a release
+ * the accountant covers; parseRunConfig refuses a DP config that names it).
+ */
 export function servedModes(config: RunConfig): LocalMode[] {
-  return config.local.mezoUpload === 'dense' ? ['backprop', 'mezo'] : ['backprop'];
+  return config.privacy ? ['backprop', 'mezo'] : ['backprop', 'mezo', 'essa'];
+}
+
+/**
+ * The training mode for a client assigned `mode`. MeZO: the run's preferred upload form (local.mezo_upload) when the
+ * client declared it (or declared no MeZO form at all), else the form it declared, so one run can mix both forms.
+ */
+export function trainingModeFor(mode: LocalMode, preferred: MezoUpload, declared: readonly TrainingMode[]): TrainingMode {
+  if (mode === 'backprop') return 'TRAINING_MODE_BACKPROP';
+  if (mode === 'essa') return 'TRAINING_MODE_ESSA';
+  const wanted = MEZO_FORM[preferred];
+  const other = MEZO_FORM[preferred === 'dense' ? 'seeds' : 'dense'];
+  return !declared.includes(wanted) && declared.includes(other) ? other : wanted;
 }
 
 /** The stored capabilities of a client (they are stored as the decoded Capabilities message). */
@@ -75,7 +99,10 @@ export function modeFor(ctx: RunContext, client: ClientRecord): RunCandidate | u
   if (mode === undefined || !servedModes(ctx.config).includes(mode)) return undefined;
   // Sample-level DP sets each client's Poisson rate from its data size, so an unknown size cannot be accounted.
   if (ctx.plan?.mode === 'sample' && !(caps.numExamples > 0)) return undefined;
-  return { ...candidate, mode, numExamples: caps.numExamples };
+  const training = trainingModeFor(mode, ctx.config.local.mezoUpload, caps.modes);
+  // Local DP noises the dense update on the client; seed scalars have no such mechanism.
+  if (training === 'TRAINING_MODE_MEZO_SEEDS' && ctx.plan?.mode === 'local') return undefined;
+  return { ...candidate, mode, training, numExamples: caps.numExamples };
 }
 
 export class RunRegistry {
@@ -144,6 +171,7 @@ export class RunRegistry {
       const round = run.currentRound > 0 ? await this.core.store.rounds.get(run.id, run.currentRound) : undefined;
       if (round?.state !== 'open' || !round.sampledClientIds.includes(clientId)) continue;
       this.scratch(run.id, round.round).failures.set(clientId, reason);
+      announce(this.core, { type: 'task.failed', runId: run.id, round: round.round, clientId, reason });
       this.kick(run.id);
     }
   }

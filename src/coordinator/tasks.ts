@@ -5,11 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { ClientRecord, RoundRecord } from '../store/store.js';
-import type { AggregationMode, Task, TrainingMode } from '../wire/messages.js';
+import type { AggregationMode, EssaParams, MezoParams, Task } from '../wire/messages.js';
 import type { CoordinatorCore } from './core.js';
-import { InvalidRequestError } from './errors.js';
-import type { LocalMode } from './run-config.js';
-import { currentStrategyState, privacyInstructions } from './run-strategy.js';
+import { InvalidRequestError, NotFoundError } from './errors.js';
+import { essaConfigOf, essaMemberSeeds, KIND_OF_MODE, poolSeedOf, uploadLayoutOf } from './forward-only.js';
+import { currentStrategyState, privacyInstructions, type StrategyState } from './run-strategy.js';
 import { modeFor, type RunContext, type RunRegistry } from './runs.js';
 
 export function taskId(runId: string, round: number, clientId: string): string {
@@ -23,12 +23,6 @@ export function parseTaskId(id: string): { runId: string; round: number; clientI
   return { runId: m[1]!, round: Number(m[2]), clientId: m[3]! };
 }
 
-const TRAINING_MODE: Readonly<Record<LocalMode, TrainingMode>> = Object.freeze({
-  backprop: 'TRAINING_MODE_BACKPROP',
-  mezo: 'TRAINING_MODE_MEZO_DENSE',
-  essa: 'TRAINING_MODE_ESSA',
-});
-
 const AGGREGATION_MODE: Readonly<Record<string, AggregationMode>> = Object.freeze({
   ffa: 'AGGREGATION_MODE_FFA',
   exact: 'AGGREGATION_MODE_EXACT',
@@ -38,6 +32,30 @@ const AGGREGATION_MODE: Readonly<Record<string, AggregationMode>> = Object.freez
 /** A 32-bit seed for the client's non-private local randomness, fixed per task. */
 function taskSeed(id: string): number {
   return createHash('sha256').update(id).digest().readUInt32LE(0);
+}
+
+function mezoParams(ctx: RunContext, seeds: boolean, state: StrategyState): MezoParams {
+  const pool = seeds && state.seedPool !== undefined && state.seedPool !== 'invalid' ? Buffer.from(state.seedPool, 'hex') : Buffer.alloc(0);
+  return {
+    eps: ctx.config.local.mezoEps,
+    seedPoolSize: seeds ? ctx.config.local.seedPoolK : 0,
+    poolSeed: seeds ? poolSeedOf(ctx) : '',
+    poolScalarsSha256: pool,
+  };
+}
+
+/** The ESSA task: this client's member seeds and the basis (prepared when the round opened; see round-driver.ts). */
+function essaParams(ctx: RunContext, round: number, clientId: string, state: StrategyState): EssaParams {
+  if (!state.essa) throw new NotFoundError(`run ${ctx.id} round ${round} has no ESSA state; it is prepared when a round samples an ESSA client`);
+  const { local } = ctx.config;
+  return {
+    sigma: local.essaSigma,
+    memberSeeds: essaMemberSeeds(ctx, round, clientId),
+    topFraction: essaConfigOf(ctx.config).topFraction,
+    fitness: local.essaFitness,
+    evalExamples: local.essaEvalExamples,
+    basisSha256: Buffer.from(state.essa.basis, 'hex'),
+  };
 }
 
 /** The open round of the run in which `clientId` still owes an update, if any. */
@@ -57,12 +75,13 @@ export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: R
   const { config, layout, plan } = ctx;
   const state = currentStrategyState(await core.store.runs.getStrategyState(ctx.id), (r) => r < round.round);
   const id = taskId(ctx.id, round.round, client.id);
+  const seeds = candidate.training === 'TRAINING_MODE_MEZO_SEEDS';
   return {
     taskId: id,
     runId: ctx.id,
     round: round.round,
     deadlineMs: round.deadlineAt,
-    mode: TRAINING_MODE[candidate.mode],
+    mode: candidate.training,
     adapterSha256: Buffer.from(round.adapterShaBefore ?? '', 'hex'),
     baseModel: config.baseModel,
     dataset: config.task,
@@ -76,11 +95,11 @@ export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: R
       aggregation: AGGREGATION_MODE[config.aggregation]!,
     },
     training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: config.local.lr, weightDecay: 0, seed: taskSeed(id) },
-    mezo: candidate.mode === 'mezo' ? { eps: config.local.mezoEps, seedPoolSize: 0, poolSeed: '', poolScalarsSha256: Buffer.alloc(0) } : null,
-    essa: null,
+    mezo: candidate.mode === 'mezo' ? mezoParams(ctx, seeds, state) : null,
+    essa: candidate.mode === 'essa' ? essaParams(ctx, round.round, client.id, state) : null,
     privacy: privacyInstructions(config, plan, state.clipNorm ?? plan?.clip ?? 0, candidate.numExamples),
     unlearning: null,
-    uploadTensors: [...layout.upload.keys()],
+    uploadTensors: [...uploadLayoutOf(ctx, KIND_OF_MODE[candidate.training]!).keys()],
   };
 }
 

@@ -109,6 +109,7 @@ export interface EssaParams {
   topFraction: number;
   fitness: string;
   evalExamples: number;
+  basisSha256: Buffer;
 }
 
 export interface SampleDpParams {

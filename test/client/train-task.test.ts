@@ -9,6 +9,10 @@ import { GPT2 } from '../../src/model/gpt2.js';
 import { initAdapter } from '../../src/model/lora.js';
 import { tokenizerFor } from '../../src/model/tokenizer.js';
 import { globalNorm } from '../../src/tensors/host.js';
+import { essaInit } from '../../src/train/essa.js';
+import { essaBasisTensors } from '../../src/train/essa-basis.js';
+import { trainMezo } from '../../src/train/mezo.js';
+import { accumulate, candidateSeeds } from '../../src/train/seed-pool.js';
 import type { Task } from '../../src/wire/messages.js';
 import { TEST_MODEL } from './helpers.js';
 
@@ -95,18 +99,40 @@ describe('client task computation', () => {
 
   it('train task – ESSA reports one fitness row (F+, F−) per member seed', async () => {
     // Arrange: ESSA searches the singular values of B·A, so start from a non-zero B
-    const t = task({ mode: 'TRAINING_MODE_ESSA', essa: { sigma: 0.02, memberSeeds: [11, 12, 13], topFraction: 1, fitness: 'neg_loss', evalExamples: 4 } });
+    const essa = { sigma: 0.02, memberSeeds: [11, 12, 13], topFraction: 1, fitness: 'neg_loss', evalExamples: 4, basisSha256: Buffer.alloc(32) };
+    const t = task({ mode: 'TRAINING_MODE_ESSA', essa });
     const global = initAdapter(TEST_MODEL, loraOfTask(t));
     for (const [name, g] of global) if (name.endsWith('lora_B.weight')) g.data.fill(0.01);
+    const essaBasis = essaBasisTensors(essaInit(global));
 
     // Act
-    const out = await computeUpdate(t, { model, global, data, noise });
+    const out = await computeUpdate(t, { model, global, data, noise, essaBasis });
 
     // Assert
     const fitness = out.tensors.get('fitness')!;
     expect(out.kind).toBe('UPDATE_KIND_ESSA_FITNESS');
     expect(fitness.shape).toEqual([3, 2]);
     expect([...fitness.data].every((v) => Number.isFinite(v) && v < 0)).toBe(true); // fitness = −loss
+  });
+
+  it('train task – MeZO seeds uploads the K accumulated scalars of its trace as one tensor', async () => {
+    // Arrange
+    const t = task({ mode: 'TRAINING_MODE_MEZO_SEEDS', mezo: { eps: 1e-2, seedPoolSize: 64, poolSeed: 'run/pool', poolScalarsSha256: Buffer.alloc(0) } });
+    const global = initAdapter(TEST_MODEL, loraOfTask(t));
+    const training = t.training!;
+    const common = { steps: training.steps, batchSize: training.batchSize, lr: training.learningRate, trainable: 'ffa' as const, seed: training.seed };
+
+    // Act
+    const out = await computeUpdate(t, { model, global, data, noise });
+    const local = await trainMezo(model, loraOfTask(t), global, data, { ...common, eps: 1e-2, seedPool: { runSeed: 'run/pool', k: 64 } });
+
+    // Assert: the scalars are exactly accumulate(trace) of the same run, and only the steps' seeds are non-zero
+    const scalars = out.tensors.get('seed_scalars')!;
+    expect(out.kind).toBe('UPDATE_KIND_SEED_SCALARS');
+    expect(scalars.shape).toEqual([64]);
+    expect(scalars.data).toEqual(accumulate(local.trace, candidateSeeds('run/pool', 64)));
+    expect([...scalars.data].filter((v) => v !== 0).length).toBeLessThanOrEqual(training.steps);
+    expect(out.metrics.loss).toBeGreaterThan(0);
   });
 
   it('train task – a mode this client does not run is refused with TaskError', async () => {

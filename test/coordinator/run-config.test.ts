@@ -17,8 +17,8 @@ describe('run config', () => {
     const c = parseRunConfig({
       rounds: 3,
       clients_per_round: 5,
-      local: { mode: 'mezo', mezo_upload: 'seeds' },
-      modes: { default: 'backprop', low_memory: 'essa', low_memory_below_mb: 512 },
+      local: { mode: 'mezo', mezo_upload: 'seeds', essa_lr: 0.02, essa_fitness: 'accuracy', essa_eval_examples: 32 },
+      modes: { default: 'backprop', low_memory: 'mezo', low_memory_below_mb: 512 },
       privacy: { mode: 'local', epsilon: 2, noise_multiplier: 1.1 },
     });
     expect(parseRunConfig(runConfigToJson(c))).toEqual(c);
@@ -37,5 +37,6 @@ describe('run config', () => {
     expect(() => parseRunConfig({ aggregation: 'exact', privacy: {} })).toThrow(/privacy needs aggregation/);
     expect(() => parseRunConfig({ clients_per_round: 4, privacy: { mode: 'central' } })).toThrow(/Poisson/);
     expect(() => parseRunConfig({ clients_per_round: 4, sample_rate: 0.5 })).toThrow(/either sample_rate/);
+    expect(() => parseRunConfig({ modes: { low_memory: 'essa' }, privacy: { mode: 'sample', noise_multiplier: 1 } })).toThrow(/privacy cannot be combined with ESSA/);
   });
 });
