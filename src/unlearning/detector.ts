@@ -8,16 +8,17 @@
  *   s_ℓ(x) = max_j cos(f_ℓ(x) − μ_ℓ, bank_j) − c · (f_ℓ − μ_ℓ)ᵀ P_ℓ (f_ℓ − μ_ℓ),   c = 1/C by default
  * (the Mahalanobis term is ≈ C in distribution, so c = 1/C puts both terms on the unit scale); bank-free: the cosine
  * term is dropped. The cosine is taken about μ_ℓ: mean-pooled hidden states share a large common component (every
- * input's pooled position embeddings, frequent bytes), so raw cosines between any two mails sit near 1 and a forget
- * sample's exact match with its own bank entry would stand out by almost nothing. The layer scores combine linearly, z(x) = Σ_ℓ w_ℓ s_ℓ(x) + b, with (w, b) a class-balanced,
+ * input's pooled position embeddings, frequent bytes), so raw cosines between any two mails sit near 1. The layer
+ * scores combine linearly, z(x) = Σ_ℓ w_ℓ s_ℓ(x) + b, with (w, b) a class-balanced,
  * ridge-regularised logistic regression of D_t against generic inputs (the paper feeds the score vector to a one-class
- * SVM; ALGORITHMS.md allows the calibrated linear combination). z is a logit: > 0 leans "from D_t".
+ * SVM; ALGORITHMS.md allows the calibrated linear combination). z is a logit: > 0 leans "from D_t". The detector also
+ * reports each input's nearest bank cosine, max over layers and entries: the gate uses it to recognise the forget
+ * samples themselves (gate.ts).
  *
  * What a package reveals: μ_ℓ and P_ℓ are aggregate second-order statistics of D_t's features; the bank holds every
  * forget example's feature direction (m = |D_t| vectors of C floats per layer), from which an attacker with the base
  * model can test whether a candidate text was in D_t, and may partially invert the text. Bank-free mode stores only
- * the aggregates, at some cost in AUROC.
- *
+ * the aggregates, at some cost in AUROC, and cannot recognise the forget samples themselves.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UnlearningError } from './errors.js';
@@ -98,21 +99,26 @@ export class DeviceDetector {
   }
 
   /**
-   * Layer scores [B, L] of features (one [B, C] per detector layer, in detector order). Call inside tf.tidy.
+   * Layer scores [B, L] of features (one [B, C] per detector layer, in detector order) and each row's nearest bank
+   * cosine [B] (max over layers and entries; −2 when bank-free). Call inside tf.tidy.
    */
-  layerScores(features: readonly tf.Tensor2D[]): tf.Tensor2D {
+  layerScores(features: readonly tf.Tensor2D[]): { scores: tf.Tensor2D; nearest: tf.Tensor1D } {
     const c = this.detector.mahalanobisWeight;
-    return tf.stack(
-      this.layers.map((l, k) => {
-        const f = features[k]!;
-        const centred = tf.sub(f, l.mean);
-        const maha = tf.sum(tf.mul(tf.matMul(centred, l.precision), centred), 1); // [B]
-        if (!l.bankT) return tf.mul(maha, -c);
-        const cos = tf.matMul(tf.div(centred, tf.maximum(tf.norm(centred, 2, 1, true), 1e-12)), l.bankT); // [B, m]
-        return tf.sub(tf.max(cos, 1), tf.mul(maha, c));
-      }),
-      1,
-    ) as tf.Tensor2D;
+    const nearest: tf.Tensor1D[] = [];
+    const scores = this.layers.map((l, k) => {
+      const f = features[k]!;
+      const centred = tf.sub(f, l.mean);
+      const maha = tf.sum(tf.mul(tf.matMul(centred, l.precision), centred), 1); // [B]
+      if (!l.bankT) return tf.mul(maha, -c);
+      const cos = tf.max(tf.matMul(tf.div(centred, tf.maximum(tf.norm(centred, 2, 1, true), 1e-12)), l.bankT), 1); // [B]
+      nearest.push(cos as tf.Tensor1D);
+      return tf.sub(cos, tf.mul(maha, c));
+    });
+    const b = features[0]!.shape[0];
+    return {
+      scores: tf.stack(scores, 1) as tf.Tensor2D,
+      nearest: (nearest.length > 0 ? tf.max(tf.stack(nearest, 1), 1) : tf.fill([b], -2)) as tf.Tensor1D,
+    };
   }
 
   /** Combined scores z [B] (logits), from layer scores [B, L]. Call inside tf.tidy. */
@@ -143,7 +149,7 @@ function hostLayerScores(device: DeviceDetector, feats: LayerFeatures, rows?: re
     const part = picked.slice(start, start + chunk);
     const scores = tf.tidy(() => {
       const f = feats.data.map((x) => tf.tensor2d(gatherRows(x, part, dim), [part.length, dim]));
-      return device.layerScores(f);
+      return device.layerScores(f).scores;
     });
     out.set(scores.dataSync(), start * nl);
     scores.dispose();
@@ -186,7 +192,6 @@ function scoreWith(detector: Detector, feats: LayerFeatures, rows?: readonly num
 export interface FittedDetector {
   readonly detector: Detector;
   readonly heldInScores: Float64Array; // z of the forget examples, cross-fitted (see fitDetector)
-  readonly memberScores: Float64Array; // z of the forget examples under the final detector (own bank entry included)
   readonly outScores: Float64Array; // z of the generic examples
 }
 
@@ -243,7 +248,6 @@ export function fitDetector(inFeats: LayerFeatures, outFeats: LayerFeatures, con
   return {
     detector,
     heldInScores: combine(detector, inLayer),
-    memberScores: combine(detector, scoreWith(detector, inFeats)),
     outScores: combine(detector, outLayer),
   };
 }

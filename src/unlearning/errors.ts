@@ -5,7 +5,6 @@ export type UnlearningErrorCode =
   | 'bad_data' // the forget (or out-of-distribution) data cannot be used: empty, labels out of range
   | 'bad_adapter' // an adapter (utility, prior unlearning adapter) does not fit the model or the LoRA config
   | 'no_room' // the earlier requests' A matrices already span a projection's input space
-  | 'inseparable' // the detector scores of the forget data do not rise above those of the generic data
   | 'diverged'; // a loss became non-finite
 
 /** Training or fitting failed; the message says what to change. */

@@ -5,10 +5,12 @@
  * w(x) = σ(k·(z − z₀)), calibrated from the score distributions of the forget data (in) and generic inputs (out):
  * w = `low` at out's `outQuantile` score and w = `high` at in's `inQuantile` score, so at most 1 − outQuantile of
  * generic inputs get a weight above `low` and at least 1 − inQuantile of forget inputs one above `high`. When the
- * detector does not separate that well, retained accuracy comes first: the low anchor stays and the high anchor moves
- * up (calibrateGate), so fewer unseen forget-like inputs are gated — but the forget samples themselves still are,
- * since each matches its own bank entry. Calibration fails (`inseparable`) only when the forget samples' median score
- * is not above the generic median.
+ * detector does not separate that well, retained accuracy comes first (calibrateGate).
+ *
+ * The forget samples themselves are recognised apart from z: an input whose nearest centred bank cosine is ≥
+ * `memberCos` IS a forget sample (or a near-verbatim copy), and gets w = 1. Folding that into z does not work: with a
+ * detector whose AUROC on unseen inputs is ~0.6–0.7 (SpamAssassin groups, tiny base), the calibrated combination
+ * weights the cosine term too little for an exact match to stand out, or even negatively.
  *
  * Below `cutoff` the weight is exactly 0, so serving can skip an adapter for the input altogether; the reference gate
  * never drops below 0.12, which is why it costs retained accuracy.
@@ -18,10 +20,11 @@ import { quantile } from './stats.js';
 
 export interface GateConfig {
   readonly outQuantile: number; // generic inputs at or below this quantile get w ≤ low
-  readonly inQuantile: number; // forget inputs at or above this quantile get w ≥ high
+  readonly inQuantile: number; // held-in forget inputs at or above this quantile get w ≥ high
   readonly low: number; // the weight at the out anchor
   readonly high: number; // the weight at the in anchor
   readonly cutoff: number; // weights below this are exactly 0
+  readonly memberCos: number; // nearest centred bank cosine at or above which the input is a forget sample: w = 1
 }
 
 export const DEFAULT_GATE: GateConfig = Object.freeze({
@@ -30,12 +33,14 @@ export const DEFAULT_GATE: GateConfig = Object.freeze({
   low: 0.01,
   high: 0.99,
   cutoff: 1e-3,
+  memberCos: 0.999, // an exact copy scores 1 up to float32 rounding; 0.999 also takes near-verbatim resends
 });
 
 export interface Gate {
   readonly center: number; // z₀: w = ½ here
   readonly slope: number; // k > 0
   readonly cutoff: number;
+  readonly memberCos: number;
 }
 
 const logit = (p: number): number => Math.log(p / (1 - p));
@@ -47,46 +52,31 @@ function validate(c: GateConfig): void {
   }
   if (!(c.low < c.high)) throw new UnlearningError(`gate low (${c.low}) must be below high (${c.high})`, 'bad_option');
   if (!(c.cutoff >= 0 && c.cutoff < c.low)) throw new UnlearningError(`gate cutoff must be in [0, low), got ${c.cutoff}`, 'bad_option');
-}
-
-/** The detector scores a gate is calibrated on (each a list of combined scores z). */
-export interface GateScores {
-  readonly heldIn: ArrayLike<number>; // forget examples scored by statistics fitted without them (cross-fitted)
-  readonly members: ArrayLike<number>; // the forget examples scored by the final detector (own bank entry included)
-  readonly out: ArrayLike<number>; // generic inputs
+  if (!(c.memberCos > 0 && c.memberCos <= 1)) throw new UnlearningError(`gate memberCos must be in (0, 1], got ${c.memberCos}`, 'bad_option');
 }
 
 /**
- * Fits the gate. The low anchor always sits at the generic quantile: it bounds how many retained inputs the adapter
- * touches. The high anchor is the held-in quantile — how unseen forget-like inputs score — when it clears the low
- * one; otherwise the members' quantile, so the forget samples themselves (which must be forgotten) stay gated; failing
- * both, one generic spread (out's outQuantile − its median) above the low anchor.
+ * Fits the gate to detector scores of held-in forget examples (cross-fitted: how unseen forget-like inputs score) and
+ * of generic inputs. The low anchor always sits at the generic quantile: it bounds how many retained inputs the
+ * adapter touches. The high anchor is the held-in quantile when it clears the low one, otherwise one generic spread
+ * (out's outQuantile − its median) above it: a detector that separates poorly gates fewer unseen inputs, never more
+ * retained ones.
  */
-export function calibrateGate(scores: GateScores, config: GateConfig = DEFAULT_GATE): Gate {
+export function calibrateGate(heldInScores: ArrayLike<number>, outScores: ArrayLike<number>, config: GateConfig = DEFAULT_GATE): Gate {
   validate(config);
-  if (scores.heldIn.length === 0 || scores.members.length === 0 || scores.out.length === 0) {
-    throw new UnlearningError('gate calibration needs forget and generic scores', 'bad_data');
-  }
-  const zOut = quantile(scores.out, config.outQuantile);
-  const outMedian = quantile(scores.out, 0.5);
-  const inMedian = quantile(scores.members, 0.5);
-  if (!(inMedian > outMedian)) {
-    throw new UnlearningError(
-      `the detector does not separate the forget data from generic inputs (median scores ${inMedian.toFixed(3)} vs ${outMedian.toFixed(3)}); ` +
-        'use more forget examples, other detector layers, or generic inputs that are less like the forget data',
-      'inseparable',
-    );
-  }
-  const anchors = [quantile(scores.heldIn, config.inQuantile), quantile(scores.members, config.inQuantile)];
-  const zIn = anchors.find((z) => z > zOut) ?? zOut + Math.max(zOut - outMedian, 1e-6);
+  if (heldInScores.length === 0 || outScores.length === 0) throw new UnlearningError('gate calibration needs forget and generic scores', 'bad_data');
+  const zOut = quantile(outScores, config.outQuantile);
+  const inAnchor = quantile(heldInScores, config.inQuantile);
+  const zIn = inAnchor > zOut ? inAnchor : zOut + Math.max(zOut - quantile(outScores, 0.5), 1e-6);
   // σ(k(zOut − z₀)) = low and σ(k(zIn − z₀)) = high
   const slope = (logit(config.high) - logit(config.low)) / (zIn - zOut);
   const center = zOut - logit(config.low) / slope;
-  return { center, slope, cutoff: config.cutoff };
+  return { center, slope, cutoff: config.cutoff, memberCos: config.memberCos };
 }
 
-/** w(z) for one detector score. */
-export function gateWeight(gate: Gate, z: number): number {
+/** w for one input: 1 for a forget sample itself (nearest bank cosine ≥ memberCos), else σ(k(z − z₀)), 0 below cutoff. */
+export function gateWeight(gate: Gate, z: number, nearestCos = -2): number {
+  if (nearestCos >= gate.memberCos) return 1;
   const w = 1 / (1 + Math.exp(-gate.slope * (z - gate.center)));
   return w < gate.cutoff ? 0 : w;
 }

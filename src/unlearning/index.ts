@@ -15,7 +15,7 @@ export type { LayerFeatures } from './features.js';
 export { DEFAULT_DETECTOR, DeviceDetector, detectorLayers, detectorScores, fitDetector } from './detector.js';
 export type { Detector, DetectorConfig, DetectorLayer, FittedDetector } from './detector.js';
 export { DEFAULT_GATE, calibrateGate, gateWeight } from './gate.js';
-export type { Gate, GateConfig, GateScores } from './gate.js';
+export type { Gate, GateConfig } from './gate.js';
 export { maxOverlap, orthogonalize, overlapRatio } from './orthogonality.js';
 export type { OverlapReport } from './orthogonality.js';
 export { UnlearningServing } from './serving.js';

@@ -92,6 +92,7 @@ function parseHeader(metadata: Record<string, string>): Header {
     'gate.center': gate.center,
     'gate.slope': gate.slope,
     'gate.cutoff': gate.cutoff,
+    'gate.memberCos': gate.memberCos,
     ...Object.fromEntries(detector.layers.map((l) => [`detector.${l.layer}.shrinkage`, l.shrinkage])),
   };
   for (const [name, v] of Object.entries(scalars)) {

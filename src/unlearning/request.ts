@@ -48,7 +48,7 @@ export async function runUnlearningRequest(
   const inFeats = extractFeatures(model, forget, layers, config.featureBatchSize);
   const outFeats = extractFeatures(model, generic, layers, config.featureBatchSize);
   const fitted = fitDetector(inFeats, outFeats, config.detector);
-  const gate = calibrateGate({ heldIn: fitted.heldInScores, members: fitted.memberScores, out: fitted.outScores }, config.gate);
+  const gate = calibrateGate(fitted.heldInScores, fitted.outScores, config.gate);
   return {
     index: trained.index,
     lora: trained.lora,

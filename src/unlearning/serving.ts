@@ -92,18 +92,26 @@ export class UnlearningServing {
     const scores = new Float32Array(b * nr);
     const gates = new Float32Array(b * nr);
     if (nr === 0) return { scores, gates };
-    const z = tf.tidy(() => {
+    const [z, near] = tf.tidy(() => {
       const feats = this.features.pooled(ids, mask, this.featureLayers);
-      return tf.stack(this.requests.map((r) => r.detector.combine(r.detector.layerScores(r.featureSlots.map((s) => feats[s]!)))), 1); // [B, R]
+      const per = this.requests.map((r) => {
+        const { scores: layer, nearest } = r.detector.layerScores(r.featureSlots.map((s) => feats[s]!));
+        return [r.detector.combine(layer), nearest] as const;
+      });
+      return [tf.stack(per.map((p) => p[0]), 1), tf.stack(per.map((p) => p[1]), 1)]; // [B, R] each
     });
     scores.set(z.dataSync() as Float32Array);
+    const nearest = near.dataSync() as Float32Array;
     z.dispose();
-    for (let i = 0; i < scores.length; i++) gates[i] = gateWeight(this.requests[i % nr]!.gate, scores[i]!);
+    near.dispose();
+    for (let i = 0; i < scores.length; i++) gates[i] = gateWeight(this.requests[i % nr]!.gate, scores[i]!, nearest[i]!);
     if (this.combination === 'strongest') {
       // Strongest by gate logit k·(z − z₀), not by weight: weights saturate at 1 and would tie.
       for (let i = 0; i < b; i++) {
         let best = 0;
-        const logit = (t: number): number => this.requests[t]!.gate.slope * (scores[i * nr + t]! - this.requests[t]!.gate.center);
+        // A member of request t's forget set (w = 1 by bank match) outranks any logit.
+        const logit = (t: number): number =>
+          nearest[i * nr + t]! >= this.requests[t]!.gate.memberCos ? Infinity : this.requests[t]!.gate.slope * (scores[i * nr + t]! - this.requests[t]!.gate.center);
         for (let t = 1; t < nr; t++) if (logit(t) > logit(best)) best = t;
         for (let t = 0; t < nr; t++) if (t !== best) gates[i * nr + t] = 0;
       }

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { UnlearningError } from '../../src/unlearning/errors.js';
 import { DEFAULT_GATE, calibrateGate, gateWeight } from '../../src/unlearning/gate.js';
 import { quantile } from '../../src/unlearning/stats.js';
 
@@ -9,7 +8,7 @@ describe('unlearning gate', () => {
   it('gate – is low at the generic 99th percentile, high at the forget 5th percentile, exactly 0 far below', () => {
     const outScores = range(-10, -2, 200);
     const inScores = range(1, 6, 100);
-    const gate = calibrateGate({ heldIn: inScores, members: inScores, out: outScores });
+    const gate = calibrateGate(inScores, outScores);
     expect(gateWeight(gate, quantile(outScores, 0.99))).toBeCloseTo(DEFAULT_GATE.low, 6);
     expect(gateWeight(gate, quantile(inScores, 0.05))).toBeCloseTo(DEFAULT_GATE.high, 6);
     expect(gateWeight(gate, -10)).toBe(0); // clearly unrelated: exactly zero, so serving skips the adapter
@@ -19,28 +18,19 @@ describe('unlearning gate', () => {
   it('gate – keeps generic inputs low when the detector separates poorly, moving only the high anchor', () => {
     const outScores = range(-3, 1, 101); // median −1, 99th percentile 0.96
     const inScores = range(-1, 3, 100);
-    const gate = calibrateGate({ heldIn: inScores, members: inScores, out: outScores });
+    const gate = calibrateGate(inScores, outScores);
     const zOut = quantile(outScores, 0.99);
     expect(gateWeight(gate, zOut)).toBeCloseTo(DEFAULT_GATE.low, 6);
     expect(gateWeight(gate, zOut + (zOut - quantile(outScores, 0.5)))).toBeCloseTo(DEFAULT_GATE.high, 6);
   });
 
-  it('gate – anchors high at the members when held-in scores do not clear the generic quantile', () => {
-    const outScores = range(-3, 1, 101);
-    const members = range(2, 4, 50); // the forget samples themselves, own bank entry included
-    const gate = calibrateGate({ heldIn: range(-1, 1, 50), members, out: outScores });
-    expect(gateWeight(gate, quantile(members, 0.05))).toBeCloseTo(DEFAULT_GATE.high, 6);
-    expect(gateWeight(gate, quantile(outScores, 0.99))).toBeCloseTo(DEFAULT_GATE.low, 6);
-  });
-
-  it('gate – refuses a detector that does not separate forget data from generic inputs', () => {
-    const below = range(-2, 0, 50);
-    const attempt = (): unknown => calibrateGate({ heldIn: below, members: below, out: range(0, 2, 50) }); // forget scores below generic
-    expect(attempt).toThrow(UnlearningError);
-    expect(attempt).toThrow(expect.objectContaining({ code: 'inseparable' }));
+  it('gate – is 1 for a forget sample itself (bank match), whatever its detector score', () => {
+    const gate = calibrateGate(range(1, 6, 100), range(-10, -2, 200));
+    expect(gateWeight(gate, -10, 1)).toBe(1);
+    expect(gateWeight(gate, -10, DEFAULT_GATE.memberCos - 0.01)).toBe(0);
   });
 
   it('gate – rejects a cutoff at or above the low anchor', () => {
-    expect(() => calibrateGate({ heldIn: [1, 2], members: [1, 2], out: [-2, -1] }, { ...DEFAULT_GATE, cutoff: 0.5 })).toThrow(/cutoff/);
+    expect(() => calibrateGate([1, 2], [-2, -1], { ...DEFAULT_GATE, cutoff: 0.5 })).toThrow(/cutoff/);
   });
 });

@@ -52,7 +52,7 @@ describe('unlearning package', () => {
       lora: LORA,
       adapter: initUnlearningAdapter(MODEL, LORA, []),
       detector: fitted.detector,
-      gate: calibrateGate({ heldIn: fitted.heldInScores, members: fitted.memberScores, out: fitted.outScores }),
+      gate: calibrateGate(fitted.heldInScores, fitted.outScores),
       metrics: { max_overlap: 0, calibration_auroc: 1 },
     };
     bytes = encodeUnlearningPackage(pkg, MODEL);
