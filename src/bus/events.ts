@@ -3,7 +3,8 @@
  * subject and its payload can never disagree.
  *
  *   lethe.<run>.round.started        lethe.<run>.update.accepted     lethe.<run>.round.aggregated
- *   lethe.<run>.round.failed         lethe.<run>.run.state           lethe.unlearning.<id>.state
+ *   lethe.<run>.round.failed         lethe.<run>.run.state           lethe.<run>.task.failed
+ *   lethe.unlearning.<id>.state
  *
  * Ids are used as subject tokens when they are plain ([A-Za-z0-9_-]+, not the reserved word 'unlearning');
  * any other id is written '~' + base64url of its UTF-8, so every id has exactly one token and no id can inject
@@ -33,6 +34,8 @@ export type LetheEvent =
     }
   | { readonly type: 'round.failed'; readonly runId: string; readonly round: number; readonly reason: string }
   | { readonly type: 'run.state'; readonly runId: string; readonly state: RunState; readonly message: string | null }
+  /** A sampled client reported it cannot finish its task (or was revoked): the round need not wait for it. */
+  | { readonly type: 'task.failed'; readonly runId: string; readonly round: number; readonly clientId: string; readonly reason: string }
   | {
       readonly type: 'unlearning.state';
       readonly requestId: string;
@@ -52,6 +55,7 @@ const SCHEMA: { readonly [t in LetheEventType]: Readonly<Record<string, FieldKin
   'round.aggregated': { runId: 'string', round: 'number', accepted: 'number', adapterSha: 'string|null', metrics: 'metrics' },
   'round.failed': { runId: 'string', round: 'number', reason: 'string' },
   'run.state': { runId: 'string', state: 'string', message: 'string|null' },
+  'task.failed': { runId: 'string', round: 'number', clientId: 'string', reason: 'string' },
   'unlearning.state': { requestId: 'string', runId: 'string', state: 'string', failureReason: 'string|null' },
 };
 

@@ -3,6 +3,7 @@
  * point (`lethe coordinator start` or a test) and frozen.
  */
 import type { BackendName } from '../backend/backend.js';
+import type { NatsClusterConfig } from '../cluster/cluster.js';
 
 export interface TlsFiles {
   /** PEM certificate chain of the server. */
@@ -16,6 +17,12 @@ export interface TlsFiles {
 export interface CoordinatorConfig {
   /** Where the database, the admin token and the built-in base model live. Required. */
   readonly dataDir: string;
+  /**
+   * undefined: embedded state (SQLite in dataDir, in-process event bus, this process leads every run). Set: the
+   * state, the event bus, run leases and liveness live in NATS JetStream, shared by every coordinator with the same
+   * bucket prefix (src/cluster, natsClusterConfig builds it).
+   */
+  readonly nats: NatsClusterConfig | undefined;
   /** '127.0.0.1'... or '0.0.0.0' to listen on every interface. */
   readonly host: string;
   /** 7070; 0 picks a free port (tests), see Coordinator.port. */
@@ -53,6 +60,7 @@ export interface CoordinatorConfig {
 }
 
 export const DEFAULT_COORDINATOR_CONFIG: Omit<CoordinatorConfig, 'dataDir'> = Object.freeze({
+  nats: undefined,
   host: '127.0.0.1',
   port: 7070,
   tls: undefined,

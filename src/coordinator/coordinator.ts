@@ -1,6 +1,7 @@
 /**
  * The coordinator: one gRPC server (EnrollmentService, FleetService, AdminService, InferenceService, health,
- * reflection) over one SQLite store in the data directory. Lifecycle after nats.js: `start()`, `drain()` (stop
+ * reflection) over one store: SQLite in the data directory (embedded), or NATS JetStream shared with other
+ * coordinators (config.nats; see state.ts, src/cluster). Lifecycle after nats.js: `start()`, `drain()` (stop
  * handing out work, let in-flight calls finish, then close), `close()` (idempotent), `closed()` (resolves with the
  * error that ended it, if any), `status()` (tagged events) and async disposal. Calls after close throw
  * CoordinatorClosedError.
@@ -11,16 +12,17 @@
  *
  * Crash safety comes from the order of writes (every acknowledgement follows its durable write) and from the run
  * driver reading its state from the store on every step; a restart on the same data directory resumes every run.
+ * On NATS, another coordinator resumes a dead one's runs once their leases go stale; while NATS is unreachable the
+ * coordinator answers UNAVAILABLE (health NOT_SERVING), logs why, and serves again when NATS is back.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
-import { loadOrCreateAdminToken } from '../auth/admin-token.js';
+import { adminTokenPath, loadOrCreateAdminToken } from '../auth/admin-token.js';
+import { writeSecretFile } from '../auth/key-file.js';
 import { RequestAuthenticator } from '../auth/authenticator.js';
 import { PrivacyLedger } from '../privacy/ledger.js';
-import { openSqliteStore, sqliteStorePath } from '../store/sqlite.js';
-import type { Store } from '../store/store.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { addStandardServices, bindServer, createServer, type StandardServices } from '../wire/server.js';
 import { adminHandlers, inferenceHandlers } from './admin.js';
@@ -32,8 +34,10 @@ import { EventHub, type CoordinatorEvent } from './events.js';
 import { fleetHandlers } from './fleet.js';
 import { tolerantService } from './handlers.js';
 import { ModelService } from './inference.js';
+import { followPeers } from './peers.js';
 import { Presence } from './presence.js';
 import { RunRegistry } from './runs.js';
+import { openCoordinatorState, type CoordinatorState } from './state.js';
 
 const ID_FILE = 'coordinator.id';
 
@@ -57,11 +61,13 @@ function credentialsOf(config: CoordinatorConfig): ServerCredentials {
 
 interface Running {
   readonly core: CoordinatorCore;
-  readonly store: Store;
+  readonly state: CoordinatorState;
   readonly server: Server;
   readonly standard: StandardServices;
   readonly runs: RunRegistry;
   readonly models: ModelService;
+  /** Stops following the bus and the periodic sweep. */
+  readonly unfollow: () => void;
 }
 
 export class Coordinator implements AsyncDisposable {
@@ -112,20 +118,45 @@ export class Coordinator implements AsyncDisposable {
   private async doStart(): Promise<void> {
     const { config } = this;
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-    this.token = await loadOrCreateAdminToken(config.dataDir);
-    const store = openSqliteStore(sqliteStorePath(config.dataDir), { clock: config.clock });
+    const id = await coordinatorId(config.dataDir);
+    // Unique per start: a restarted coordinator must not take its dead predecessor's leases for its own.
+    const state = await openCoordinatorState(config, `${id}-${randomBytes(3).toString('hex')}`);
+    try {
+      this.running = await this.assemble(state, id);
+    } catch (err) {
+      await state.close().catch(() => undefined);
+      throw err;
+    }
+    const { core, runs, server } = this.running;
+    this.boundPort = await bindServer(server, `${config.host}:${config.port}`, credentialsOf(config));
+    config.log(`coordinator ${core.coordinatorId} listening on ${this.address}${config.tls ? (config.tls.ca ? ' (mutual TLS)' : ' (TLS)') : ' (plaintext)'}, ${state.where}`);
+    this.events.emit({ type: 'listening', address: this.address, port: this.boundPort });
+    void this.followReachability(this.running);
+    await runs.kickActive();
+  }
+
+  /** The coordinator's parts over its opened state: core, services, the bus follower (nothing listens yet). */
+  private async assemble(state: CoordinatorState, id: string): Promise<Running> {
+    const { config } = this;
+    const { store } = state;
+    const local = await loadOrCreateAdminToken(config.dataDir);
+    this.token = await state.adminToken(local);
+    if (this.token !== local) await writeSecretFile(adminTokenPath(config.dataDir), `${this.token}\n`); // so the CLI on this host finds it
     const lifecycle: Lifecycle = this.state;
     const core: CoordinatorCore = {
       config,
       store,
       proto: loadLetheProto(),
-      presence: new Presence(config.clock, config.heartbeatIntervalMs * config.offlineAfterBeats),
+      presence: new Presence(config.clock, config.heartbeatIntervalMs * config.offlineAfterBeats, state.presence),
       events: this.events,
+      bus: state.bus,
+      leases: state.leases,
       ledger: new PrivacyLedger({ store: store.ledger, now: config.clock }),
       lifecycle,
-      coordinatorId: await coordinatorId(config.dataDir),
+      coordinatorId: id,
       startedAt: config.clock(),
     };
+    await state.followPresence(core.presence);
     const models = new ModelService(core);
     const runs = new RunRegistry(core, models);
     const authenticator = new RequestAuthenticator(store, { window: { maxSkewMs: config.timestampWindowMs }, clock: config.clock });
@@ -136,11 +167,31 @@ export class Coordinator implements AsyncDisposable {
     server.addService(tolerantService(services.admin), adminHandlers({ core, runs, models, adminToken: this.token }));
     server.addService(tolerantService(services.inference), inferenceHandlers(core, runs, models, config.predictNeedsAdminToken ? this.token : undefined));
     const standard = addStandardServices(server, core.proto.protoPaths);
-    this.running = { core, store, server, standard, runs, models };
-    this.boundPort = await bindServer(server, `${config.host}:${config.port}`, credentialsOf(config));
-    config.log(`coordinator ${core.coordinatorId} listening on ${this.address}${config.tls ? (config.tls.ca ? ' (mutual TLS)' : ' (TLS)') : ' (plaintext)'}, data in ${config.dataDir}`);
-    this.events.emit({ type: 'listening', address: this.address, port: this.boundPort });
-    await runs.kickActive();
+    const unfollowPeers = followPeers(core, runs);
+    // Runs created or resumed through another coordinator: follow them too (a cheap store read each sweep).
+    const sweep = config.nats === undefined ? undefined : setInterval(() => void runs.kickActive().catch(() => undefined), 4 * core.leases.pollMs);
+    const unfollow = (): void => {
+      unfollowPeers();
+      clearInterval(sweep);
+    };
+    return { core, state, server, standard, runs, models, unfollow };
+  }
+
+  /** While NATS is unreachable: not serving (every call fails UNAVAILABLE, saying so), logged once; then back. */
+  private async followReachability(running: Running): Promise<void> {
+    for await (const change of running.state.reachability()) {
+      if (this.state.closed) return;
+      if (change.type === 'unreachable') {
+        this.config.log(`NATS unreachable (${change.reason}): answering UNAVAILABLE until it is back; everything acknowledged is stored in JetStream`);
+        running.standard.setServing('NOT_SERVING');
+        this.events.emit({ type: 'state_unavailable', reason: change.reason });
+      } else {
+        this.config.log('NATS reachable again: serving, resuming runs');
+        if (!this.state.draining) running.standard.setServing('SERVING');
+        this.events.emit({ type: 'state_available' });
+        void running.runs.kickActive().catch(() => undefined);
+      }
+    }
   }
 
   /** Stops handing out tasks and opening rounds, lets in-flight calls finish (up to shutdownGraceMs), then closes. */
@@ -178,12 +229,13 @@ export class Coordinator implements AsyncDisposable {
     this.state.closed = true;
     const running = this.running;
     if (running) {
+      running.unfollow();
       running.runs.stopAll();
       running.core.presence.notifyAll();
       running.server.forceShutdown();
       await running.runs.idle();
       running.models.dispose();
-      running.store.close();
+      await running.state.close().catch((e: unknown) => this.config.log(`closing the coordinator's state: ${(e as Error).message}`));
     }
     if (err) this.config.log(`coordinator stopped by error: ${err.message}`);
     this.events.emit({ type: 'closed' });

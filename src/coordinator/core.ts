@@ -2,6 +2,8 @@
  * What the coordinator's parts share: its settings, the durable store, the contract, liveness, the event hub, the
  * privacy ledger and the run registry. One instance per Coordinator, built at start; no module-level state.
  */
+import type { EventBus } from '../bus/bus.js';
+import type { RunLeases } from '../cluster/leases.js';
 import type { PrivacyLedger } from '../privacy/ledger.js';
 import type { Store } from '../store/store.js';
 import type { LetheProto } from '../wire/proto.js';
@@ -21,9 +23,13 @@ export interface CoordinatorCore {
   readonly proto: LetheProto;
   readonly presence: Presence;
   readonly events: EventHub;
+  /** What every coordinator (and any operator) hears: round and update events on NATS subjects (src/bus). */
+  readonly bus: EventBus;
+  /** Which runs this process drives (src/cluster/leases.ts); the embedded coordinator drives all of them. */
+  readonly leases: RunLeases;
   readonly ledger: PrivacyLedger;
   readonly lifecycle: Lifecycle;
-  /** Stable id of this deployment (kept in the data directory). */
+  /** Stable id of this coordinator (kept in its data directory). */
   readonly coordinatorId: string;
   readonly startedAt: number;
 }

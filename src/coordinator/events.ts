@@ -14,6 +14,9 @@ export type CoordinatorEvent =
   | { readonly type: 'run_finished'; readonly runId: string; readonly state: 'completed' | 'failed' | 'budget_exhausted'; readonly message: string }
   | { readonly type: 'rejected'; readonly method: string; readonly code: string; readonly message: string }
   | { readonly type: 'error'; readonly error: Error }
+  /** The shared state (NATS) cannot be reached: calls fail UNAVAILABLE until `state_available`. */
+  | { readonly type: 'state_unavailable'; readonly reason: string }
+  | { readonly type: 'state_available' }
   | { readonly type: 'draining' }
   | { readonly type: 'closed' };
 

@@ -97,11 +97,16 @@ export class PrivacyLedger {
    * Records `release` durably if the run's ε after it stays within budget, and returns the entry; otherwise throws
    * BudgetExceededError (stating what is left and what the release would cost) and records nothing. Call it BEFORE
    * drawing the release's noise or publishing its result.
+   *
+   * Several processes may share one ledger store: when another one appended the seq this one computed (the store
+   * refuses it with a conflict on 'ledger_seq'), the entries are read again and the budget checked again, up to
+   * `seqAttempts` times. `beforeAppend` runs before every append attempt (a coordinator checks there that it still
+   * leads the run) and can abort the reservation by throwing.
    */
-  async reserve(runId: string, release: PlannedRelease): Promise<LedgerEntry> {
+  async reserve(runId: string, release: PlannedRelease, options: { readonly beforeAppend?: () => Promise<void> } = {}): Promise<LedgerEntry> {
     checkRelease(release);
     const budget = this.requireBudget(runId);
-    const run = async (): Promise<LedgerEntry> => {
+    const attempt = async (): Promise<LedgerEntry> => {
       const entries = await this.store.list(runId);
       const before = this.accountantFor(entries);
       const spentEpsilon = before.getEpsilon(budget.delta).epsilon;
@@ -123,8 +128,18 @@ export class PrivacyLedger {
       }
       const seq = entries.reduce((s, e) => Math.max(s, e.seq + 1), 0);
       const entry: LedgerEntry = Object.freeze({ runId, seq, ...pick(release), at: this.now() });
+      await options.beforeAppend?.();
       await this.store.append(entry);
       return entry;
+    };
+    const run = async (): Promise<LedgerEntry> => {
+      for (let n = 1; ; n++) {
+        try {
+          return await attempt();
+        } catch (err) {
+          if (!isSeqConflict(err) || n >= SEQ_ATTEMPTS) throw err;
+        }
+      }
     };
     const result = (this.queues.get(runId) ?? Promise.resolve()).then(run, run);
     this.queues.set(runId, result.catch(() => undefined));
@@ -158,6 +173,14 @@ export class InMemoryLedgerStore implements LedgerStore {
   list(runId: string): readonly LedgerEntry[] {
     return this.entries.filter((e) => e.runId === runId).sort((a, b) => a.seq - b.seq);
   }
+}
+
+/** Re-read-and-retry rounds of one reservation that lost its seq to another writer before giving up. */
+const SEQ_ATTEMPTS = 16;
+
+/** The store refused the seq because another writer appended it first (src/store ConflictError what='ledger_seq'). */
+function isSeqConflict(err: unknown): boolean {
+  return (err as { code?: unknown; what?: unknown } | null)?.code === 'conflict' && (err as { what?: unknown }).what === 'ledger_seq';
 }
 
 function checkRelease(r: PlannedRelease): void {

@@ -1,6 +1,7 @@
 /**
  * `lethe coordinator start`: runs the coordinator until SIGINT/SIGTERM, then drains it (in-flight calls finish, open
- * rounds stay in the store and resume at the next start). With --config, the run in that file is created at start
+ * rounds stay in the store and resume at the next start). With --nats, the state lives in NATS JetStream and is
+ * shared by every coordinator started with the same --bucket-prefix (README "Scaling out"; deploy/). With --config, the run in that file is created at start
  * unless a run with the identical config already exists (so restarting with the same flags does not duplicate it).
  */
 import { readFile } from 'node:fs/promises';
@@ -9,6 +10,8 @@ import { parseBackendName } from '../../backend/backend.js';
 import { adminTokenPath } from '../../auth/admin-token.js';
 import { Coordinator } from '../../coordinator/coordinator.js';
 import { DEFAULT_COORDINATOR_CONFIG, type TlsFiles } from '../../coordinator/config.js';
+import { DEFAULT_NATS_CLUSTER_CONFIG, natsClusterConfig, type NatsClusterConfig } from '../../cluster/cluster.js';
+import { ClusterConfigError } from '../../cluster/errors.js';
 import { parseRunConfig, runConfigToJson } from '../../coordinator/run-config.js';
 import { loadLetheProto } from '../../wire/proto.js';
 import { callUnary, createClient } from '../../wire/services.js';
@@ -46,10 +49,31 @@ async function ensureRun(coordinator: Coordinator, extraJson: string): Promise<v
   }
 }
 
+/** --nats URLS[,URLS…] --bucket-prefix P --nats-replicas N → the cluster config (undefined without --nats). */
+function natsFlags(urls: string | undefined, prefix: string | undefined, replicas: string | undefined): NatsClusterConfig | undefined {
+  if (urls === undefined) {
+    if (prefix !== undefined || replicas !== undefined) throw new UsageError('--bucket-prefix and --nats-replicas need --nats URLS');
+    return undefined;
+  }
+  const servers = urls.split(',').map((u) => u.trim()).filter((u) => u !== '');
+  try {
+    return natsClusterConfig({
+      servers,
+      bucketPrefix: prefix ?? DEFAULT_NATS_CLUSTER_CONFIG.bucketPrefix,
+      replicas: numberFlag('nats-replicas', replicas, DEFAULT_NATS_CLUSTER_CONFIG.replicas),
+    });
+  } catch (err) {
+    if (err instanceof ClusterConfigError) throw new UsageError(`--nats: ${err.message}`);
+    throw err;
+  }
+}
+
 export const coordinatorStartCommand: Command = {
   path: ['coordinator', 'start'],
   summary: 'run the coordinator (enrollment, rounds, admin, inference) until interrupted',
-  usage: '--data-dir DIR [--port 7070] [--host 127.0.0.1] [--config RUN.json] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--backend NAME]',
+  usage:
+    '--data-dir DIR [--port 7070] [--host 127.0.0.1] [--config RUN.json] [--tls-cert PEM --tls-key PEM [--tls-ca PEM]] [--backend NAME] ' +
+    '[--nats nats://HOST:4222[,…] [--bucket-prefix lethe] [--nats-replicas 1|3|5]]',
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
@@ -62,6 +86,9 @@ export const coordinatorStartCommand: Command = {
         'tls-key': { type: 'string' },
         'tls-ca': { type: 'string' },
         backend: { type: 'string' },
+        nats: { type: 'string' },
+        'bucket-prefix': { type: 'string' },
+        'nats-replicas': { type: 'string' },
       },
     });
     const dataDir = values['data-dir'];
@@ -70,8 +97,10 @@ export const coordinatorStartCommand: Command = {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got ${values.port}`);
     const runJson = values.config ? await readRunConfigFile(values.config) : undefined;
     if (runJson && values['tls-cert']) throw new UsageError('--config with TLS: start the coordinator, then use `lethe runs create`');
+    const nats = natsFlags(values.nats, values['bucket-prefix'], values['nats-replicas']);
     const coordinator = new Coordinator({
       dataDir,
+      nats,
       port,
       host: values.host ?? DEFAULT_COORDINATOR_CONFIG.host,
       tls: await tlsFiles(values['tls-cert'], values['tls-key'], values['tls-ca']),
