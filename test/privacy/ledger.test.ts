@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BudgetExceededError, NoBudgetError } from '../../src/privacy/errors.js';
 import { InMemoryLedgerStore, type LedgerEntry, type LedgerStore, PrivacyLedger, type PlannedRelease } from '../../src/privacy/ledger.js';
 import { epsilonOf } from '../../src/privacy/rdp.js';
+import { ConflictError } from '../../src/store/errors.js';
 
 const ROUND: PlannedRelease = { kind: 'aggregate', q: 0.1, sigma: 1.0, steps: 1 };
 
@@ -96,5 +97,41 @@ describe('ledger – reservations', () => {
     await expect(ledger.reserve('run-1', { ...ROUND, steps: 0 })).rejects.toThrow(/positive integer/);
     await expect(ledger.reserve('run-1', { ...ROUND, kind: 'gossip' as never })).rejects.toThrow(/release kind/);
     expect(() => ledger.setBudget('run-3', { epsilon: 1, delta: 2 })).toThrow(/δ must be/);
+  });
+});
+
+/** A ledger store shared by several processes, refusing a taken seq like the NATS store (ConflictError 'ledger_seq'). */
+class SharedLedgerStore implements LedgerStore {
+  readonly entries: LedgerEntry[] = [];
+
+  async append(entry: LedgerEntry): Promise<void> {
+    await new Promise((r) => setTimeout(r, 1)); // both writers have listed before either appends
+    if (this.entries.some((e) => e.runId === entry.runId && e.seq === entry.seq)) {
+      throw new ConflictError(`ledger entry ${entry.seq} of run ${entry.runId} already exists`, 'ledger_seq');
+    }
+    this.entries.push(entry);
+  }
+
+  async list(runId: string): Promise<LedgerEntry[]> {
+    return this.entries.filter((e) => e.runId === runId).sort((a, b) => a.seq - b.seq);
+  }
+}
+
+describe('ledger – several processes on one store', () => {
+  it('a reservation whose seq another process took re-reads the ledger and spends only within budget', async () => {
+    // Prepare: two coordinators' ledgers on one store, a budget that fits exactly two rounds
+    const budget = epsilonOf({ q: 0.1, noiseMultiplier: 1, steps: 2, delta: 1e-5 }).epsilon * (1 + 1e-9);
+    const store = new SharedLedgerStore();
+    const [a, b] = [ledgerWithBudget(budget, store).ledger, ledgerWithBudget(budget, store).ledger];
+    let fences = 0;
+    const fence = async (): Promise<void> => void fences++;
+    // Execute: both reserve at once, then once more each
+    const first = await Promise.all([a.reserve('run-1', ROUND, { beforeAppend: fence }), b.reserve('run-1', ROUND, { beforeAppend: fence })]);
+    const third = await Promise.allSettled([a.reserve('run-1', ROUND), b.reserve('run-1', ROUND)]);
+    // Assert: seqs 0 and 1 once each, the loser's retry was fenced again, and nothing past the budget
+    expect(first.map((e) => e.seq).sort()).toEqual([0, 1]);
+    expect(fences).toBe(3);
+    expect(third.every((r) => r.status === 'rejected' && r.reason instanceof BudgetExceededError)).toBe(true);
+    expect(store.entries.map((e) => e.seq)).toEqual([0, 1]);
   });
 });
