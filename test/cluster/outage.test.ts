@@ -56,7 +56,7 @@ describe('cluster NATS outage', () => {
     // Assert: the coordinator says why, and calls fail UNAVAILABLE naming NATS
     await coordinator.waitForLog(/NATS unreachable \(.*\): answering UNAVAILABLE until it is back/, 10_000);
     const refused = await eventually(async () => {
-      const err = await clients[1]!.heartbeat().then(
+      const err: Error & { status?: number } = await clients[1]!.heartbeat().then(
         () => new Error('a heartbeat succeeded while NATS was down'),
         (e: unknown) => e as Error & { status?: number },
       );
