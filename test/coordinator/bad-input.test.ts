@@ -2,33 +2,15 @@
  * Bad input against a live coordinator: each kind of malformed or wrong request gets its specific gRPC status and
  * exactly one log line, and the coordinator keeps serving.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Client, credentials, Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../src/coordinator/coordinator.js';
 import type { HostTensor } from '../../src/tensors/host.js';
-import type { EncodedTensors, WireChunk, WireTensorEntry } from '../../src/wire/codec.js';
 import { RpcError } from '../../src/wire/errors.js';
 import { fromStatus } from '../../src/wire/status.js';
 import type { Task } from '../../src/wire/messages.js';
-import { Admin, makeDelta, runJson, tempDir, TestClient, writeTestModel } from './helpers.js';
-
-/** Encodes without the codec's checks (so NaN and odd dtypes can be sent), one chunk per tensor. */
-function encodeUnchecked(tensors: ReadonlyMap<string, HostTensor>, dtype = 'f32'): EncodedTensors {
-  const entries: WireTensorEntry[] = [];
-  const chunks: WireChunk[] = [];
-  const hash = createHash('sha256');
-  let offset = 0;
-  for (const [name, t] of tensors) {
-    const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    entries.push({ name, shape: [...t.shape], dtype, byteOffset: offset, byteLength: data.length });
-    offset += data.length;
-    hash.update(data);
-    chunks.push({ index: chunks.length, data, runningSha256: hash.copy().digest() });
-  }
-  return { manifest: { entries, totalBytes: offset, sha256: hash.digest() }, chunks };
-}
+import { Admin, encodeUnchecked, makeDelta, runJson, tempDir, TestClient, writeTestModel } from './helpers.js';
 
 describe('coordinator bad input', () => {
   const dir = tempDir('lethe-bad-');

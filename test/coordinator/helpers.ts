@@ -3,6 +3,7 @@
  * wire and auth libraries only (no coordinator code), as a client node would. Plus a tiny GPT-2 checkpoint so runs
  * need no pretraining.
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { newNonce, signRequest } from '../../src/auth/signing.js';
 import { saveCheckpoint } from '../../src/model/checkpoint.js';
 import { initWeights, type GPT2Config } from '../../src/model/gpt2.js';
 import type { HostTensor } from '../../src/tensors/host.js';
-import { encodeTensors, type EncodedTensors } from '../../src/wire/codec.js';
+import { encodeTensors, type EncodedTensors, type WireChunk, type WireTensorEntry } from '../../src/wire/codec.js';
 import type { CreateRunRequest } from '../../src/wire/admin-messages.js';
 import type { Capabilities, MessageInput, PushUpdateResponse, RequestAuth, Task, TensorManifest } from '../../src/wire/messages.js';
 import { loadLetheProto, methodPath, type LetheProto, type ServiceKey } from '../../src/wire/proto.js';
@@ -126,8 +127,13 @@ export class TestClient {
     return (await callUnary(this.fleet, 'PullTask', { auth: this.auth('fleet', 'PullTask', body), body }, { deadline: Date.now() + waitMs + 10_000 })).task;
   }
 
-  async fetchAdapter(task: Task): Promise<Map<string, HostTensor>> {
-    const body = proto.bodies.fetchAdapter.encode({ runId: task.runId, sha256: task.adapterSha256 });
+  fetchAdapter(task: Task): Promise<Map<string, HostTensor>> {
+    return this.fetchPayload(task.runId, task.adapterSha256);
+  }
+
+  /** Any payload of the run by SHA-256 (an adapter, an ESSA basis, a seed pool). */
+  async fetchPayload(runId: string, sha256: Uint8Array): Promise<Map<string, HostTensor>> {
+    const body = proto.bodies.fetchAdapter.encode({ runId, sha256 });
     const stream = this.fleet.FetchAdapter({ auth: this.auth('fleet', 'FetchAdapter', body), body }, new Metadata());
     return (await receiveAdapter(stream)).tensors;
   }
@@ -162,6 +168,22 @@ export class TestClient {
     this.enrollment.close();
     this.fleet.close();
   }
+}
+
+/** Encodes without the codec's checks (so NaN and odd dtypes can be sent), one chunk per tensor. */
+export function encodeUnchecked(tensors: ReadonlyMap<string, HostTensor>, dtype = 'f32'): EncodedTensors {
+  const entries: WireTensorEntry[] = [];
+  const chunks: WireChunk[] = [];
+  const hash = createHash('sha256');
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    const data = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    entries.push({ name, shape: [...t.shape], dtype, byteOffset: offset, byteLength: data.length });
+    offset += data.length;
+    hash.update(data);
+    chunks.push({ index: chunks.length, data, runningSha256: hash.copy().digest() });
+  }
+  return { manifest: { entries, totalBytes: offset, sha256: hash.digest() }, chunks };
 }
 
 /** A delta for every upload tensor of `task`, filled by f(tensorIndex, i). */
