@@ -8,7 +8,7 @@
  *                      LoRA backprop step (activation gradients only: the frozen base gets no weight gradients)
  *   forward_ms, backprop_ms, mezo_ms, essa_ms   per step (mezo: two forwards; essa: one generation of ESSA_PAIRS
  *                      antithetic pairs, i.e. 2·ESSA_PAIRS forwards)
- *   rss_forward_mb, rss_mezo_mb, rss_backprop_mb   peak RSS of a SEPARATE child process doing only that
+ *   rss_forward_mb, rss_mezo_mb, rss_essa_mb, rss_backprop_mb   peak RSS of a SEPARATE child process doing only that
  *                      (`node dist/bench/train.js --child <mode>`), so one mode's memory never hides another's
  *
  * FLOPs use the parameter count of the whole model (embeddings included), the nanoGPT/Kaplan convention; attention's
@@ -52,7 +52,7 @@ export const DEFAULT_TRAIN_BENCH: TrainBenchConfig = Object.freeze({
   matmulSize: 1024,
 });
 
-export const CHILD_MODES = ['forward', 'mezo', 'backprop'] as const;
+export const CHILD_MODES = ['forward', 'mezo', 'essa', 'backprop'] as const;
 export type ChildMode = (typeof CHILD_MODES)[number];
 
 export interface TrainBenchResult {
@@ -68,6 +68,7 @@ export interface TrainBenchResult {
   readonly essa_pairs: number;
   readonly rss_forward_mb: number;
   readonly rss_mezo_mb: number;
+  readonly rss_essa_mb: number;
   readonly rss_backprop_mb: number;
 }
 
@@ -184,6 +185,7 @@ async function childMain(mode: ChildMode, backend: BackendName, cfg: TrainBenchC
   const s = benchSetup(cfg);
   if (mode === 'forward') measureForwardMs(cfg, s);
   else if (mode === 'mezo') await measureMezoMs(cfg, s);
+  else if (mode === 'essa') await measureEssaMs(cfg, s);
   else await measureBackpropMs(cfg, s);
   s.dispose();
   process.stdout.write(`${JSON.stringify({ mode, peak_rss_mb: process.resourceUsage().maxRSS / 1024 })}\n`);
@@ -241,7 +243,8 @@ export async function runTrainBench(backend: BackendName, cfg: TrainBenchConfig 
     essa_pairs: cfg.essaPairs,
     rss_forward_mb: rss[0]!,
     rss_mezo_mb: rss[1]!,
-    rss_backprop_mb: rss[2]!,
+    rss_essa_mb: rss[2]!,
+    rss_backprop_mb: rss[3]!,
   };
 }
 

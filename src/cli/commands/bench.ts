@@ -35,6 +35,50 @@ const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Prom
       return 0;
     },
   },
+  nats: {
+    usage: '[--nats nats://127.0.0.1:4222[,…]] [--round-clients 1000] [--ingest-mib 16] [--ingest-clients 4] [--json]',
+    async run(argv) {
+      const values = parseFlags(argv, {
+        json: { type: 'boolean' },
+        nats: { type: 'string' },
+        'round-clients': { type: 'string' },
+        'ingest-mib': { type: 'string' },
+        'ingest-clients': { type: 'string' },
+      });
+      const { benchNats } = await import('../../bench/nats.js');
+      const result = await benchNats({
+        servers: (str(values.nats) ?? 'nats://127.0.0.1:4222').split(','),
+        roundClients: numberFlag('round-clients', str(values['round-clients']), 1000),
+        ingestBytes: numberFlag('ingest-mib', str(values['ingest-mib']), 16) * 2 ** 20,
+        ingestClients: numberFlag('ingest-clients', str(values['ingest-clients']), 4),
+        onProgress: (line) => process.stderr.write(`${line}\n`),
+      });
+      print(result, values.json === true);
+      return 0;
+    },
+  },
+  comms: {
+    usage: '[--json]',
+    async run(argv) {
+      const values = parseFlags(argv, { json: { type: 'boolean' } });
+      const { benchComms } = await import('../../bench/comms.js');
+      const { loadLetheProto } = await import('../../wire/proto.js');
+      print(benchComms(loadLetheProto()), values.json === true);
+      return 0;
+    },
+  },
+  memory: {
+    usage: '[--backend NAME] [--json]',
+    async run(argv) {
+      const values = parseFlags(argv, { json: { type: 'boolean' }, backend: { type: 'string' } });
+      const { initBackend, parseBackendName } = await import('../../backend/backend.js');
+      const { benchMemory } = await import('../../bench/memory.js');
+      const backend = str(values.backend);
+      const choice = await initBackend(backend === undefined ? undefined : parseBackendName(backend));
+      print(await benchMemory(choice.backend), values.json === true);
+      return 0;
+    },
+  },
   unlearning: {
     usage: '[--data-dir DIR] [--json]',
     async run(argv) {
