@@ -6,6 +6,7 @@ import type { BackendName } from '../backend/backend.js';
 import { gaussianNoise, type NoiseSource } from '../privacy/gaussian.js';
 import { DEFAULT_BACKOFF, type BackoffConfig } from './backoff.js';
 import type { LocalDataSpec } from './local-data.js';
+import type { ClientPrivacyBudget } from './privacy.js';
 
 export interface ClientNodeConfig {
   /** Holds the identity (client.key, identity.json); required. */
@@ -34,6 +35,11 @@ export interface ClientNodeConfig {
   readonly random: () => number;
   /** DP noise: node:crypto's gaussianNoise. */
   readonly noise: NoiseSource;
+  /**
+   * This client's own sample-level DP budget across runs (privacy.ts): a task whose DP-SGD / DPZero steps would pass
+   * it is refused. undefined = no local limit (the run's budget on the coordinator still applies).
+   */
+  readonly privacyBudget: ClientPrivacyBudget | undefined;
 }
 
 export const DEFAULT_CLIENT_NODE_CONFIG: Omit<ClientNodeConfig, 'dataDir' | 'data'> = Object.freeze({
@@ -48,6 +54,7 @@ export const DEFAULT_CLIENT_NODE_CONFIG: Omit<ClientNodeConfig, 'dataDir' | 'dat
   clock: Date.now,
   random: Math.random,
   noise: gaussianNoise,
+  privacyBudget: undefined,
 });
 
 export function clientNodeConfig(overrides: Partial<ClientNodeConfig> & Pick<ClientNodeConfig, 'dataDir' | 'data'>): ClientNodeConfig {

@@ -13,7 +13,8 @@ export type ClientErrorCode =
   | 'refused'
   | 'bad_task'
   | 'data'
-  | 'unsupported_mode';
+  | 'unsupported_mode'
+  | 'privacy_budget';
 
 export class ClientError extends Error {
   override name = 'ClientError';

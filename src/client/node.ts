@@ -17,6 +17,7 @@
  */
 import { credentials as grpcCredentials } from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { initBackend } from '../backend/backend.js';
 import { installWasmTransposedMatMul } from '../backend/wasm-matmul.js';
 import { tokenizerFor } from '../model/tokenizer.js';
@@ -35,6 +36,7 @@ import { EventChannel, type ClientEvent } from './events.js';
 import { loadIdentity, type ClientIdentity } from './identity.js';
 import { LocalData, loadLocalData } from './local-data.js';
 import { BaseModels } from './models.js';
+import { ClientPrivacyAccount, PrivacyBudgetError } from './privacy.js';
 import { computeUpdate, type TaskOutput } from './train-task.js';
 
 /** How the node reads its refusals: what happened and what the operator of this device should do. */
@@ -56,6 +58,8 @@ interface CurrentTask {
 /** Payloads downloaded (adapters, an ESSA basis), by hex SHA-256: a round's task and its retries need one download. */
 const ADAPTER_CACHE_SIZE = 3;
 const MAX_FETCH_BYTES = 256 << 20;
+/** The client's sample-level DP account, in its data directory. */
+const PRIVACY_ACCOUNT_FILE = 'privacy-account.json';
 
 export class ClientNode {
   private state: NodeState = 'running';
@@ -74,6 +78,8 @@ export class ClientNode {
   private loopDone: Promise<void> = Promise.resolve();
   /** The task loop has exited (heartbeats stop with it). */
   private loopEnded = false;
+  /** The client's own sample-level DP account, opened on the first DP task. */
+  private privacy: Promise<ClientPrivacyAccount> | undefined;
 
   private constructor(
     private readonly config: ClientNodeConfig,
@@ -308,6 +314,7 @@ export class ClientNode {
       const essaBasis = task.essa && task.essa.basisSha256.length > 0 ? await this.fetchPayload(task, task.essa.basisSha256) : undefined;
       const model = await this.models.get(task.baseModel);
       const data = this.data.encoded(task.labels, tokenizerFor(model.config), Math.min(task.seqLen, model.config.nPositions));
+      await this.chargePrivacy(task);
       current.state = 'CLIENT_STATE_TRAINING';
       const output = await computeUpdate(task, { model, global, data, noise: this.config.noise, onProgress: (p) => (current.progress = p), ...(essaBasis ? { essaBasis } : {}) });
       this.events.emit({ type: 'trained', taskId: task.taskId, metrics: output.metrics });
@@ -320,6 +327,16 @@ export class ClientNode {
     } finally {
       this.current = undefined;
     }
+  }
+
+  /** Records the task's sample-level DP releases in this client's own account, or refuses the task (privacy.ts). */
+  private async chargePrivacy(task: Task): Promise<void> {
+    const dp = task.privacy?.sampleDp;
+    const budget = this.config.privacyBudget;
+    if (!dp || !budget) return;
+    this.privacy ??= ClientPrivacyAccount.open(join(this.config.dataDir, PRIVACY_ACCOUNT_FILE), budget);
+    const epsilon = await (await this.privacy).charge(task.taskId, { q: dp.samplingRate, sigma: dp.noiseMultiplier, steps: task.training?.steps ?? 0 });
+    this.config.log(`task ${task.taskId}: this client's ε after it: ${epsilon.toFixed(4)} of ${budget.epsilon}`);
   }
 
   /** A payload the task names (its adapter, an ESSA basis), cached by SHA-256. */
@@ -379,6 +396,7 @@ export class ClientNode {
 export function failureReason(err: unknown): FailureReason {
   if (err instanceof TrainError && err.code === 'diverged') return 'FAILURE_REASON_NON_FINITE';
   if (err instanceof TaskError && err.code === 'data') return 'FAILURE_REASON_DATA';
+  if (err instanceof PrivacyBudgetError) return 'FAILURE_REASON_CANCELLED';
   if ((err as { code?: unknown }).code === 'non_finite') return 'FAILURE_REASON_NON_FINITE';
   if (err instanceof RangeError && /memory/i.test(err.message)) return 'FAILURE_REASON_OUT_OF_MEMORY';
   return 'FAILURE_REASON_INTERNAL';

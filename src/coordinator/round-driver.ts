@@ -159,7 +159,7 @@ export class RunDriver {
     const rand = seedrandom(`${config.seed}/${ctx.id}/round/${round}`);
     const sampled = sampleClients(candidates, config.sampling, () => rand());
     if (ctx.plan && sampled.length > 0) {
-      const release = roundRelease(config, ctx.plan, sampled.map((c) => c.numExamples));
+      const release = roundRelease(config, ctx.plan, sampled.map((c) => c.numExamples), sampled.every((c) => c.mode === 'mezo'));
       try {
         await refreshBudget(this.core, ctx); // RaiseBudget may have reached another coordinator
         await this.core.ledger.reserve(ctx.id, release, { beforeAppend: () => this.fence() });

@@ -54,11 +54,12 @@ export function sampleRate(batchSize: number, numExamples: number): number {
 }
 
 /**
- * The release one round makes, reserved in the ledger before the round opens. Sample-level: `local.steps` DP-SGD
- * steps at the largest Poisson rate among the sampled clients (the per-client worst case, since the ledger keeps one
- * account per run).
+ * The release one round makes, reserved in the ledger before the round opens. Sample-level: `local.steps` DP steps at
+ * the largest Poisson rate among the sampled clients (the per-client worst case, since the ledger keeps one account per
+ * run). A DP-SGD step and a DPZero step are the same subsampled Gaussian mechanism at (q, σ); the entry is labelled
+ * 'scalar' when every sampled client runs MeZO (each step a 1-D release of the projected gradient, ALGORITHMS.md §4).
  */
-export function roundRelease(config: RunConfig, plan: PrivacyPlan, sampledExamples: readonly number[]): PlannedRelease {
+export function roundRelease(config: RunConfig, plan: PrivacyPlan, sampledExamples: readonly number[], allMezo = false): PlannedRelease {
   switch (plan.mode) {
     case 'central':
       return { kind: 'aggregate', q: config.sampling.kind === 'poisson' ? config.sampling.q : 1, sigma: plan.sigma, steps: 1 };
@@ -66,7 +67,7 @@ export function roundRelease(config: RunConfig, plan: PrivacyPlan, sampledExampl
       return { kind: 'aggregate', q: 1, sigma: plan.sigma, steps: 1 };
     case 'sample': {
       const q = Math.max(...sampledExamples.map((n) => sampleRate(config.local.batchSize, n)));
-      return { kind: 'aggregate', q, sigma: plan.sigma, steps: config.local.steps };
+      return { kind: allMezo ? 'scalar' : 'aggregate', q, sigma: plan.sigma, steps: config.local.steps };
     }
   }
 }

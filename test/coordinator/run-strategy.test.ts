@@ -23,6 +23,8 @@ describe('run strategy', () => {
     const config = parseRunConfig({ local: { steps: 7, batch_size: 10 }, privacy: { mode: 'sample', noise_multiplier: 1.1, clip: 2 } });
     const plan = privacyPlan(config)!;
     expect(roundRelease(config, plan, [100, 40, 1000])).toEqual({ kind: 'aggregate', q: 0.25, sigma: 1.1, steps: 7 });
+    // All-MeZO rounds: the same mechanism, each step a 1-D DPZero release of the projected gradient.
+    expect(roundRelease(config, plan, [100, 40, 1000], true)).toEqual({ kind: 'scalar', q: 0.25, sigma: 1.1, steps: 7 });
     expect(privacyInstructions(config, plan, 0, 40).sampleDp).toEqual({ clipNorm: 2, noiseMultiplier: 1.1, samplingRate: 0.25, expectedBatchSize: 10 });
     const local = parseRunConfig({ privacy: { mode: 'local', noise_multiplier: 0.8, clip: 0.5 } });
     expect(privacyInstructions(local, privacyPlan(local), 0, 1)).toMatchObject({ clipNorm: 0.5, localNoiseMultiplier: 0.8 });
