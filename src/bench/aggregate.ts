@@ -51,8 +51,8 @@ export interface AggregateBenchResult {
   readonly round_clients: number;
 }
 
-/** One enrolled identity calling the fleet service. */
-class BenchClient {
+/** One enrolled identity calling the fleet service (src/bench/nats.ts reuses it). */
+export class BenchClient {
   readonly keys: Ed25519KeyPair = generateEd25519KeyPair();
   id = '';
 
@@ -112,7 +112,7 @@ class BenchClient {
 }
 
 /** A prepared update for `task`: every upload tensor filled with a small deterministic pattern. */
-function preparedUpdate(task: Task, shapes: ReadonlyMap<string, readonly number[]>, salt: number): EncodedTensors {
+export function preparedUpdate(task: Task, shapes: ReadonlyMap<string, readonly number[]>, salt: number): EncodedTensors {
   const tensors = new Map(
     task.uploadTensors.map((name) => {
       const shape = shapes.get(name)!;
@@ -166,9 +166,9 @@ function nextEvent(coordinator: Coordinator, match: (e: CoordinatorEvent) => boo
 }
 
 /** GPT-2-small width and depth; the LoRA rank sets the update size (all four projections adapted). */
-const WIDE: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 128, nEmbd: 768, nLayer: 12, nHead: 12, layerNormEpsilon: 1e-5 });
-const SMALL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
-const ALL_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
+export const WIDE: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 128, nEmbd: 768, nLayer: 12, nHead: 12, layerNormEpsilon: 1e-5 });
+export const SMALL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
+export const ALL_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
 
 export async function measureIngest(bytesPerClient: number, clientCount: number): Promise<{ mbps: number; bytes: number }> {
   // lora_B floats per layer: (3C + C + 4C + C)·r = 9Cr.
@@ -217,7 +217,7 @@ export async function measureRoundOverhead(clientCount: number): Promise<number>
   }
 }
 
-function shapeOfB(name: string, model: GPT2Config, r: number): number[] {
+export function shapeOfB(name: string, model: GPT2Config, r: number): number[] {
   const c = model.nEmbd;
   const out = name.includes('c_attn') ? 3 * c : name.includes('c_fc') ? 4 * c : c;
   return [out, r];

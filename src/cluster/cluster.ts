@@ -12,6 +12,7 @@
  *   if (await cluster.leases.lead('run_1')) { ... }
  */
 import { connect, Events, StorageType, type KV, type NatsConnection } from 'nats';
+import { natsBucketNames } from '../store/nats/store.js';
 import { ClusterConfigError, ClusterUnavailableError } from './errors.js';
 import { DEFAULT_LEASE_CONFIG, NatsRunLeases, type LeaseConfig } from './leases.js';
 import { NatsPresence } from './presence.js';
@@ -65,6 +66,22 @@ const CLUSTER_BUCKETS = ['leases', 'presence', 'cluster'] as const;
 /** The cluster's own bucket names for a prefix (the store's are natsBucketNames in src/store/nats/store.ts). */
 export function clusterBucketNames(bucketPrefix: string): readonly string[] {
   return CLUSTER_BUCKETS.map((b) => `${bucketPrefix}_${b}`);
+}
+
+/**
+ * Deletes every bucket of `bucketPrefix` (ALL the state of that deployment: the store's and the cluster's). For
+ * benchmarks, tests and decommissioning; coordinators of that prefix must be stopped first.
+ */
+export async function destroyNatsState(servers: readonly string[], bucketPrefix: string): Promise<void> {
+  const nc = await connect({ servers: [...servers], timeout: 2000 });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const store = natsBucketNames(bucketPrefix);
+    const streams = [...[...store.kv, ...clusterBucketNames(bucketPrefix)].map((b) => `KV_${b}`), ...store.objects.map((b) => `OBJ_${b}`)];
+    await Promise.all(streams.map((s) => jsm.streams.delete(s).catch(() => false)));
+  } finally {
+    await nc.close();
+  }
 }
 
 const ADMIN_TOKEN_KEY = 'admin_token';

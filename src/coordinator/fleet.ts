@@ -26,7 +26,8 @@ const ADAPTER_CACHE_SIZE = 4;
 
 export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenticator: RequestAuthenticator): FleetHandlers {
   const options = handlerOptions(core);
-  const cache = new Map<string, EncodedTensors>();
+  // Promises, so the clients of a round asking at once share one read and one encoding.
+  const cache = new Map<string, Promise<EncodedTensors>>();
   const bodies = core.proto.bodies;
 
   async function signed(method: string, request: SignedRequest) {
@@ -36,13 +37,16 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
     return { client, body: req.body };
   }
 
-  async function encodedPayload(sha: string, layout: Layout): Promise<EncodedTensors> {
+  function encodedPayload(sha: string, layout: Layout): Promise<EncodedTensors> {
     const hit = cache.get(sha);
     if (hit) return hit;
-    const bytes = await core.store.blobs.get(sha);
-    if (!bytes) throw new NotFoundError(`payload ${sha} is not stored`);
-    const encoded = encodeTensors(unpackTensors(bytes, layout));
+    const encoded = (async () => {
+      const bytes = await core.store.blobs.get(sha);
+      if (!bytes) throw new NotFoundError(`payload ${sha} is not stored`);
+      return encodeTensors(unpackTensors(bytes, layout));
+    })();
     cache.set(sha, encoded);
+    encoded.catch(() => cache.get(sha) === encoded && cache.delete(sha));
     if (cache.size > ADAPTER_CACHE_SIZE) cache.delete(cache.keys().next().value!);
     return encoded;
   }

@@ -1,0 +1,194 @@
+/**
+ * Scaled-out coordinator benchmark: two real coordinator processes (`lethe coordinator start --nats …`) sharing one
+ * NATS JetStream, with a fresh bucket prefix deleted afterwards. Timings come from the operator-facing event
+ * subjects (round.started, round.aggregated) on the NATS bus. MB = 10^6 bytes. Everything but training.
+ *
+ *   ingest_mbps            – K clients (half on each coordinator) upload dense updates of `ingestBytes` each over gRPC
+ *                            on 127.0.0.1 in 1 MiB chunks, concurrently; each coordinator verifies every chunk's
+ *                            running digest, stores the payload in the JetStream object store and the record in KV;
+ *                            the leader reads them all back from JetStream and folds them into the new adapter.
+ *                            Update bytes / wall time from the first byte sent to round.aggregated.
+ *   round_overhead_s_1000  – one round with 1,000 enrolled clients, half on each coordinator, that long-poll for the
+ *                            task, fetch the adapter and upload a prepared update at once: seconds from round.started
+ *                            to round.aggregated.
+ *
+ *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { readAdminToken } from '../auth/admin-token.js';
+import type { Subscription } from '../bus/bus.js';
+import { SUBJECTS } from '../bus/events.js';
+import { connectNatsBus, type NatsEventBus } from '../bus/nats.js';
+import { destroyNatsState } from '../cluster/cluster.js';
+import { ProcessGroup } from '../demo/processes.js';
+import { hfConfigJson } from '../model/checkpoint.js';
+import type { GPT2Config } from '../model/gpt2.js';
+import { loadLetheProto } from '../wire/proto.js';
+import { callUnary, createClient, type AdminClient } from '../wire/services.js';
+import { ALL_TARGETS, BenchClient, preparedUpdate, shapeOfB, SMALL, WIDE } from './aggregate.js';
+
+export interface NatsBenchOptions {
+  /** 'nats://127.0.0.1:4222': the NATS server(s) with JetStream. */
+  readonly servers?: readonly string[];
+  /** Bytes of each update in the ingest measurement (≈, set by the LoRA rank). Default 16 MB. */
+  readonly ingestBytes?: number;
+  /** Concurrent uploaders in the ingest measurement, spread over the two coordinators. Default 4. */
+  readonly ingestClients?: number;
+  /** Clients in the round-overhead measurement, spread over the two coordinators. Default 1000. */
+  readonly roundClients?: number;
+  /** Progress lines (setup steps); default none. */
+  readonly onProgress?: (line: string) => void;
+}
+
+export interface NatsBenchResult {
+  readonly ingest_mbps: number;
+  readonly ingest_bytes_per_client: number;
+  readonly ingest_clients: number;
+  readonly round_overhead_s_1000: number;
+  readonly round_clients: number;
+  readonly coordinators: number;
+  /** The machine's 1-minute load average at the end, and its CPU count: the numbers depend on both. */
+  readonly load_average_1m: number;
+  readonly cpus: number;
+}
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+const COORDINATORS = 2;
+/** Clients enrolled per join token: each redemption is a compare-and-set on the token's key. */
+const CLIENTS_PER_TOKEN = 25;
+/** gRPC channels per coordinator shared by the clients (many clients behind a few connections). */
+const CHANNELS = 8;
+
+/** Two coordinator processes on a fresh prefix, `n` clients enrolled (alternating), live, and the bus to time with. */
+async function setUp(servers: readonly string[], model: GPT2Config, n: number, progress: (line: string) => void) {
+  const root = await mkdtemp(join(tmpdir(), 'lethe-bench-nats-'));
+  const prefix = `lethe_bench_${process.pid}_${Date.now().toString(36)}`;
+  const baseModel = join(root, 'base');
+  await mkdir(baseModel);
+  await writeFile(join(baseModel, 'config.json'), JSON.stringify(hfConfigJson(model)));
+  const group = new ProcessGroup({ executable: process.execPath, script: CLI });
+  let bus: NatsEventBus | undefined;
+  const channels: { close(): void }[] = [];
+  const tearDown = async (): Promise<void> => {
+    for (const c of channels) c.close();
+    await bus?.close();
+    await group.stopAll();
+    await destroyNatsState(servers, prefix);
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    const addresses = await Promise.all(
+      Array.from({ length: COORDINATORS }, async (_, i) => {
+        const args = ['coordinator', 'start', '--data-dir', join(root, `c${i}`), '--port', '0', '--nats', servers.join(','), '--bucket-prefix', prefix];
+        const child = group.spawn(`coordinator-${i}`, args, join(root, `c${i}.log`));
+        return (await child.waitForLine(/listening on (\S+) /, 60_000))[1]!;
+      }),
+    );
+    bus = await connectNatsBus({ servers });
+    const proto = loadLetheProto();
+    const admin = createClient(proto, 'admin', addresses[0]!, credentials.createInsecure()) as AdminClient;
+    channels.push(admin);
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${await readAdminToken(join(root, 'c0'))}`);
+    const fleets = addresses.map((a) => Array.from({ length: CHANNELS }, () => createClient(proto, 'fleet', a, credentials.createInsecure())));
+    channels.push(...fleets.flat());
+    const clients = Array.from({ length: n }, (_, i) => new BenchClient(proto, fleets[i % COORDINATORS]![Math.floor(i / COORDINATORS) % CHANNELS]!));
+    progress(`enrolling ${n} clients over ${COORDINATORS} coordinators`);
+    for (let i = 0; i < n; i += CLIENTS_PER_TOKEN) {
+      const batch = clients.slice(i, i + CLIENTS_PER_TOKEN);
+      const { token } = await callUnary(admin, 'CreateJoinToken', { ttlSeconds: 3600, uses: batch.length }, { metadata });
+      await Promise.all(batch.map((c, k) => c.enroll(addresses[(i + k) % COORDINATORS]!, token)));
+    }
+    await Promise.all(clients.map((c) => c.heartbeat()));
+    const theBus = bus;
+    return {
+      clients,
+      /** Resolves with the time (performance.now) of the first event of `type` on the bus. */
+      next(type: 'round.started' | 'round.aggregated'): Promise<number> {
+        const sub: Subscription = theBus.subscribe(SUBJECTS.ofType(type));
+        return (async () => {
+          for await (const _ of sub) {
+            sub.unsubscribe();
+            return performance.now();
+          }
+          throw new Error(`the bus closed before ${type}`);
+        })();
+      },
+      createRun: (config: Record<string, unknown>) =>
+        callUnary(admin, 'CreateRun', { extraJson: JSON.stringify({ base_model: baseModel, ...config }) }, { metadata }),
+      tearDown,
+    };
+  } catch (err) {
+    await tearDown().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function measureIngest(servers: readonly string[], bytesPerClient: number, clientCount: number, progress: (line: string) => void) {
+  // lora_B floats per layer: (3C + C + 4C + C)·r = 9Cr.
+  const r = Math.max(1, Math.round(bytesPerClient / 4 / (9 * WIDE.nEmbd * WIDE.nLayer)));
+  const env = await setUp(servers, WIDE, clientCount, progress);
+  try {
+    const started = env.next('round.started');
+    await env.createRun({ name: 'ingest', rounds: 1, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
+    await started;
+    const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
+    const shapes = new Map(tasks[0]!.uploadTensors.map((name) => [name, name === 'score.weight' ? [2, WIDE.nEmbd] : shapeOfB(name, WIDE, r)] as const));
+    const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
+    const aggregated = env.next('round.aggregated');
+    progress(`uploading ${clientCount} × ${(updates[0]!.manifest.totalBytes / 1e6).toFixed(1)} MB`);
+    const start = performance.now();
+    await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
+    const end = await aggregated;
+    const bytes = updates[0]!.manifest.totalBytes;
+    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes };
+  } finally {
+    await env.tearDown();
+  }
+}
+
+async function measureRoundOverhead(servers: readonly string[], clientCount: number, progress: (line: string) => void): Promise<number> {
+  const env = await setUp(servers, SMALL, clientCount, progress);
+  try {
+    const opened = env.next('round.started');
+    const closed = env.next('round.aggregated');
+    // Everyone long-polls before the run exists, like idle clients waiting for work.
+    const work = Promise.all(
+      env.clients.map(async (c, k) => {
+        const task = await c.pullTask(30_000);
+        await c.fetch(task);
+        const shapes = new Map(task.uploadTensors.map((n) => [n, n === 'score.weight' ? [2, SMALL.nEmbd] : shapeOfB(n, SMALL, 8)] as const));
+        await c.push(task, preparedUpdate(task, shapes, k));
+      }),
+    );
+    progress(`one round with ${clientCount} clients`);
+    await env.createRun({ name: 'overhead', rounds: 1, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
+    const [t0, t1] = await Promise.all([opened, closed, work]);
+    return (t1 - t0) / 1000;
+  } finally {
+    await env.tearDown();
+  }
+}
+
+export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBenchResult> {
+  const servers = options.servers ?? ['nats://127.0.0.1:4222'];
+  const progress = options.onProgress ?? (() => undefined);
+  const ingestClients = options.ingestClients ?? 4;
+  const ingest = await measureIngest(servers, options.ingestBytes ?? 16e6, ingestClients, progress);
+  const roundClients = options.roundClients ?? 1000;
+  const overhead = await measureRoundOverhead(servers, roundClients, progress);
+  return {
+    ingest_mbps: ingest.mbps,
+    ingest_bytes_per_client: ingest.bytes,
+    ingest_clients: ingestClients,
+    round_overhead_s_1000: overhead,
+    round_clients: roundClients,
+    coordinators: COORDINATORS,
+    load_average_1m: loadavg()[0]!,
+    cpus: cpus().length,
+  };
+}
