@@ -92,6 +92,19 @@ describe('nats store', () => {
     expect((await a.updates.list('run-1', 1)).map((u) => u.clientId).sort()).toEqual([...ids].sort());
   });
 
+  it('nats store – uploads arriving together are counted in a few run-document writes, not one each', async () => {
+    const [a] = await pair();
+    const ids = await runWithOpenRound(a, 'run-1', 40);
+    const runs = await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstream().views.kv(`${prefix}_runs`);
+    const key = Buffer.from('run-1').toString('base64url');
+    const before = (await runs.get(key))!.revision;
+    await Promise.all(ids.map((id) => a.updates.put({ runId: 'run-1', round: 1, clientId: id, sha256: hex(id), numExamples: 1, metrics: {} })));
+    const writes = (await runs.get(key))!.revision - before;
+    expect(writes).toBeGreaterThanOrEqual(1);
+    expect(writes).toBeLessThan(ids.length / 4);
+    expect(await a.rounds.get('run-1', 1)).toMatchObject({ updatesReceived: 40, examplesReceived: 40 });
+  });
+
   it('nats store – an update racing the round into aggregating is either counted or refused, never half-stored', async () => {
     const [a, b] = await pair();
     const ids = await runWithOpenRound(a, 'run-1', 8);
