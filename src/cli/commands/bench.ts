@@ -67,6 +67,26 @@ const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Prom
       return 0;
     },
   },
+  curves: {
+    usage: '[--rounds 6] [--modes backprop,mezo-seeds,essa] [--data-dir DIR] [--json]',
+    async run(argv) {
+      const values = parseFlags(argv, { json: { type: 'boolean' }, rounds: { type: 'string' }, modes: { type: 'string' }, 'data-dir': { type: 'string' } });
+      const { CURVE_MODES, federatedCurves } = await import('../../bench/curves.js');
+      const modes = (str(values.modes) ?? CURVE_MODES.join(',')).split(',');
+      const bad = modes.find((m) => !(CURVE_MODES as readonly string[]).includes(m));
+      if (bad !== undefined) throw new UsageError(`--modes: unknown mode "${bad}"; expected some of ${CURVE_MODES.join(', ')}`);
+      const { initBackend } = await import('../../backend/backend.js');
+      await initBackend();
+      const curves = await federatedCurves({
+        dataDir: resolveDataDir(str(values['data-dir'])),
+        rounds: numberFlag('rounds', str(values.rounds), 6),
+        modes: modes as (typeof CURVE_MODES)[number][],
+        onProgress: (line) => process.stderr.write(`${line}\n`),
+      });
+      for (const c of curves) print(c, values.json === true);
+      return 0;
+    },
+  },
   memory: {
     usage: '[--backend NAME] [--json]',
     async run(argv) {

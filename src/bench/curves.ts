@@ -1,0 +1,172 @@
+/**
+ * `lethe bench curves`: learning curves of federated MeZO (seed uploads), federated ESSA and federated backprop on
+ * the demo task (the demo's run config: SpamAssassin, the shipped tiny GPT-2, 8 clients on Dirichlet(0.5) shares of
+ * the train split, FFA-LoRA r 8), evaluated on the demo's held-out split after every round.
+ *
+ * Everything that decides the numbers is the production code path, minus the transport: each client's upload is
+ * computeUpdate (src/client/train-task.ts) on its task, and each round is aggregated by the coordinator's own
+ * denseRound (seed replay, ESSA generation) and strategy stack (src/coordinator). The gRPC hop is left out because
+ * it changes no value (the wire is lossless float32; tests/coordinator check that), and it would only add time.
+ *
+ * Per mode the local settings differ, because the methods differ (each from its reference defaults, scaled to the
+ * tiny model): backprop 15 AdamW steps at 5e-3 (the demo); MeZO 60 SGD steps at ε 1e-2 (4 forward passes of work per
+ * backprop step's ~3); ESSA 8 antithetic pairs on 64 local examples per client per round, σ 0.02, Adam lr 0.01.
+ * Output: one JSON line per mode with per-round eval accuracy and loss, and upload bytes per client per round.
+ */
+import { computeUpdate } from '../client/train-task.js';
+import { DEFAULT_PARTITION_SEED, LocalData, loadLocalData } from '../client/local-data.js';
+import { denseRound, essaConfigOf, essaMemberSeeds, KIND_OF_MODE, poolSeedOf, uploadLayoutOf, type StoredUpdate } from '../coordinator/forward-only.js';
+import { layoutBytes, runLayout } from '../coordinator/layout.js';
+import { parseRunConfig, type RunConfig } from '../coordinator/run-config.js';
+import { buildStrategy } from '../coordinator/run-strategy.js';
+import type { RunContext } from '../coordinator/runs.js';
+import { loadDataset, trainTestSplit } from '../data/index.js';
+import { encodeExamples, type EncodedExamples } from '../data/encode.js';
+import { DEFAULT_DEMO, DEMO_RUN_SEED, demoRunConfig } from '../demo/config.js';
+import { GPT2 } from '../model/gpt2.js';
+import { initAdapter } from '../model/lora.js';
+import { tokenizerFor } from '../model/tokenizer.js';
+import type { HostTensor } from '../tensors/host.js';
+import { essaInit, type EssaState } from '../train/essa.js';
+import { essaBasisTensors } from '../train/essa-basis.js';
+import { evaluate } from '../train/evaluate.js';
+import { ensurePretrainedBase } from '../train/pretrain.js';
+import type { Task, TrainingMode } from '../wire/messages.js';
+
+export const CURVE_MODES = ['backprop', 'mezo-seeds', 'essa'] as const;
+export type CurveMode = (typeof CURVE_MODES)[number];
+
+export interface CurvesOptions {
+  readonly dataDir: string; // where the tiny base lives (the shipped one is used when present)
+  readonly rounds: number; // 6
+  readonly modes: readonly CurveMode[];
+  readonly onProgress?: (line: string) => void;
+}
+
+export interface Curve {
+  readonly mode: CurveMode;
+  readonly rounds: number;
+  readonly clients: number;
+  /** Index 0: the initial adapter; index r: after round r. */
+  readonly eval_accuracy: number[];
+  readonly eval_loss: number[];
+  readonly upload_bytes_per_client: number;
+  readonly seconds: number;
+}
+
+/** The run config of one mode: the demo's, with that mode's local settings. */
+export function curveRunConfig(mode: CurveMode, rounds: number): RunConfig {
+  const demo = demoRunConfig({ ...DEFAULT_DEMO, dataDir: '', rounds });
+  const local = demo.local as Record<string, unknown>;
+  const byMode: Record<CurveMode, Record<string, unknown>> = {
+    backprop: local,
+    'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 60, batch_size: 16, lr: 2e-3, mezo_eps: 1e-2 },
+    essa: { mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
+  };
+  return parseRunConfig({ ...demo, local: byMode[mode] });
+}
+
+const TRAINING_MODE: Readonly<Record<CurveMode, TrainingMode>> = Object.freeze({
+  backprop: 'TRAINING_MODE_BACKPROP',
+  'mezo-seeds': 'TRAINING_MODE_MEZO_SEEDS',
+  essa: 'TRAINING_MODE_ESSA',
+});
+
+/** The task a coordinator would hand this client (src/coordinator/tasks.ts buildTask, without the store). */
+function taskFor(ctx: RunContext, mode: CurveMode, round: number, clientId: string): Task {
+  const { config } = ctx;
+  const training = TRAINING_MODE[mode];
+  return {
+    taskId: `${ctx.id}/${round}/${clientId}`,
+    runId: ctx.id,
+    round,
+    deadlineMs: Number.MAX_SAFE_INTEGER,
+    mode: training,
+    adapterSha256: Buffer.alloc(32),
+    baseModel: config.baseModel,
+    dataset: config.task,
+    labels: [...config.labels],
+    seqLen: config.seqLen,
+    lora: { rank: config.lora.r, alpha: config.lora.alpha, targetModules: [...config.lora.targets], initSeed: config.lora.seed, aggregation: 'AGGREGATION_MODE_FFA' },
+    training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: config.local.lr, weightDecay: 0, seed: (round * 7919 + Number(clientId.slice(1))) >>> 0 },
+    mezo: mode === 'mezo-seeds' ? { eps: config.local.mezoEps, seedPoolSize: config.local.seedPoolK, poolSeed: poolSeedOf(ctx), poolScalarsSha256: Buffer.alloc(0) } : null,
+    essa:
+      mode === 'essa'
+        ? { sigma: config.local.essaSigma, memberSeeds: essaMemberSeeds(ctx, round, clientId), topFraction: 1, fitness: config.local.essaFitness, evalExamples: config.local.essaEvalExamples, basisSha256: Buffer.alloc(32) }
+        : null,
+    privacy: null,
+    unlearning: null,
+    uploadTensors: [...uploadLayoutOf(ctx, KIND_OF_MODE[training]!).keys()],
+  };
+}
+
+async function runCurve(mode: CurveMode, model: GPT2, shards: readonly EncodedExamples[], test: EncodedExamples, opts: CurvesOptions): Promise<Curve> {
+  const began = performance.now();
+  const config = curveRunConfig(mode, opts.rounds);
+  const ctx: RunContext = Object.freeze({ id: `curves-${mode}`, config, layout: runLayout(model.config, config), plan: undefined });
+  let global: Map<string, HostTensor> = initAdapter(ctx.layout.model, ctx.layout.lora);
+  let essa: EssaState | undefined;
+  const acc: number[] = [];
+  const loss: number[] = [];
+  const record = (): void => {
+    const e = evaluate(model, ctx.layout.lora, global, test);
+    acc.push(e.accuracy);
+    loss.push(e.loss);
+  };
+  record();
+  const noise = (): Float64Array => {
+    throw new Error('no DP in the curves');
+  };
+  for (let round = 1; round <= opts.rounds; round++) {
+    if (mode === 'essa') essa ??= essaInit(global, essaConfigOf(config));
+    const essaBasis = essa && essaBasisTensors(essa);
+    const stored: StoredUpdate[] = [];
+    for (const [k, data] of shards.entries()) {
+      const clientId = `c${k}`;
+      const out = await computeUpdate(taskFor(ctx, mode, round, clientId), { model, global, data, noise, ...(essaBasis ? { essaBasis } : {}) });
+      stored.push({ clientId, numExamples: out.numExamples, kind: out.kind, tensors: out.tensors, metrics: out.metrics });
+    }
+    const dense = denseRound(ctx, round, global, stored, essa, 'examples');
+    const outcome = buildStrategy(config, undefined, {}, shards.length).strategy.aggregate({ round, global, expectedClients: shards.length }, dense.results, []);
+    if (outcome) global = outcome.global;
+    essa = dense.essa ?? essa;
+    record();
+    opts.onProgress?.(`${mode} round ${round}: eval accuracy ${acc.at(-1)!.toFixed(4)}, loss ${loss.at(-1)!.toFixed(4)}`);
+  }
+  const kind = KIND_OF_MODE[TRAINING_MODE[mode]]!;
+  return {
+    mode,
+    rounds: opts.rounds,
+    clients: shards.length,
+    eval_accuracy: acc,
+    eval_loss: loss,
+    upload_bytes_per_client: layoutBytes(uploadLayoutOf(ctx, kind)),
+    seconds: (performance.now() - began) / 1000,
+  };
+}
+
+/** The demo's clients' shares and held-out split, encoded for `model`. */
+async function demoData(model: GPT2, config: RunConfig, clients: number, alpha: number): Promise<{ shards: EncodedExamples[]; test: EncodedExamples }> {
+  const tokenizer = tokenizerFor(model.config);
+  const shards: EncodedExamples[] = [];
+  for (let index = 0; index < clients; index++) {
+    const ds = await loadLocalData({ source: 'builtin:spam', partition: { index, count: clients, alpha, seed: DEFAULT_PARTITION_SEED } });
+    shards.push(new LocalData(ds).encoded(config.labels, tokenizer, config.seqLen));
+  }
+  const all = await loadDataset('builtin:spam', { labels: config.labels });
+  const { test } = trainTestSplit(all, { testFraction: 0.2, seed: DEMO_RUN_SEED });
+  return { shards, test: encodeExamples(test.examples.slice(0, 512), tokenizer, config.seqLen) };
+}
+
+export async function federatedCurves(opts: CurvesOptions): Promise<Curve[]> {
+  const base = await ensurePretrainedBase(opts.dataDir);
+  const model = new GPT2(base.config, base.weights);
+  try {
+    const { shards, test } = await demoData(model, curveRunConfig('backprop', opts.rounds), DEFAULT_DEMO.clients, DEFAULT_DEMO.alpha);
+    const curves: Curve[] = [];
+    for (const mode of opts.modes) curves.push(await runCurve(mode, model, shards, test, opts));
+    return curves;
+  } finally {
+    model.dispose();
+  }
+}
