@@ -279,6 +279,25 @@ export interface GPT2Options {
   readonly trainableBase?: boolean;
 }
 
+/** How classify reduces a sequence's hidden states to one vector. */
+export type Pooling = 'mean' | 'last';
+
+/** [B, B·T]: row i averages the real tokens of sequence i (weights mask/count on its own T columns). */
+function meanSelection(mask: tf.Tensor2D): tf.Tensor2D {
+  const [b, t] = mask.shape;
+  const weights = tf.div(mask, tf.maximum(tf.sum(mask, 1, true), 1)); // [B, T]
+  const blockDiagonal = tf.mul(tf.expandDims(tf.eye(b), 2), tf.expandDims(weights, 1)); // [B, B, T]
+  return tf.reshape(blockDiagonal, [b, b * t]);
+}
+
+/** [B, B·T]: row i is one-hot at sequence i's last real token. */
+function lastSelection(mask: tf.Tensor2D): tf.Tensor2D {
+  const [b, t] = mask.shape;
+  const last = tf.maximum(tf.sub(tf.sum(mask, 1), 1), 0); // [B] position of the last token
+  const row = tf.cast(tf.add(tf.mul(tf.range(0, b), t), last), 'int32') as tf.Tensor1D; // [B] row in [B·T]
+  return tf.cast(tf.oneHot(row, b * t), 'float32') as tf.Tensor2D;
+}
+
 export class GPT2 {
   readonly config: GPT2Config;
   private readonly params: Map<string, tf.Tensor>; // HF name -> tensor (tf.Variable when trainableBase)
@@ -358,11 +377,13 @@ export class GPT2 {
   }
 
   /**
-   * Classification logits [B, numLabels]: score.weight (from the first adapter that has one) applied to the hidden
-   * state at each row's last real token, as HF GPT2ForSequenceClassification. mask [B, T]: 1 token, 0 pad, padding on
-   * the right; the position is picked by a one-hot matMul, not gather, so it differentiates on wasm.
+   * Classification logits [B, numLabels]: score.weight (from the first adapter that has one) applied to a pooled
+   * hidden state. `mean` (the default) averages the hidden states of the real tokens: with a small model, one position
+   * of a causal stack summarises a long text poorly (spam accuracy of the tiny base: see BENCHMARKS.md). `last` takes
+   * the last real token, as HF GPT2ForSequenceClassification. mask [B, T]: 1 token, 0 pad, padding on the right; rows
+   * are picked by a matMul with a [B, B·T] selection matrix, not gather, so it differentiates on wasm.
    */
-  classify(ids: tf.Tensor2D, mask: tf.Tensor2D, lora: LoraInput): tf.Tensor2D {
+  classify(ids: tf.Tensor2D, mask: tf.Tensor2D, lora: LoraInput, pooling: Pooling = 'mean'): tf.Tensor2D {
     const adapters = asList(lora);
     const head = adapters.find((a) => a.tensors.has(HEAD_NAME))?.tensors.get(HEAD_NAME);
     if (!head) throw new AdapterError(`classify needs a head: no adapter holds ${HEAD_NAME} (set numLabels > 0)`, 'no_head');
@@ -371,9 +392,7 @@ export class GPT2 {
     }
     const { hidden } = this.forward(ids, lora);
     const [b, t] = ids.shape;
-    const last = tf.maximum(tf.sub(tf.sum(mask, 1), 1), 0); // [B] position of the last token
-    const row = tf.cast(tf.add(tf.mul(tf.range(0, b), t), last), 'int32') as tf.Tensor1D; // [B] row in [N]
-    const pick = tf.cast(tf.oneHot(row, b * t), 'float32') as tf.Tensor2D; // [B, N]
+    const pick = pooling === 'mean' ? meanSelection(mask) : lastSelection(mask); // [B, N]
     const pooled = selectRows(pick, tf.reshape(hidden, [b * t, this.config.nEmbd])); // [B, C]
     return matMul(pooled, tf.transpose(head) as tf.Tensor2D); // [B, numLabels]
   }

@@ -50,12 +50,37 @@ describe('gpt2 forward', () => {
     const zeroB = toTf(randomAdapter(TEST_CONFIG, TEST_LORA, 'h'));
     for (const [name, t] of zeroB) if (name.includes('lora_B')) zeroB.set(name, tf.zerosLike(t));
     // Act
-    const scores = tf.tidy(() => model.classify(ids, mask, { config: TEST_LORA, tensors: zeroB }).arraySync());
+    const scores = tf.tidy(() => model.classify(ids, mask, { config: TEST_LORA, tensors: zeroB }, 'last').arraySync());
     // Assert
     ids.arraySync().forEach((row, b) => {
       const last = referenceHidden(TEST_CONFIG, weights, row.slice(0, lengths[b]))[lengths[b]! - 1]!;
       const expected = Array.from({ length: TEST_LORA.numLabels }, (_, k) =>
         last.reduce((s, v, c) => s + v * head.data[k * TEST_CONFIG.nEmbd + c]!, 0),
+      );
+      expect(maxAbsDiff(scores[b]!, expected)).toBeLessThan(1e-4);
+    });
+    model.dispose();
+    tf.dispose([ids, mask, ...zeroB.values()]);
+  });
+
+  it('gpt2 – classify by default applies score.weight to the mean hidden state of each row\'s real tokens', () => {
+    // Arrange
+    const weights = randomWeights(TEST_CONFIG, 'cls-mean');
+    const model = new GPT2(TEST_CONFIG, weights);
+    const ids = idsTensor(3, 8, TEST_CONFIG.vocabSize, 1);
+    const lengths = [8, 3, 1];
+    const mask = maskTensor(lengths, 8);
+    const head = randomAdapter(TEST_CONFIG, TEST_LORA, 'h').get('score.weight')!;
+    const zeroB = toTf(randomAdapter(TEST_CONFIG, TEST_LORA, 'h'));
+    for (const [name, t] of zeroB) if (name.includes('lora_B')) zeroB.set(name, tf.zerosLike(t));
+    // Act
+    const scores = tf.tidy(() => model.classify(ids, mask, { config: TEST_LORA, tensors: zeroB }).arraySync());
+    // Assert: padding must not leak into the mean, so each row matches the reference on its real tokens only
+    ids.arraySync().forEach((row, b) => {
+      const hidden = referenceHidden(TEST_CONFIG, weights, row.slice(0, lengths[b]));
+      const mean = hidden[0]!.map((_, c) => hidden.reduce((s, h) => s + h[c]!, 0) / hidden.length);
+      const expected = Array.from({ length: TEST_LORA.numLabels }, (_, k) =>
+        mean.reduce((s, v, c) => s + v * head.data[k * TEST_CONFIG.nEmbd + c]!, 0),
       );
       expect(maxAbsDiff(scores[b]!, expected)).toBeLessThan(1e-4);
     });
