@@ -27,6 +27,7 @@ import { FITNESS, KIND_OF_MODE, kindCode, SEED_SCALARS, UPDATE_KIND_METRIC, uplo
 import { layoutBytes } from './layout.js';
 import { authenticate, requireWellFormed } from './handlers.js';
 import { announce } from './peers.js';
+import { currentStrategyState } from './run-strategy.js';
 import { modeFor, type RunContext, type RunRegistry } from './runs.js';
 import { taskId } from './tasks.js';
 
@@ -120,6 +121,11 @@ export async function ingestUpdate(
   if (!(header.numExamples >= 1)) throw new InvalidRequestError('num_examples must be ≥ 1: it is the update\'s aggregation weight');
   const expected = uploadLayoutOf(ctx, kind);
   checkForwardOnlyManifest(ctx, kind, manifest.entries);
+  if (kind === 'UPDATE_KIND_ESSA_FITNESS' && !currentStrategyState(await store.runs.getStrategyState(header.runId), (r) => r < header.round).essa) {
+    // Only a client sampled as ESSA gets members, and then the round's generation exists; anything else would leave
+    // the round with fitness rows it cannot use.
+    throw new InvalidUpdateError(`round ${header.round} of run ${header.runId} has no ESSA generation; no members were assigned to this client`, 'unassigned_member');
+  }
 
   // The limit is the expected payload itself, so a client cannot make the coordinator buffer more than its task implies.
   const assembler = new TensorAssembler(manifest, { maxTotalBytes: Math.min(core.config.maxUpdateBytes, layoutBytes(expected)), expected });

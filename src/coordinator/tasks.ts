@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import type { ClientRecord, RoundRecord } from '../store/store.js';
 import type { AggregationMode, EssaParams, MezoParams, Task } from '../wire/messages.js';
 import type { CoordinatorCore } from './core.js';
-import { InvalidRequestError, NotFoundError } from './errors.js';
+import { InvalidRequestError } from './errors.js';
 import { essaConfigOf, essaMemberSeeds, KIND_OF_MODE, poolSeedOf, uploadLayoutOf } from './forward-only.js';
-import { currentStrategyState, privacyInstructions, type StrategyState } from './run-strategy.js';
+import { currentStrategyState, privacyInstructions, type EssaRefs, type StrategyState } from './run-strategy.js';
 import { modeFor, type RunContext, type RunRegistry } from './runs.js';
 
 export function taskId(runId: string, round: number, clientId: string): string {
@@ -45,8 +45,7 @@ function mezoParams(ctx: RunContext, seeds: boolean, state: StrategyState): Mezo
 }
 
 /** The ESSA task: this client's member seeds and the basis (prepared when the round opened; see round-driver.ts). */
-function essaParams(ctx: RunContext, round: number, clientId: string, state: StrategyState): EssaParams {
-  if (!state.essa) throw new NotFoundError(`run ${ctx.id} round ${round} has no ESSA state; it is prepared when a round samples an ESSA client`);
+function essaParams(ctx: RunContext, round: number, clientId: string, essa: EssaRefs): EssaParams {
   const { local } = ctx.config;
   return {
     sigma: local.essaSigma,
@@ -54,7 +53,7 @@ function essaParams(ctx: RunContext, round: number, clientId: string, state: Str
     topFraction: essaConfigOf(ctx.config).topFraction,
     fitness: local.essaFitness,
     evalExamples: local.essaEvalExamples,
-    basisSha256: Buffer.from(state.essa.basis, 'hex'),
+    basisSha256: Buffer.from(essa.basis, 'hex'),
   };
 }
 
@@ -74,6 +73,8 @@ export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: R
   if (!candidate) return undefined; // its capabilities changed since it was sampled
   const { config, layout, plan } = ctx;
   const state = currentStrategyState(await core.store.runs.getStrategyState(ctx.id), (r) => r < round.round);
+  // ESSA since it was sampled (its capabilities changed): no generation was prepared for this round.
+  if (candidate.mode === 'essa' && !state.essa) return undefined;
   const id = taskId(ctx.id, round.round, client.id);
   const seeds = candidate.training === 'TRAINING_MODE_MEZO_SEEDS';
   return {
@@ -96,7 +97,7 @@ export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: R
     },
     training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: config.local.lr, weightDecay: 0, seed: taskSeed(id) },
     mezo: candidate.mode === 'mezo' ? mezoParams(ctx, seeds, state) : null,
-    essa: candidate.mode === 'essa' ? essaParams(ctx, round.round, client.id, state) : null,
+    essa: candidate.mode === 'essa' && state.essa ? essaParams(ctx, round.round, client.id, state.essa) : null,
     privacy: privacyInstructions(config, plan, state.clipNorm ?? plan?.clip ?? 0, candidate.numExamples),
     unlearning: null,
     uploadTensors: [...uploadLayoutOf(ctx, KIND_OF_MODE[candidate.training]!).keys()],
