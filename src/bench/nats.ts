@@ -11,9 +11,13 @@
  *   round_overhead_s_1000  – one round with 1,000 enrolled clients, half on each coordinator, that long-poll for the
  *                            task, fetch the adapter and upload a prepared update at once: seconds from round.started
  *                            to round.aggregated.
+ *   *_cpu_s                – CPU seconds (user + system) the two coordinator processes, and a nats-server running on
+ *                            this machine, spent in each measured window (Linux /proc; null elsewhere). Wall times on
+ *                            a shared, loaded machine mostly measure the queue for a core; CPU seconds do not.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,8 +52,12 @@ export interface NatsBenchResult {
   readonly ingest_mbps: number;
   readonly ingest_bytes_per_client: number;
   readonly ingest_clients: number;
+  readonly ingest_cpu_s_coordinators: number | null;
+  readonly ingest_cpu_s_nats_server: number | null;
   readonly round_overhead_s_1000: number;
   readonly round_clients: number;
+  readonly round_cpu_s_coordinators: number | null;
+  readonly round_cpu_s_nats_server: number | null;
   readonly coordinators: number;
   /** The machine's 1-minute load average at the end, and its CPU count: the numbers depend on both. */
   readonly load_average_1m: number;
@@ -62,6 +70,56 @@ const COORDINATORS = 2;
 const CLIENTS_PER_TOKEN = 25;
 /** gRPC channels per coordinator shared by the clients (many clients behind a few connections). */
 const CHANNELS = 8;
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null where it cannot be read. */
+function cpuSeconds(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    // Fields after the command name (which may hold spaces): state is field 3, utime and stime are fields 14 and 15.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+/** Linux's USER_HZ, the unit of /proc/<pid>/stat times, on every common architecture. */
+const CLOCK_TICKS = 100;
+
+/** Pids of nats-server processes on this machine (none when it runs elsewhere or /proc is absent). */
+function localNatsServers(): number[] {
+  try {
+    return readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          return readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'nats-server';
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Total CPU seconds of `pids` (null when none can be read). */
+function cpuOf(pids: readonly (number | undefined)[]): number | null {
+  const times = pids.map(cpuSeconds).filter((t): t is number => t !== null);
+  return times.length === 0 ? null : times.reduce((a, b) => a + b, 0);
+}
+
+/** CPU meter over a window: coordinators' and local nats-servers' CPU seconds spent since start(). */
+function cpuMeter(coordinators: readonly (number | undefined)[]) {
+  const nats = localNatsServers();
+  const before = { coordinators: cpuOf(coordinators), nats: cpuOf(nats) };
+  return () => {
+    const after = { coordinators: cpuOf(coordinators), nats: cpuOf(nats) };
+    const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : b - a);
+    return { coordinators: delta(before.coordinators, after.coordinators), nats: delta(before.nats, after.nats) };
+  };
+}
 
 /** Two coordinator processes on a fresh prefix, `n` clients enrolled (alternating), live, and the bus to time with. */
 async function setUp(servers: readonly string[], model: GPT2Config, n: number, progress: (line: string) => void) {
@@ -81,13 +139,11 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
     await rm(root, { recursive: true, force: true });
   };
   try {
-    const addresses = await Promise.all(
-      Array.from({ length: COORDINATORS }, async (_, i) => {
-        const args = ['coordinator', 'start', '--data-dir', join(root, `c${i}`), '--port', '0', '--nats', servers.join(','), '--bucket-prefix', prefix];
-        const child = group.spawn(`coordinator-${i}`, args, join(root, `c${i}.log`));
-        return (await child.waitForLine(/listening on (\S+) /, 60_000))[1]!;
-      }),
-    );
+    const children = Array.from({ length: COORDINATORS }, (_, i) => {
+      const args = ['coordinator', 'start', '--data-dir', join(root, `c${i}`), '--port', '0', '--nats', servers.join(','), '--bucket-prefix', prefix];
+      return group.spawn(`coordinator-${i}`, args, join(root, `c${i}.log`));
+    });
+    const addresses = await Promise.all(children.map(async (child) => (await child.waitForLine(/listening on (\S+) /, 60_000))[1]!));
     bus = await connectNatsBus({ servers });
     const proto = loadLetheProto();
     const admin = createClient(proto, 'admin', addresses[0]!, credentials.createInsecure()) as AdminClient;
@@ -107,6 +163,8 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
     const theBus = bus;
     return {
       clients,
+      /** Starts measuring CPU; the returned function gives the seconds spent since. */
+      cpu: () => cpuMeter(children.map((c) => c.process.pid)),
       /** Resolves with the time (performance.now) of the first event of `type` on the bus. */
       next(type: 'round.started' | 'round.aggregated'): Promise<number> {
         const sub: Subscription = theBus.subscribe(SUBJECTS.ofType(type));
@@ -141,21 +199,23 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
     const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
     const aggregated = env.next('round.aggregated');
     progress(`uploading ${clientCount} × ${(updates[0]!.manifest.totalBytes / 1e6).toFixed(1)} MB`);
+    const cpu = env.cpu();
     const start = performance.now();
     await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
     const end = await aggregated;
     const bytes = updates[0]!.manifest.totalBytes;
-    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes };
+    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes, cpu: cpu() };
   } finally {
     await env.tearDown();
   }
 }
 
-async function measureRoundOverhead(servers: readonly string[], clientCount: number, progress: (line: string) => void): Promise<number> {
+async function measureRoundOverhead(servers: readonly string[], clientCount: number, progress: (line: string) => void) {
   const env = await setUp(servers, SMALL, clientCount, progress);
   try {
     const opened = env.next('round.started');
     const closed = env.next('round.aggregated');
+    const cpu = env.cpu(); // includes the long polls' setup and the run's creation: an upper bound
     // Everyone long-polls before the run exists, like idle clients waiting for work.
     const work = Promise.all(
       env.clients.map(async (c, k) => {
@@ -168,7 +228,7 @@ async function measureRoundOverhead(servers: readonly string[], clientCount: num
     progress(`one round with ${clientCount} clients`);
     await env.createRun({ name: 'overhead', rounds: 1, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
     const [t0, t1] = await Promise.all([opened, closed, work]);
-    return (t1 - t0) / 1000;
+    return { seconds: (t1 - t0) / 1000, cpu: cpu() };
   } finally {
     await env.tearDown();
   }
@@ -185,8 +245,12 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_mbps: ingest.mbps,
     ingest_bytes_per_client: ingest.bytes,
     ingest_clients: ingestClients,
-    round_overhead_s_1000: overhead,
+    ingest_cpu_s_coordinators: ingest.cpu.coordinators,
+    ingest_cpu_s_nats_server: ingest.cpu.nats,
+    round_overhead_s_1000: overhead.seconds,
     round_clients: roundClients,
+    round_cpu_s_coordinators: overhead.cpu.coordinators,
+    round_cpu_s_nats_server: overhead.cpu.nats,
     coordinators: COORDINATORS,
     load_average_1m: loadavg()[0]!,
     cpus: cpus().length,

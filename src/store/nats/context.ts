@@ -7,6 +7,10 @@
  * has exactly one linearisation point, a revision-checked write of ONE authoritative key, retried with a bound when
  * another writer got there first; writes to other keys happen before it and are invisible (or harmless) until it
  * lands. Per module comments say which key decides each operation.
+ *
+ * Reads asked for in the same turn of the event loop share one request (of a key, or of a snapshot), sent after all
+ * of them were asked, so each still sees every write acknowledged before it was called; the decoded documents are
+ * shared too (they are treated as immutable). A thousand clients waking at once then cost one read of their run.
  */
 import type { KV, KvEntry, NatsConnection } from 'nats';
 import { StoreBusyError, StoreClosedError } from '../errors.js';
@@ -52,9 +56,36 @@ function decodeDoc<D>(entry: KvEntry): D {
   return JSON.parse(decoder.decode(entry.value)) as D;
 }
 
+/** Decoded once per entry, however many callers share it. */
+const decoded = new WeakMap<KvEntry, Versioned<unknown>>();
+
 function toVersioned<D>(entry: KvEntry | null): Versioned<D> | undefined {
   if (entry === null || entry.operation !== 'PUT') return undefined;
-  return { doc: decodeDoc<D>(entry), revision: entry.revision, storedAt: entry.created.getTime() };
+  let value = decoded.get(entry);
+  if (value === undefined) {
+    value = { doc: decodeDoc<D>(entry), revision: entry.revision, storedAt: entry.created.getTime() };
+    decoded.set(entry, value);
+  }
+  return value as Versioned<D>;
+}
+
+/** Requests asked for during one turn of the event loop, sent together at its end (setImmediate), one per name. */
+class TurnBatch<T> {
+  private readonly waiting = new Map<string, Promise<T>>();
+
+  run(name: string, send: () => Promise<T>): Promise<T> {
+    let shared = this.waiting.get(name);
+    if (shared === undefined) {
+      shared = new Promise<T>((resolve, reject) =>
+        setImmediate(() => {
+          this.waiting.delete(name);
+          send().then(resolve, reject);
+        }),
+      );
+      this.waiting.set(name, shared);
+    }
+    return shared;
+  }
 }
 
 /** Serialises this process's writes to one key, so only other processes' writes can make a CAS fail. */
@@ -77,6 +108,8 @@ export class NatsContext {
   private reachable = true;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly queues = new WeakMap<KV, KeyedQueue>();
+  private readonly reads = new WeakMap<KV, TurnBatch<KvEntry | null>>();
+  private readonly snapshots = new WeakMap<KV, TurnBatch<Map<string, Versioned<unknown>>>>();
 
   constructor(
     readonly nc: NatsConnection,
@@ -127,7 +160,9 @@ export class NatsContext {
   }
 
   async get<D>(kv: KV, key: string): Promise<Versioned<D> | undefined> {
-    return toVersioned<D>(await kv.get(key));
+    let batch = this.reads.get(kv);
+    if (batch === undefined) this.reads.set(kv, (batch = new TurnBatch()));
+    return toVersioned<D>(await batch.run(key, () => kv.get(key)));
   }
 
   /** Writes `doc` only if `key` holds no value; the new revision, or undefined when a value was there. */
@@ -190,9 +225,16 @@ export class NatsContext {
     });
   }
 
-  /** The current value of every key matching `filter` (a KV key pattern with * and >), via an ordered consumer. */
-  async snapshot<D>(kv: KV, filter = '>'): Promise<Map<string, Versioned<D>>> {
-    const found = new Map<string, Versioned<D>>();
+  /** The current value of every key matching `filter` (a KV key pattern with * and >); the map is shared, read-only. */
+  snapshot<D>(kv: KV, filter = '>'): Promise<ReadonlyMap<string, Versioned<D>>> {
+    let batch = this.snapshots.get(kv);
+    if (batch === undefined) this.snapshots.set(kv, (batch = new TurnBatch()));
+    return batch.run(filter, () => this.watchAll(kv, filter)) as Promise<ReadonlyMap<string, Versioned<D>>>;
+  }
+
+  /** Every current value matching `filter`, via an ordered consumer. */
+  private async watchAll(kv: KV, filter: string): Promise<Map<string, Versioned<unknown>>> {
+    const found = new Map<string, Versioned<unknown>>();
     let initialized = false;
     let stop = (): void => undefined;
     const iterator = await kv.watch({
@@ -205,7 +247,7 @@ export class NatsContext {
     stop = () => iterator.stop();
     if (initialized) iterator.stop();
     for await (const entry of iterator) {
-      const value = toVersioned<D>(entry);
+      const value = toVersioned<unknown>(entry);
       if (value === undefined) found.delete(entry.key);
       else found.set(entry.key, value);
     }
