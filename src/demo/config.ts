@@ -34,7 +34,7 @@ export interface DemoOptions {
   readonly rank: number;
   /** 180: seconds a round waits for slow clients before closing with those that answered. */
   readonly roundDeadlineS: number;
-  /** tfjs backend of every process; undefined = each picks the best available. */
+  /** tfjs backend of every process; `lethe demo` passes the one it selected itself (undefined: each picks its own). */
   readonly backend: string | undefined;
   /** Central DP settings used with `privacy`. */
   readonly dp: { readonly epsilon: number; readonly delta: number; readonly clip: number };

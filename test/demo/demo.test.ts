@@ -33,7 +33,7 @@ describe('demo', () => {
 
     // Act
     const result = await runDemo(
-      { ...DEFAULT_DEMO, dataDir, clients: 2, rounds: 2, baseModel, seqLen: 32, localSteps: 5, batchSize: 8, lr: 0.02, roundDeadlineS: 60 },
+      { ...DEFAULT_DEMO, dataDir, clients: 2, rounds: 2, baseModel, seqLen: 32, localSteps: 5, batchSize: 8, lr: 0.02, roundDeadlineS: 60, backend: 'wasm' },
       { out: (t) => out.push(t), entry: { executable: process.execPath, script: LAUNCHER }, backend: 'cpu' },
     );
 

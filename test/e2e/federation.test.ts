@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readAdminToken } from '../../src/auth/admin-token.js';
 import { initBackend } from '../../src/backend/backend.js';
 import { enroll } from '../../src/client/enroll.js';
@@ -55,7 +55,7 @@ describe('end to end', () => {
   }
 
   async function startCoordinator(): Promise<void> {
-    coordinator = lethe(['coordinator', 'start', '--port', String(port), '--host', '127.0.0.1', '--data-dir', coordinatorDir]);
+    coordinator = lethe(['coordinator', 'start', '--port', String(port), '--host', '127.0.0.1', '--data-dir', coordinatorDir, '--backend', 'wasm']);
     await coordinator.waitFor(/listening on/, 30_000);
   }
 
@@ -76,16 +76,24 @@ describe('end to end', () => {
     admin = new AdminApi(address, await readAdminToken(coordinatorDir));
     const token = await admin.createJoinToken(CLIENTS, 600, 'e2e');
     const enrollments = Array.from({ length: CLIENTS }, (_, i) =>
-      lethe(['client', 'enroll', '--coordinator', address, '--token', token.token, '--name', `e2e-${i}`, '--data-dir', clientDir(i), '--modes', 'backprop']),
+      lethe(['client', 'enroll', '--coordinator', address, '--token', token.token, '--name', `e2e-${i}`, '--data-dir', clientDir(i), '--modes', 'backprop', '--backend', 'wasm']),
     );
     expect(await Promise.all(enrollments.map((p) => p.exited))).toEqual([0, 0, 0]);
     for (let i = 0; i < CLIENTS; i++) {
       clients.push(
-        lethe(['client', 'run', '--data-dir', clientDir(i), '--data', 'builtin:spam', '--partition', `${i}/${CLIENTS}`, '--alpha', '1', '--json']),
+        lethe(['client', 'run', '--data-dir', clientDir(i), '--data', 'builtin:spam', '--partition', `${i}/${CLIENTS}`, '--alpha', '1', '--backend', 'wasm', '--json']),
       );
     }
     await Promise.all(clients.map((c) => c.waitFor(/"type":"connected"/, 60_000)));
   }, 120_000);
+
+  // A failed step says what the processes said.
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => {
+      process.stderr.write(`--- coordinator output ---\n${coordinator?.output().slice(-4000)}\n`);
+      clients.forEach((c, i) => process.stderr.write(`--- client ${i} output ---\n${c.output().slice(-2000)}\n`));
+    });
+  });
 
   afterAll(async () => {
     admin?.close();
@@ -172,7 +180,7 @@ describe('end to end', () => {
     const victimId = (await admin.clients()).find((c) => c.name === `e2e-${CLIENTS - 1}`)!.clientId;
 
     // Act
-    const late = lethe(['client', 'enroll', '--coordinator', address, '--token', expired.token, '--data-dir', clientDir(7), '--modes', 'backprop']);
+    const late = lethe(['client', 'enroll', '--coordinator', address, '--token', expired.token, '--data-dir', clientDir(7), '--modes', 'backprop', '--backend', 'wasm']);
     await admin.revokeClient(victimId, 'e2e test');
     const [lateCode, victimCode] = await Promise.all([late.exited, victim.exited]);
 

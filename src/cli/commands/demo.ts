@@ -84,7 +84,8 @@ export const demoCommand: Command = {
     process.on('SIGTERM', onSignal);
     const progress = pretrainProgress();
     try {
-      const result = await runDemo(options, {
+      // Children use the backend selected here, so nine processes do not each probe the hardware again.
+      const result = await runDemo({ ...options, backend: options.backend ?? backend.backend }, {
         out: (text) => process.stdout.write(text),
         entry: { executable: process.execPath, script },
         onPretrainStep: progress.onStep,
