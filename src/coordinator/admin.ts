@@ -14,13 +14,14 @@ import type { AdminHandlers, InferenceHandlers } from '../wire/services.js';
 import type { CreateRunRequest, RaiseBudgetRequest } from '../wire/admin-messages.js';
 import { refreshBudget } from './budget.js';
 import { LETHE_VERSION, type CoordinatorCore } from './core.js';
-import { ConfigError, CoordinatorError, InvalidRequestError, RunStateError } from './errors.js';
+import { ConfigError, InvalidRequestError, RunStateError } from './errors.js';
 import { guardOpen, handlerOptions, requireWellFormed } from './handlers.js';
 import type { ModelService } from './inference.js';
 import { packTensors, resolveModelConfig, runLayout } from './layout.js';
 import { parseRunConfig, runConfigToJson } from './run-config.js';
 import { privacyPlan } from './run-strategy.js';
 import type { RunRegistry } from './runs.js';
+import { getUnlearning, listUnlearning, submitUnlearning } from './unlearning-admin.js';
 import { clientView, page, roundView, runView, type PrivacyView } from './views.js';
 
 function bearer(metadata: Metadata): string | undefined {
@@ -102,10 +103,6 @@ export function adminHandlers(deps: AdminDeps): AdminHandlers {
     return viewRun(ctx.id);
   }
 
-  const unlearningLater = async (): Promise<never> => {
-    throw new CoordinatorError('unlearning requests are not served by this coordinator yet', 'unimplemented');
-  };
-
   return {
     CreateJoinToken: admin('create a join token', async (r) => {
       if (!(r.ttlSeconds > 0) || !(r.uses > 0)) throw new InvalidRequestError('ttl_seconds and uses must both be > 0');
@@ -152,13 +149,13 @@ export function adminHandlers(deps: AdminDeps): AdminHandlers {
         clientsRevoked: clients.filter((c) => c.revokedAt !== null).length,
         runsActive: allRuns.filter((r) => r.state === 'pending' || r.state === 'running').length,
         runsTotal: allRuns.length,
-        unlearningPending: 0,
+        unlearningPending: (await store.unlearning.list({ states: ['queued', 'assigned', 'training', 'verifying'] })).length,
       };
     }),
     RaiseBudget: admin('raise a budget', raiseBudget),
-    SubmitUnlearning: admin('submit unlearning', unlearningLater),
-    GetUnlearning: admin('get unlearning', unlearningLater),
-    ListUnlearning: admin('list unlearning', unlearningLater),
+    SubmitUnlearning: admin('submit unlearning', (r) => submitUnlearning(core, r)),
+    GetUnlearning: admin('get unlearning', (r) => getUnlearning(core, r.requestId)),
+    ListUnlearning: admin('list unlearning', (r) => listUnlearning(core, r)),
   };
 }
 

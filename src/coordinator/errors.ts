@@ -111,11 +111,20 @@ export class RunStateError extends CoordinatorError {
   }
 }
 
+/** An unlearning request that repeats one already queued, running or active. */
+export class DuplicateRequestError extends CoordinatorError {
+  override name = 'DuplicateRequestError';
+  constructor(message: string) {
+    super(message, 'duplicate_request');
+  }
+}
+
 /** Codes that the default table (src/wire/status.ts) does not know, as the coordinator's services return them. */
 export const COORDINATOR_STATUS_TABLE: StatusTable = Object.freeze({
   closed: Status.UNAVAILABLE,
   not_sampled: Status.FAILED_PRECONDITION,
   update_conflict: Status.ALREADY_EXISTS,
+  duplicate_request: Status.ALREADY_EXISTS,
   // src/auth: a public key that is not 32 bytes of Ed25519.
   invalid_key: Status.INVALID_ARGUMENT,
   // src/privacy: the ledger refused a release; the message says how much ε is left.

@@ -130,6 +130,8 @@ export interface ForgetSelector {
   exampleIds: string[];
   label: string;
   query: string;
+  group: string;
+  match: string;
 }
 
 export interface UnlearningTask {
