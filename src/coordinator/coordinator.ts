@@ -34,6 +34,7 @@ import { EventHub, type CoordinatorEvent } from './events.js';
 import { fleetHandlers } from './fleet.js';
 import { tolerantService } from './handlers.js';
 import { ModelService } from './inference.js';
+import { UnlearningGates } from './unlearning.js';
 import { followPeers } from './peers.js';
 import { Presence } from './presence.js';
 import { RunRegistry } from './runs.js';
@@ -157,7 +158,7 @@ export class Coordinator implements AsyncDisposable {
       startedAt: config.clock(),
     };
     await state.followPresence(core.presence);
-    const models = new ModelService(core);
+    const models = new ModelService(core, new UnlearningGates(core));
     const runs = new RunRegistry(core, models);
     const authenticator = new RequestAuthenticator(store, { window: { maxSkewMs: config.timestampWindowMs }, clock: config.clock });
     const server = createServer();

@@ -4,7 +4,7 @@
  * ensurePretrainedBase in the data directory) and stay cached; forward passes run inside tf.tidy.
  *
  * Extension point for O3 unlearning (ALGORITHMS.md §6): `GateProvider` supplies the gated unlearning adapters of a
- * run; without one (as now) Predict serves base + the utility adapter and returns no gates.
+ * run (unlearning.ts); without one Predict serves base + the utility adapter and returns no gates.
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/backend.js';
@@ -28,6 +28,10 @@ import type { RunContext, RunRegistry } from './runs.js';
 
 /** Unlearning adapters to apply at inference, each with its per-input gate. */
 export interface GateProvider {
+  /** Called before gates() for a run, outside any tidy: loads or rebuilds what gates() needs. */
+  prepare?(ctx: RunContext, model: GPT2, utility: TensorMap): Promise<void>;
+  /** Frees device memory; called when the ModelService is disposed. */
+  dispose?(): void;
   gates(ctx: RunContext, ids: tf.Tensor2D, mask: tf.Tensor2D): { readonly adapters: readonly LoraParams[]; readonly explain: readonly GateWeight[] };
 }
 
@@ -103,6 +107,7 @@ export class ModelService implements RoundEvaluator {
     if (!bytes) throw new NotFoundError(`adapter ${sha} is not stored`);
     const adapter = unpackTensors(bytes, ctx.layout.adapter);
     const model = await this.model(ctx.config.baseModel);
+    await this.gates?.prepare?.(ctx, model, adapter);
     const tokenizer = tokenizerFor(ctx.layout.model);
     const maxLen = Math.min(ctx.config.seqLen, ctx.layout.model.nPositions);
     let tokens: number[];
@@ -155,6 +160,7 @@ export class ModelService implements RoundEvaluator {
   }
 
   dispose(): void {
+    this.gates?.dispose?.();
     for (const m of this.models.values()) void m.then((model) => model.dispose(), () => undefined);
     this.models.clear();
   }
