@@ -23,8 +23,8 @@ describe('unlearning activation and serving', () => {
   let utility: UtilityAdapter;
   let bytes: Uint8Array;
   const ctx = { id: 'run_u', layout: { model: SMALL, lora: UTILITY_LORA } } as unknown as RunContext;
-  const forget = encode(groupSplit().train('spam-2', 24));
-  const generic = encode(['easy-ham-1', 'hard-ham-1'].flatMap((g) => groupSplit().train(g, 24)));
+  const forget = encode(groupSplit().train('spam-2', 16));
+  const generic = encode(['easy-ham-1', 'hard-ham-1'].flatMap((g) => groupSplit().train(g, 16)));
 
   async function verifyingRequest(id: string) {
     await store.unlearning.create({ id, runId: ctx.id, clientIds: ['cl_a'], selector: { group: 'spam-2' }, reason: 'test' });
@@ -36,10 +36,10 @@ describe('unlearning activation and serving', () => {
     await initBackend('cpu');
     store = openSqliteStore(join(dir.path, 'store.sqlite'));
     core = { store, config: { log: () => undefined } } as unknown as CoordinatorCore;
-    ({ model, utility } = await utilityScenario(8, 20));
+    ({ model, utility } = await utilityScenario(4, 4));
     await store.clients.enroll({ id: 'cl_a', name: 'a', publicKey: new Uint8Array(32), capabilities: {} });
     await store.runs.create({ id: ctx.id, config: {} });
-    const config = { ...DEFAULT_UNLEARNING_REQUEST, adapter: { ...DEFAULT_UNLEARNING_REQUEST.adapter, steps: 40 } };
+    const config = { ...DEFAULT_UNLEARNING_REQUEST, adapter: { ...DEFAULT_UNLEARNING_REQUEST.adapter, steps: 10 } };
     bytes = encodeUnlearningPackage(await runUnlearningRequest(model, utility, forget, generic, [], config), SMALL);
   }, 60_000);
   afterAll(() => {
