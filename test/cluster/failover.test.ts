@@ -26,7 +26,7 @@ describe('cluster fail-over', () => {
     dir.remove();
   });
 
-  it('cluster – SIGKILL of the leading coordinator mid-round: the other takes over within 10 s, the run completes, each accepted update is aggregated once, one ledger entry per round', async () => {
+  it('cluster – SIGKILL of the leading coordinator mid-round: the other takes over within 10 s, the run completes, each accepted update is aggregated once, one ledger entry per round', async ({ annotate }) => {
     // Arrange: coordinators A and B sharing one prefix; four clients, two enrolled through each
     const baseModel = await writeTestModel(dir.path);
     const dataDirs = [join(dir.path, 'a'), join(dir.path, 'b')];
@@ -81,6 +81,7 @@ describe('cluster fail-over', () => {
     await survivor.process.waitForLog(new RegExp(`run ${runId}: \\S+ leads it \\(took over from`), 10_000);
     const takeoverMs = performance.now() - killedAt;
     expect(takeoverMs).toBeLessThan(10_000);
+    await annotate(`fail-over took ${Math.round(takeoverMs)} ms from SIGKILL to the survivor's takeover log line`);
 
     // Act: the rest of round 1 and all of round 2 through the survivor
     expect(await push(clients[1]!, tasks[1]!, deltas[1]!, 11)).toBe('RESULT_ACCEPTED');

@@ -11,7 +11,7 @@ import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { InvalidTransitionError, NotFoundError } from '../../src/store/errors.js';
+import { IntegrityError, InvalidTransitionError, NotFoundError } from '../../src/store/errors.js';
 import { NatsUnavailableError } from '../../src/store/nats/errors.js';
 import { openNatsStore, type NatsStore, type NatsStoreConfig } from '../../src/store/nats/store.js';
 import { describeStoreContract, hex, ManualClock, newClient, runWithOpenRound } from './contract.js';
@@ -189,6 +189,19 @@ describe('nats store', () => {
     await expect(a.nonces.insertIfAbsent('client-1', new Uint8Array(8), 1)).rejects.toBeInstanceOf(NotFoundError);
     expect((await store.clients.enroll(newClient(1))).ok).toBe(true);
     expect((await a.clients.get('client-1'))?.name).toBe('node 1');
+  });
+
+  it('nats store – blobs are ordinary object-store objects: nats.js reads them, and bytes that do not match their name are refused', async () => {
+    const [a] = await pair();
+    const os = await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstream().views.os(`${prefix}_blobs`);
+    const bytes = new Uint8Array(2_500_000).map((_, i) => (i * 7) % 251); // three chunks
+    const { sha256 } = await a.blobs.put(bytes);
+    expect(Buffer.from((await os.getBlob(sha256))!).equals(Buffer.from(bytes))).toBe(true); // nats.js checks the digest
+    expect(Buffer.from((await a.blobs.get(sha256))!).equals(Buffer.from(bytes))).toBe(true);
+    expect(await a.blobs.get(hex('absent'))).toBeUndefined();
+    const wrong = hex('not these bytes');
+    await os.putBlob({ name: wrong }, new Uint8Array([1, 2, 3]));
+    await expect(a.blobs.get(wrong)).rejects.toBeInstanceOf(IntegrityError);
   });
 
   it('nats store – refuses a bucket prefix that is not a bucket name', async () => {

@@ -113,7 +113,7 @@ export class NatsStore implements Store, AsyncDisposable {
   ) {
     this.ctx = new NatsContext(nc, { casAttempts: config.casAttempts, clock: config.clock });
     void this.followStatus();
-    this.blobs = new NatsBlobs(this.ctx, buckets.blobs);
+    this.blobs = new NatsBlobs(this.ctx, buckets.blobs, `${config.bucketPrefix}_blobs`, config.requestTimeoutMs);
     this.joinTokens = new NatsJoinTokens(this.ctx, buckets.tokens);
     this.clients = new NatsClients(this.ctx, buckets.clients, buckets.client_keys, this.joinTokens, config.pendingGraceMs);
     this.nonces = new NatsNonces(this.ctx, buckets.nonces, this.clients);
