@@ -60,7 +60,7 @@ export function curveRunConfig(mode: CurveMode, rounds: number): RunConfig {
   const local = demo.local as Record<string, unknown>;
   const byMode: Record<CurveMode, Record<string, unknown>> = {
     backprop: local,
-    'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 60, batch_size: 16, lr: 2e-3, mezo_eps: 1e-2 },
+    'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 60, batch_size: 16, mezo_lr: 2e-3, mezo_eps: 1e-2 },
     essa: { mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
   };
   return parseRunConfig({ ...demo, local: byMode[mode] });
@@ -88,7 +88,7 @@ function taskFor(ctx: RunContext, mode: CurveMode, round: number, clientId: stri
     labels: [...config.labels],
     seqLen: config.seqLen,
     lora: { rank: config.lora.r, alpha: config.lora.alpha, targetModules: [...config.lora.targets], initSeed: config.lora.seed, aggregation: 'AGGREGATION_MODE_FFA' },
-    training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: config.local.lr, weightDecay: 0, seed: (round * 7919 + Number(clientId.slice(1))) >>> 0 },
+    training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: mode === 'mezo-seeds' ? config.local.mezoLr : config.local.lr, weightDecay: 0, seed: (round * 7919 + Number(clientId.slice(1))) >>> 0 },
     mezo: mode === 'mezo-seeds' ? { eps: config.local.mezoEps, seedPoolSize: config.local.seedPoolK, poolSeed: poolSeedOf(ctx), poolScalarsSha256: Buffer.alloc(0) } : null,
     essa:
       mode === 'essa'

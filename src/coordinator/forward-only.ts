@@ -7,8 +7,8 @@
  * (server-side clipping) and the server optimizer treat all modes alike:
  *   - UPDATE_KIND_DENSE (backprop, dense MeZO): the uploaded delta as is.
  *   - UPDATE_KIND_SEED_SCALARS: δ_k = −lr · Σ_s local_k[s] · z(seed_s) over the trainable tensors (seed-pool.ts
- *     replay onto the round's start adapter, minus that adapter). lr is the task's learning_rate, seeds the run's K
- *     candidates. Because the delta is linear in the scalars, a pure seed round aggregates to
+ *     replay onto the round's start adapter, minus that adapter). lr is the MeZO task's learning_rate (local.mezo_lr),
+ *     seeds the run's K candidates. Because the delta is linear in the scalars, a pure seed round aggregates to
  *     −lr · Σ_s (Σ_k w_k local_k[s]) · z(s) = −lr · Σ_s Δpool[s] · z(s): FedKSeed's pool update, exactly.
  *   - UPDATE_KIND_ESSA_FITNESS: the round's ESSA uploads together are ONE generation of the run's ES: the (seed, F⁺, F⁻)
  *     records of all of them (seeds implied by each task's member_seeds) go through essaUpdate (order-independent),
@@ -133,7 +133,7 @@ export function kindOfMetrics(metrics: Readonly<Record<string, unknown>>): Updat
 
 /** δ = replay(global, scalars) − global over the run's travelling tensors: what a seed upload means as a dense delta. */
 export function seedScalarsDelta(ctx: RunContext, global: TensorMap, scalars: Float32Array): Map<string, HostTensor> {
-  const trained = replay(global, trainableOf(ctx.config), scalars, runSeeds(ctx), ctx.config.local.lr);
+  const trained = replay(global, trainableOf(ctx.config), scalars, runSeeds(ctx), ctx.config.local.mezoLr);
   const out = new Map<string, HostTensor>();
   for (const name of ctx.layout.upload.keys()) {
     const t = trained.get(name)!;

@@ -25,8 +25,13 @@ export interface LocalTraining {
   /** Local optimisation steps per round. */
   readonly steps: number;
   readonly batchSize: number;
-  /** Backprop: AdamW lr. MeZO: SGD lr (reference 1e-4 .. 5e-5 for large models; tiny models take more). */
+  /** Backprop: AdamW lr. */
   readonly lr: number;
+  /**
+   * MeZO: SGD lr (reference 1e-4 .. 5e-5 for large models; tiny models take more). Its own field because a mixed run
+   * has backprop and MeZO clients at once, on different scales; default: `lr`.
+   */
+  readonly mezoLr: number;
   /** MeZO perturbation scale ε (ALGORITHMS.md §3). */
   readonly mezoEps: number;
   readonly mezoUpload: MezoUpload;
@@ -184,11 +189,13 @@ class Reader {
 
 function readLocal(r: Reader | undefined): LocalTraining {
   const l = r ?? new Reader({}, 'local');
+  const lr = l.number('lr', 2e-3, { minExclusive: 0 });
   const local: LocalTraining = {
     mode: l.oneOf('mode', ['backprop', 'mezo', 'essa'] as const, 'backprop'),
     steps: l.number('steps', 30, { min: 1, integer: true }),
     batchSize: l.number('batch_size', 16, { min: 1, integer: true }),
-    lr: l.number('lr', 2e-3, { minExclusive: 0 }),
+    lr,
+    mezoLr: l.number('mezo_lr', lr, { minExclusive: 0 }),
     mezoEps: l.number('mezo_eps', 1e-2, { minExclusive: 0 }),
     mezoUpload: l.oneOf('mezo_upload', ['dense', 'seeds'] as const, 'dense'),
     seedPoolK: l.number('seed_pool_k', 4096, { min: 1, max: 1 << 20, integer: true }),
@@ -316,6 +323,7 @@ export function runConfigToJson(c: RunConfig): Record<string, unknown> {
       steps: c.local.steps,
       batch_size: c.local.batchSize,
       lr: c.local.lr,
+      mezo_lr: c.local.mezoLr,
       mezo_eps: c.local.mezoEps,
       mezo_upload: c.local.mezoUpload,
       seed_pool_k: c.local.seedPoolK,
