@@ -36,6 +36,7 @@ import { EventChannel, type ClientEvent } from './events.js';
 import { loadIdentity, type ClientIdentity } from './identity.js';
 import { LocalData, loadLocalData } from './local-data.js';
 import { BaseModels } from './models.js';
+import { computeUnlearning } from './unlearn-task.js';
 import { ClientPrivacyAccount, PrivacyBudgetError } from './privacy.js';
 import { computeUpdate, type TaskOutput } from './train-task.js';
 
@@ -310,6 +311,7 @@ export class ClientNode {
     this.events.emit({ type: 'task', taskId: task.taskId, runId: task.runId, round: task.round, mode: task.mode });
     this.config.log(`task ${task.taskId}: ${task.mode}, ${task.training?.steps ?? 0} steps`);
     try {
+      if (task.mode === 'TRAINING_MODE_UNLEARN') return await this.unlearn(task, current);
       const global = await this.fetchPayload(task, task.adapterSha256);
       const essaBasis = task.essa && task.essa.basisSha256.length > 0 ? await this.fetchPayload(task, task.essa.basisSha256) : undefined;
       const model = await this.models.get(task.baseModel);
@@ -327,6 +329,25 @@ export class ClientNode {
     } finally {
       this.current = undefined;
     }
+  }
+
+  /** An unlearning task (unlearn-task.ts): fetch the global and earlier unlearning adapters, run O3, upload the package. */
+  private async unlearn(task: Task, current: CurrentTask): Promise<void> {
+    const global = await this.fetchPayload(task, task.adapterSha256);
+    const priors: TensorMap[] = [];
+    for (const sha of task.unlearning?.priorAdaptersSha256 ?? []) priors.push(await this.fetchPayload(task, sha));
+    const model = await this.models.get(task.baseModel);
+    const data = this.data.encoded(task.labels, tokenizerFor(model.config), Math.min(task.seqLen, model.config.nPositions));
+    current.state = 'CLIENT_STATE_TRAINING';
+    const output = await computeUnlearning(task, { model, global, priors, dataset: this.data.dataset, data });
+    this.events.emit({ type: 'trained', taskId: task.taskId, metrics: output.metrics });
+    if (current.cancelled) return this.dropped(task, 'FAILURE_REASON_CANCELLED', 'cancelled while unlearning');
+    current.state = 'CLIENT_STATE_UPLOADING';
+    const encoded = encodeTensors(output.tensors, { chunkBytes: MAX_CHUNK_BYTES });
+    const header = { runId: task.runId, round: 0, taskId: task.taskId, kind: 'UPDATE_KIND_UNLEARNING' as const, numExamples: output.numExamples, metrics: output.metrics, withinClipNorm: false, unlearningMetadata: output.metadata };
+    const { value, attempts } = await this.retrying(task, () => this.conn.pushUpdate(header, encoded, 60_000));
+    this.config.log(`task ${task.taskId}: unlearning package uploaded, ${encoded.manifest.totalBytes} bytes (${value.result})`);
+    this.events.emit({ type: 'uploaded', taskId: task.taskId, result: value.result, bytes: encoded.manifest.totalBytes, attempts });
   }
 
   /** Records the task's sample-level DP releases in this client's own account, or refuses the task (privacy.ts). */

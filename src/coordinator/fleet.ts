@@ -20,6 +20,7 @@ import { unpackTensors, type Layout } from './layout.js';
 import { currentStrategyState } from './run-strategy.js';
 import type { RunRegistry } from './runs.js';
 import { findTask, parseTaskId, pendingRound } from './tasks.js';
+import { currentUnlearning, unlearningFailed, unlearningPayload } from './unlearning-tasks.js';
 
 /** Encoded payloads kept for FetchAdapter: a round's clients all download the same ones. */
 const ADAPTER_CACHE_SIZE = 4;
@@ -62,7 +63,8 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       let cancelTask = false;
       if (beat.taskId !== '') {
         const t = parseTaskId(beat.taskId);
-        cancelTask = t.clientId !== client.id || (await pendingRound(core, runs, t.runId, client.id))?.round !== t.round;
+        if (t.round === 0) cancelTask = t.clientId !== client.id || (await currentUnlearning(core, runs, client.id, false))?.runId !== t.runId;
+        else cancelTask = t.clientId !== client.id || (await pendingRound(core, runs, t.runId, client.id))?.round !== t.round;
       }
       const taskWaiting = !core.lifecycle.draining && (await findTask(core, runs, client)) !== undefined;
       return { taskWaiting, serverTimeMs: core.config.clock(), heartbeatIntervalMs: core.config.heartbeatIntervalMs, cancelTask };
@@ -88,6 +90,12 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       const sha = hexDigest(sha256);
       const run = await core.store.runs.get(runId);
       if (!run) throw new NotFoundError(`run ${runId} does not exist`);
+      const forUnlearning = await unlearningPayload(core, runs, client, runId, sha);
+      if (forUnlearning) {
+        const encoded = forUnlearning === 'global' ? await encodedPayload(sha, (await runs.context(runId)).layout.adapter) : encodeTensors(forUnlearning);
+        await writeAll(call, fetchAdapterMessages(encoded));
+        return;
+      }
       const round = run.currentRound > 0 ? await core.store.rounds.get(runId, run.currentRound) : undefined;
       if (!round || !round.sampledClientIds.includes(client.id)) throw new NotSampledError(client.id, runId, run.currentRound);
       const ctx = await runs.context(runId);
@@ -115,6 +123,10 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       const { client, body } = await signed('ReportFailure', request);
       const report = bodies.reportFailure.decode(body);
       const t = parseTaskId(report.taskId);
+      if (t.round === 0 && report.round === 0 && t.clientId === client.id && t.runId === report.runId) {
+        await unlearningFailed(core, client, report.runId, `${report.reason}: ${report.message}`);
+        return {};
+      }
       if (t.clientId !== client.id || t.runId !== report.runId || t.round !== report.round) {
         throw new InvalidRequestError(`task_id ${report.taskId} is not this client's task for round ${report.round} of run ${report.runId}`);
       }

@@ -30,6 +30,7 @@ import { announce } from './peers.js';
 import { currentStrategyState } from './run-strategy.js';
 import { modeFor, type RunContext, type RunRegistry } from './runs.js';
 import { taskId } from './tasks.js';
+import { ingestUnlearning } from './unlearning-tasks.js';
 
 const METHOD = methodPath('fleet', 'PushUpdate');
 
@@ -91,6 +92,7 @@ export async function ingestUpdate(
   const manifest = header.manifest;
   if (!manifest) throw new ProtocolError('UpdateHeader has no manifest', 'missing_header');
   if (manifest.sha256.length !== 32) throw new InvalidRequestError(`manifest sha256 has ${manifest.sha256.length} bytes, expected 32`);
+  if (header.kind === 'UPDATE_KIND_UNLEARNING') return ingestUnlearning(core, runs, client, header, first, it);
   if (header.runId === '' || header.round < 1) throw new InvalidRequestError('UpdateHeader needs run_id and round (≥ 1) from the task');
   const sha = hexDigest(manifest.sha256);
   const { store } = core;

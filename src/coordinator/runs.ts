@@ -3,6 +3,7 @@
  * the stored config, so a restart rebuilds them), the per-round scratch that need not survive a crash (failure
  * reports, bytes served), which clients can take part, and the driver that moves each run through its rounds.
  */
+import { unlearningExcluded } from './unlearning-tasks.js';
 import type { ClientRecord, JsonObject } from '../store/store.js';
 import type { Capabilities, TrainingMode } from '../wire/messages.js';
 import type { CoordinatorCore } from './core.js';
@@ -153,12 +154,16 @@ export class RunRegistry {
     this.scratches.delete(`${runId}/${round}`);
   }
 
-  /** Clients that may be sampled now: enrolled, not revoked, live, and able to run a mode this run serves. */
+  /**
+   * Clients that may be sampled now: enrolled, not revoked, live, able to run a mode this run serves, and neither busy
+   * with an unlearning request of the run nor gone from it by forgetting all their data (unlearning-tasks.ts).
+   */
   async candidates(ctx: RunContext): Promise<RunCandidate[]> {
     const clients = await this.core.store.clients.list();
     const out: RunCandidate[] = [];
+    const excluded = await unlearningExcluded(this.core, ctx.id);
     for (const c of clients) {
-      if (c.revokedAt !== null || !this.core.presence.isOnline(c.id)) continue;
+      if (c.revokedAt !== null || !this.core.presence.isOnline(c.id) || excluded.has(c.id)) continue;
       const candidate = modeFor(ctx, c);
       if (candidate) out.push(candidate);
     }

@@ -11,6 +11,7 @@ import { InvalidRequestError } from './errors.js';
 import { essaConfigOf, essaMemberSeeds, KIND_OF_MODE, poolSeedOf, uploadLayoutOf } from './forward-only.js';
 import { currentStrategyState, privacyInstructions, type EssaRefs, type StrategyState } from './run-strategy.js';
 import { modeFor, type RunContext, type RunRegistry } from './runs.js';
+import { buildUnlearningTask, currentUnlearning } from './unlearning-tasks.js';
 
 export function taskId(runId: string, round: number, clientId: string): string {
   return `${runId}/${round}/${clientId}`;
@@ -110,8 +111,10 @@ export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: R
   };
 }
 
-/** The first task waiting for `client` across running runs. */
+/** The first task waiting for `client`: its unlearning request first (unlearning-tasks.ts), then running runs' rounds. */
 export async function findTask(core: CoordinatorCore, runs: RunRegistry, client: ClientRecord): Promise<Task | undefined> {
+  const unlearning = await currentUnlearning(core, runs, client.id, true);
+  if (unlearning) return buildUnlearningTask(core, runs, unlearning, client);
   for (const run of await core.store.runs.list({ states: ['running'] })) {
     const round = await pendingRound(core, runs, run.id, client.id);
     if (!round) continue;

@@ -227,6 +227,7 @@ export interface UpdateHeader {
   metrics: Record<string, number>;
   manifest: TensorManifest | null;
   withinClipNorm: boolean;
+  unlearningMetadata: string;
 }
 
 export type PushUpdateResult = 'RESULT_UNSPECIFIED' | 'RESULT_ACCEPTED' | 'RESULT_DUPLICATE';
