@@ -153,6 +153,7 @@ export async function openNatsCluster(
       reconnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: config.reconnectWaitMs,
+      noAsyncTraces: true, // no stack capture per request; errors name the operation
     });
     const js = nc.jetstream({ timeout: config.requestTimeoutMs });
     const base = { history: 1, replicas: config.replicas, storage: config.storage === 'memory' ? StorageType.Memory : StorageType.File };

@@ -70,7 +70,7 @@ function toVersioned<D>(entry: KvEntry | null): Versioned<D> | undefined {
 }
 
 /** Requests asked for during one turn of the event loop, sent together at its end (setImmediate), one per name. */
-class TurnBatch<T> {
+export class TurnBatch<T> {
   private readonly waiting = new Map<string, Promise<T>>();
 
   run(name: string, send: () => Promise<T>): Promise<T> {

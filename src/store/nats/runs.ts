@@ -12,7 +12,7 @@ import type { JsonObject, RoundState, RunRecord, RunState, RunStore } from '../s
 import { checkEdge, RUN_EDGES, RUN_STATES } from '../transitions.js';
 import { checkId, checkOneOf, checkSha256Hex, checkText, decodeJsonObject, encodeJsonObject } from '../validate.js';
 import type { NatsBlobs } from './blobs.js';
-import { keyToken, type Decision, type NatsContext, type Versioned } from './context.js';
+import { keyToken, TurnBatch, type Decision, type NatsContext, type Versioned } from './context.js';
 
 /** A round as stored: the RoundRecord fields plus the ids of the clients whose update it counted. */
 export interface RoundDoc {
@@ -62,6 +62,9 @@ function toRun(doc: RunDoc): RunRecord {
 }
 
 export class NatsRuns implements RunStore {
+  /** Strategy-state reads of one run asked in the same turn (every task of a round needs it) share one read. */
+  private readonly strategyReads = new TurnBatch<Uint8Array | null>();
+
   constructor(
     private readonly ctx: NatsContext,
     private readonly kv: KV,
@@ -149,7 +152,7 @@ export class NatsRuns implements RunStore {
   getStrategyState(id: string): Promise<JsonObject | undefined> {
     return this.ctx.op('read strategy state', async () => {
       checkId(id, 'run id');
-      const bytes = await this.strategy.getBlob(id);
+      const bytes = await this.strategyReads.run(id, () => this.strategy.getBlob(id));
       return bytes === null ? undefined : decodeJsonObject(new TextDecoder().decode(bytes));
     });
   }
