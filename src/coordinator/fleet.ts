@@ -63,10 +63,13 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       let cancelTask = false;
       if (beat.taskId !== '') {
         const t = parseTaskId(beat.taskId);
-        if (t.round === 0) cancelTask = t.clientId !== client.id || (await currentUnlearning(core, runs, client.id, false))?.runId !== t.runId;
+        if (t.round === 0) {
+          const held = await currentUnlearning(core, runs, client.id, false);
+          cancelTask = t.clientId !== client.id || held?.state !== 'assigned' || held.runId !== t.runId;
+        }
         else cancelTask = t.clientId !== client.id || (await pendingRound(core, runs, t.runId, client.id))?.round !== t.round;
       }
-      const taskWaiting = !core.lifecycle.draining && (await findTask(core, runs, client)) !== undefined;
+      const taskWaiting = !core.lifecycle.draining && (await findTask(core, runs, client, false)) !== undefined;
       return { taskWaiting, serverTimeMs: core.config.clock(), heartbeatIntervalMs: core.config.heartbeatIntervalMs, cancelTask };
     }, options),
 

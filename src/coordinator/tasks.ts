@@ -111,9 +111,12 @@ export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: R
   };
 }
 
-/** The first task waiting for `client`: its unlearning request first (unlearning-tasks.ts), then running runs' rounds. */
-export async function findTask(core: CoordinatorCore, runs: RunRegistry, client: ClientRecord): Promise<Task | undefined> {
-  const unlearning = await currentUnlearning(core, runs, client.id, true);
+/**
+ * The first task waiting for `client`: its unlearning request first (unlearning-tasks.ts), then running runs' rounds.
+ * `assign` false (a heartbeat asking whether anything waits) leaves a queued unlearning request queued.
+ */
+export async function findTask(core: CoordinatorCore, runs: RunRegistry, client: ClientRecord, assign = true): Promise<Task | undefined> {
+  const unlearning = await currentUnlearning(core, runs, client.id, assign);
   if (unlearning) return buildUnlearningTask(core, runs, unlearning, client);
   for (const run of await core.store.runs.list({ states: ['running'] })) {
     const round = await pendingRound(core, runs, run.id, client.id);

@@ -33,7 +33,10 @@ async function deadlineOf(runs: RunRegistry, record: UnlearningRequestRecord): P
   return record.updatedAt + (await runs.context(record.runId)).config.roundDeadlineS * 1000;
 }
 
-/** The request `client` is working on or should start, oldest first; expired assignments are requeued on the way. */
+/**
+ * The request `client` is working on or should start, oldest first; expired assignments are requeued on the way.
+ * With `assign`, a queued one is assigned to it (compare-and-set); without, it is returned still queued.
+ */
 export async function currentUnlearning(core: CoordinatorCore, runs: RunRegistry, clientId: string, assign: boolean): Promise<UnlearningRequestRecord | undefined> {
   const open = await core.store.unlearning.list({ clientId, states: ['queued', 'assigned', 'training'] });
   const now = core.config.clock();
@@ -44,7 +47,8 @@ export async function currentUnlearning(core: CoordinatorCore, runs: RunRegistry
       record = (await core.store.unlearning.get(record.id))!;
     }
     if (record.state === 'assigned') return record;
-    if (record.state === 'queued' && assign) {
+    if (record.state === 'queued' && !assign) return record;
+    if (record.state === 'queued') {
       if (await core.store.unlearning.transition(record.id, 'queued', 'assigned')) {
         core.config.log(`unlearning ${record.id} assigned to client ${clientId}`);
         return (await core.store.unlearning.get(record.id))!;
