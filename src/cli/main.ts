@@ -16,6 +16,7 @@ import { runsCreateCommand, runsRaiseBudgetCommand } from './commands/runs.js';
 import { statusCommand } from './commands/status.js';
 import { tokenCreateCommand } from './commands/token.js';
 import { trainCommand } from './commands/train.js';
+import { unlearnListCommand, unlearnStatusCommand, unlearnSubmitCommand } from './commands/unlearn.js';
 import { wireBenchCommand } from './commands/wire.js';
 
 // Grouped by the user's three everyday actions first (coordinator, clients, unlearning), then tools.
@@ -29,6 +30,9 @@ const COMMANDS: readonly Command[] = [
   clientsCommand,
   clientEnrollCommand,
   clientRunCommand,
+  unlearnSubmitCommand,
+  unlearnStatusCommand,
+  unlearnListCommand,
   predictCommand,
   trainCommand,
   pretrainCommand,
@@ -62,6 +66,10 @@ async function main(argv: string[]): Promise<number> {
   if (!found) {
     process.stderr.write(`lethe: unknown command "${argv.join(' ')}"\n\n${help()}`);
     return 2;
+  }
+  if (found.rest.includes('--help') || found.rest.includes('-h')) {
+    process.stdout.write(`lethe ${found.command.path.join(' ')}: ${found.command.summary}\n  usage: ${found.command.usage}\n`);
+    return 0;
   }
   try {
     return await found.command.run(found.rest);
