@@ -3,7 +3,6 @@
  * the stored config, so a restart rebuilds them), the per-round scratch that need not survive a crash (failure
  * reports, bytes served), which clients can take part, and the driver that moves each run through its rounds.
  */
-import { unlearningExcluded } from './unlearning-tasks.js';
 import type { ClientRecord, JsonObject } from '../store/store.js';
 import type { Capabilities, TrainingMode } from '../wire/messages.js';
 import type { CoordinatorCore } from './core.js';
@@ -14,6 +13,7 @@ import { parseRunConfig, type LocalMode, type MezoUpload, type RunConfig } from 
 import { privacyPlan, type PrivacyPlan } from './run-strategy.js';
 import { assignMode, type Candidate } from './sampling.js';
 import { RunDriver, type RoundEvaluator } from './round-driver.js';
+import { unlearningExcluded } from './unlearning-tasks.js';
 
 export interface RunContext {
   readonly id: string;

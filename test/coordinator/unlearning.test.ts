@@ -9,6 +9,7 @@ import { initBackend } from '../../src/backend/backend.js';
 import type { CoordinatorCore } from '../../src/coordinator/core.js';
 import type { RunContext } from '../../src/coordinator/runs.js';
 import { UnlearningGates, verifyAndActivate } from '../../src/coordinator/unlearning.js';
+import { unlearningExcluded } from '../../src/coordinator/unlearning-tasks.js';
 import type { GPT2 } from '../../src/model/gpt2.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite.js';
 import { DEFAULT_UNLEARNING_REQUEST, encodeUnlearningPackage, runUnlearningRequest, type UtilityAdapter } from '../../src/unlearning/index.js';
@@ -89,5 +90,21 @@ describe('unlearning activation and serving', () => {
     expect(failed.failureReason).toMatch(/^\w+: /);
     expect(failed.resultAdapterSha).toBeNull();
     expect((await store.unlearning.list({ runId: ctx.id, states: ['active'] })).map((r) => r.id)).toEqual(['unl_1']);
+  });
+
+  it('sampling – clients with a pending request, or whose active request forgot all their data, are excluded; others stay', async () => {
+    // Arrange: cl_a has request 1 active (part of its data) and request 2 failed
+    for (const id of ['cl_b', 'cl_c']) await store.clients.enroll({ id, name: id, publicKey: new Uint8Array(32).fill(id === 'cl_b' ? 1 : 2), capabilities: {} });
+    await store.unlearning.create({ id: 'unl_b', runId: ctx.id, clientIds: ['cl_b'], selector: { label: 'spam' }, reason: 'all of it' });
+    for (const [from, to] of [['queued', 'assigned'], ['assigned', 'training'], ['training', 'verifying']] as const) await store.unlearning.transition('unl_b', from, to);
+    const { sha256 } = await store.blobs.put(bytes);
+    await store.unlearning.transition('unl_b', 'verifying', 'active', { resultAdapterSha: sha256, metrics: { forget_fraction: 1 } });
+    await store.unlearning.create({ id: 'unl_c', runId: ctx.id, clientIds: ['cl_c'], selector: { label: 'ham' }, reason: 'pending' });
+
+    // Act
+    const excluded = await unlearningExcluded(core, ctx.id);
+
+    // Assert
+    expect([...excluded].sort()).toEqual(['cl_b', 'cl_c']);
   });
 });
