@@ -9,8 +9,10 @@
  * it changes no value (the wire is lossless float32; tests/coordinator check that), and it would only add time.
  *
  * Per mode the local settings differ, because the methods differ (each from its reference defaults, scaled to the
- * tiny model): backprop 15 AdamW steps at 5e-3 (the demo); MeZO 60 SGD steps at ε 1e-2 (4 forward passes of work per
- * backprop step's ~3); ESSA 8 antithetic pairs on 64 local examples per client per round, σ 0.02, Adam lr 0.01.
+ * tiny model): backprop 15 AdamW steps at 5e-3 (the demo); MeZO 60 SGD steps at lr 2e-3, ε 1e-2 (8 forward passes of
+ * work per backprop step's ~3); ESSA 8 antithetic pairs on 64 local examples per client per round, σ 0.02, Adam lr
+ * 0.01. ESSA searches only the singular values of B·A and never the head, so from a fresh adapter (B = 0, a random
+ * head) it can barely move; 'essa-warm' starts it where ESSA is meant to start, after one round of backprop.
  * Output: one JSON line per mode with per-round eval accuracy and loss, and upload bytes per client per round.
  */
 import { computeUpdate } from '../client/train-task.js';
@@ -33,7 +35,7 @@ import { evaluate } from '../train/evaluate.js';
 import { ensurePretrainedBase } from '../train/pretrain.js';
 import type { Task, TrainingMode } from '../wire/messages.js';
 
-export const CURVE_MODES = ['backprop', 'mezo-seeds', 'essa'] as const;
+export const CURVE_MODES = ['backprop', 'mezo-seeds', 'essa', 'essa-warm'] as const;
 export type CurveMode = (typeof CURVE_MODES)[number];
 
 export interface CurvesOptions {
@@ -62,6 +64,8 @@ export function curveRunConfig(mode: CurveMode, rounds: number): RunConfig {
     backprop: local,
     'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 60, batch_size: 16, mezo_lr: 2e-3, mezo_eps: 1e-2 },
     essa: { mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
+    // Round 1 backprop (the demo's settings), then ESSA: ESSA's intended start, an adapter after supervised steps.
+    'essa-warm': { ...local, mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
   };
   return parseRunConfig({ ...demo, local: byMode[mode] });
 }
@@ -70,7 +74,13 @@ const TRAINING_MODE: Readonly<Record<CurveMode, TrainingMode>> = Object.freeze({
   backprop: 'TRAINING_MODE_BACKPROP',
   'mezo-seeds': 'TRAINING_MODE_MEZO_SEEDS',
   essa: 'TRAINING_MODE_ESSA',
+  'essa-warm': 'TRAINING_MODE_ESSA',
 });
+
+/** The mode clients train in this round: essa-warm's first round is backprop. */
+function roundMode(mode: CurveMode, round: number): CurveMode {
+  return mode === 'essa-warm' && round === 1 ? 'backprop' : mode;
+}
 
 /** The task a coordinator would hand this client (src/coordinator/tasks.ts buildTask, without the store). */
 function taskFor(ctx: RunContext, mode: CurveMode, round: number, clientId: string): Task {
@@ -91,7 +101,7 @@ function taskFor(ctx: RunContext, mode: CurveMode, round: number, clientId: stri
     training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: mode === 'mezo-seeds' ? config.local.mezoLr : config.local.lr, weightDecay: 0, seed: (round * 7919 + Number(clientId.slice(1))) >>> 0 },
     mezo: mode === 'mezo-seeds' ? { eps: config.local.mezoEps, seedPoolSize: config.local.seedPoolK, poolSeed: poolSeedOf(ctx), poolScalarsSha256: Buffer.alloc(0) } : null,
     essa:
-      mode === 'essa'
+      training === 'TRAINING_MODE_ESSA'
         ? { sigma: config.local.essaSigma, memberSeeds: essaMemberSeeds(ctx, round, clientId), topFraction: 1, fitness: config.local.essaFitness, evalExamples: config.local.essaEvalExamples, basisSha256: Buffer.alloc(32) }
         : null,
     privacy: null,
@@ -118,12 +128,13 @@ async function runCurve(mode: CurveMode, model: GPT2, shards: readonly EncodedEx
     throw new Error('no DP in the curves');
   };
   for (let round = 1; round <= opts.rounds; round++) {
-    if (mode === 'essa') essa ??= essaInit(global, essaConfigOf(config));
+    const now = roundMode(mode, round);
+    if (TRAINING_MODE[now] === 'TRAINING_MODE_ESSA') essa ??= essaInit(global, essaConfigOf(config));
     const essaBasis = essa && essaBasisTensors(essa);
     const stored: StoredUpdate[] = [];
     for (const [k, data] of shards.entries()) {
       const clientId = `c${k}`;
-      const out = await computeUpdate(taskFor(ctx, mode, round, clientId), { model, global, data, noise, ...(essaBasis ? { essaBasis } : {}) });
+      const out = await computeUpdate(taskFor(ctx, now, round, clientId), { model, global, data, noise, ...(essaBasis ? { essaBasis } : {}) });
       stored.push({ clientId, numExamples: out.numExamples, kind: out.kind, tensors: out.tensors, metrics: out.metrics });
     }
     const dense = denseRound(ctx, round, global, stored, essa, 'examples');
