@@ -1,10 +1,8 @@
 /**
- * Base models a client trains on, loaded once per process: the built-in tiny GPT-2 (pretrained once per cache
- * directory by ensurePretrainedBase, then verified by checksum on every load) or a Hugging Face GPT-2 checkpoint
- * directory the task names.
+ * Base models a client trains on, loaded once per process: the built-in tiny GPT-2 (ensurePretrainedBase: the cache
+ * directory's, else the one shipped with Lethe, verified by checksum on every load) or a Hugging Face GPT-2
+ * checkpoint directory the task names.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { GPT2 } from '../model/gpt2.js';
 import { baseDir, ensurePretrainedBase } from '../train/pretrain.js';
@@ -36,10 +34,13 @@ export class BaseModels {
 
   private async load(baseModel: string): Promise<GPT2> {
     if (baseModel === BUILTIN_TINY) {
-      if (!existsSync(join(baseDir(this.cacheDir), 'manifest.json'))) {
-        this.log(`pretraining the built-in tiny base in ${baseDir(this.cacheDir)} (first use only; a few minutes)`);
-      }
-      const base = await ensurePretrainedBase(this.cacheDir);
+      // The cache directory's base, else the one shipped with Lethe; trained (once, logged) only when neither exists.
+      let announced = false;
+      const onStep = (): void => {
+        if (!announced) this.log(`pretraining the built-in tiny base in ${baseDir(this.cacheDir)} (first use only)`);
+        announced = true;
+      };
+      const base = await ensurePretrainedBase(this.cacheDir, { onStep });
       return new GPT2(base.config, base.weights);
     }
     const { config, weights } = await loadCheckpoint(baseModel);

@@ -11,7 +11,6 @@
  * Every child stops on success, failure, Ctrl-C or SIGTERM (processes.ts).
  */
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { credentials as grpcCredentials } from '@grpc/grpc-js';
 import { readAdminToken } from '../auth/admin-token.js';
@@ -76,13 +75,19 @@ async function freshSession(dataDir: string): Promise<Session> {
   return s;
 }
 
-/** The base model's config and weights: the cached tiny base (pretrained on first use) or a checkpoint directory. */
-async function baseModel(o: DemoOptions, io: DemoIo): Promise<{ config: GPT2Config; weights: Map<string, HostTensor> }> {
-  if (o.baseModel !== 'builtin:tiny') return loadCheckpoint(o.baseModel);
-  if (!existsSync(join(baseDir(o.dataDir), 'manifest.json'))) {
-    io.out(`Pretraining the built-in tiny GPT-2 base (first run only; 1-3 minutes on 2 cores) into ${baseDir(o.dataDir)}\n`);
-  }
-  const base = await ensurePretrainedBase(o.dataDir, io.onPretrainStep ? { onStep: io.onPretrainStep } : {});
+/**
+ * The base model's config and weights: a checkpoint directory, or the built-in tiny base (the one in the data
+ * directory, else the one shipped with Lethe; trained here only when neither exists), with the directory it is in.
+ */
+async function baseModel(o: DemoOptions, io: DemoIo): Promise<{ config: GPT2Config; weights: Map<string, HostTensor>; dir: string }> {
+  if (o.baseModel !== 'builtin:tiny') return { ...(await loadCheckpoint(o.baseModel)), dir: o.baseModel };
+  let announced = false;
+  const onStep = (p: PretrainProgress): void => {
+    if (!announced) io.out(`Pretraining the built-in tiny GPT-2 base (first run only; 1-3 minutes on 2 cores) into ${baseDir(o.dataDir)}\n`);
+    announced = true;
+    io.onPretrainStep?.(p);
+  };
+  const base = await ensurePretrainedBase(o.dataDir, { onStep });
   if (base.trained) io.out(`Base ready: held-out perplexity ${base.manifest.heldOutPerplexity.toFixed(2)} after ${base.manifest.seconds.toFixed(0)} s\n`);
   return base;
 }
@@ -114,7 +119,8 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
   const startedAt = new Date(started).toISOString();
   const session = await freshSession(o.dataDir);
   const base = await baseModel(o, io);
-  if (o.baseModel === 'builtin:tiny') await cp(baseDir(o.dataDir), join(session.coordinator, 'models', TINY_BASE_NAME), { recursive: true });
+  // The coordinator evaluates on exactly this base (its own data directory is fresh).
+  if (o.baseModel === 'builtin:tiny') await cp(base.dir, join(session.coordinator, 'models', TINY_BASE_NAME), { recursive: true });
 
   const group = new ProcessGroup(io.entry);
   const killOnExit = (): void => group.killAllNow();
