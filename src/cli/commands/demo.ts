@@ -33,8 +33,8 @@ export function demoOptions(argv: string[]): DemoOptions {
   });
   if (flags.unlearn) {
     throw new UsageError(
-      '--unlearn is not available yet: the coordinator does not serve O3 unlearning requests (SubmitUnlearning) and clients do not run ' +
-        'TRAINING_MODE_UNLEARN in this build, so the demo cannot show unlearning without pretending',
+      '--unlearn is not part of the demo yet: it would stop its coordinator before an unlearning request could be shown. ' +
+        'Unlearning itself works: start `lethe coordinator start` and clients, then `lethe unlearn submit --run RUN --client ID --label spam ...`',
     );
   }
   const alpha = numberFlag('alpha', str(flags.alpha), DEFAULT_DEMO.alpha);

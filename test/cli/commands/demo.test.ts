@@ -20,7 +20,7 @@ describe('lethe demo flags', () => {
 
   it('demo – --unlearn is rejected with a clear message instead of pretending', () => {
     expect(() => demoOptions(['--unlearn'])).toThrow(UsageError);
-    expect(() => demoOptions(['--unlearn'])).toThrow(/not available yet/);
+    expect(() => demoOptions(['--unlearn'])).toThrow(/not part of the demo yet.*lethe unlearn submit/);
   });
 
   it('demo – bad numbers name the flag', () => {
