@@ -33,7 +33,7 @@ export function demoOptions(argv: string[]): DemoOptions {
   });
   if (flags.unlearn) {
     throw new UsageError(
-      '--unlearn is not part of the demo yet: it would stop its coordinator before an unlearning request could be shown. ' +
+      '--unlearn is not part of the demo yet (a later issue). ' +
         'Unlearning itself works: start `lethe coordinator start` and clients, then `lethe unlearn submit --run RUN --client ID --label spam ...`',
     );
   }
