@@ -60,16 +60,26 @@ export class UnlearningGates implements GateProvider {
   constructor(private readonly core: CoordinatorCore) {}
 
   async prepare(ctx: RunContext, model: GPT2, utility: TensorMap): Promise<void> {
-    const active = await activePackages(this.core, ctx.id, ctx.layout.model);
-    const key = active.map((a) => a.record.id).join(',');
+    // The key is read on every Predict; the packages are decoded only when it changed.
+    const ids = (await this.core.store.unlearning.list({ runId: ctx.id, states: ['active'] })).sort((a, b) => a.index - b.index).map((r) => r.id);
+    const key = ids.join(',');
     const current = this.served.get(ctx.id);
     if (current?.key === key) return;
-    current?.serving.dispose();
-    this.served.delete(ctx.id);
-    if (active.length === 0) return;
+    if (ids.length === 0) {
+      current?.serving.dispose();
+      this.served.delete(ctx.id);
+      return;
+    }
+    const active = await activePackages(this.core, ctx.id, ctx.layout.model);
+    const builtKey = active.map((a) => a.record.id).join(',');
+    // A concurrent Predict may have rebuilt it meanwhile. Replacing is safe: predict() calls gates() right after
+    // prepare() with no await in between, so no caller holds the old serving across this point.
+    const now = this.served.get(ctx.id);
+    if (now?.key === builtKey) return;
+    now?.serving.dispose();
     const requests: ServedRequest[] = active.map(({ record, pkg }) => ({ id: record.id, lora: pkg.lora, adapter: pkg.adapter, detector: pkg.detector, gate: pkg.gate }));
     // The utility adapter only lends its head config here: gates() and adapters() below never apply it.
-    this.served.set(ctx.id, { key, serving: new UnlearningServing(model, { lora: ctx.layout.lora, adapter: utility }, requests) });
+    this.served.set(ctx.id, { key: builtKey, serving: new UnlearningServing(model, { lora: ctx.layout.lora, adapter: utility }, requests) });
   }
 
   gates(ctx: RunContext, ids: tf.Tensor2D, mask: tf.Tensor2D): { adapters: readonly LoraParams[]; explain: GateWeight[] } {
