@@ -1,20 +1,18 @@
 /**
- * The demo end to end on a tiny checkpoint: real coordinator and client processes (started through the e2e launcher,
- * i.e. the built commands), a table line per round, the report files, and no process left behind.
+ * The demo end to end on a tiny checkpoint: real coordinator and client processes (dist/cli/main.js), a table line
+ * per round, the report files, and no process left behind.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/backend.js';
 import { DEFAULT_DEMO } from '../../src/demo/config.js';
 import { runDemo } from '../../src/demo/demo.js';
 import type { GPT2Config } from '../../src/model/gpt2.js';
 import { tempDir, writeTestModel } from '../client/helpers.js';
-import { requireFreshBuild } from '../e2e/harness.js';
+import { LETHE_MAIN, requireFreshBuild } from '../e2e/harness.js';
 
-const LAUNCHER = fileURLToPath(new URL('../e2e/fixtures/lethe.mjs', import.meta.url));
 const MODEL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
 
 describe('demo', () => {
@@ -34,7 +32,7 @@ describe('demo', () => {
     // Act
     const result = await runDemo(
       { ...DEFAULT_DEMO, dataDir, clients: 2, rounds: 2, baseModel, seqLen: 32, localSteps: 5, batchSize: 8, lr: 0.02, roundDeadlineS: 60, backend: 'wasm' },
-      { out: (t) => out.push(t), entry: { executable: process.execPath, script: LAUNCHER }, backend: 'cpu' },
+      { out: (t) => out.push(t), entry: { executable: process.execPath, script: LETHE_MAIN }, backend: 'cpu' },
     );
 
     // Assert

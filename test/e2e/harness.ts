@@ -1,7 +1,7 @@
 /**
- * Real `lethe` processes for the end-to-end tests: each runs test/e2e/fixtures/lethe.mjs (the built commands), with
- * its output kept for assertions and a way to wait for a line. Tests run the built dist/, so a stale build is refused
- * with a clear message (npm test builds first).
+ * Real `lethe` processes for the end-to-end tests: each runs the built entry point dist/cli/main.js, with its output
+ * kept for assertions and a way to wait for a line. Tests run the built dist/, so a stale build is refused with a
+ * clear message (npm test builds first).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -9,7 +9,8 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const LAUNCHER = fileURLToPath(new URL('./fixtures/lethe.mjs', import.meta.url));
+/** The `lethe` executable the tests start (what `npm run demo` and the bin entry run). */
+export const LETHE_MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 function newestMtime(dir: string): number {
@@ -18,7 +19,7 @@ function newestMtime(dir: string): number {
 
 /** Throws unless dist/ holds a build at least as new as the sources these tests exercise. */
 export function requireFreshBuild(): void {
-  for (const part of ['client', 'demo']) {
+  for (const part of ['client', 'demo', 'cli']) {
     const built = join(ROOT, 'dist', part);
     if (!existsSync(built) || newestMtime(built) < newestMtime(join(ROOT, 'src', part))) {
       throw new Error(`dist/${part} is missing or older than src/${part}: run \`npx tsc -p .\` first`);
@@ -39,7 +40,7 @@ export interface LetheProcess {
 
 /** Starts `lethe <args>` as a child process. */
 export function lethe(args: readonly string[], env: NodeJS.ProcessEnv = {}): LetheProcess {
-  const child = spawn(process.execPath, [LAUNCHER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [LETHE_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let all = '';
   let out = '';
   const waiters = new Set<() => void>();
