@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readAdminToken } from '../../src/auth/admin-token.js';
 import { DEFAULT_PARTITION_SEED, loadLocalData } from '../../src/client/local-data.js';
+import type { Example } from '../../src/data/dataset.js';
 import { AdminApi } from '../../src/demo/admin.js';
 import type { GPT2Config } from '../../src/model/gpt2.js';
 import type { UnlearningRequest } from '../../src/wire/admin-messages.js';
@@ -82,20 +83,28 @@ describe('unlearning end to end', () => {
     dir.remove();
   });
 
-  it('e2e – a client forgets one group of its data: the request goes active, its mails are gated (> 0.9) and relabelled, unrelated text is not gated', async () => {
-    // Arrange: the smallest group client 0 holds (the test reads the same partition the client process loads)
+  it('e2e – a client forgets one group of its data: the request goes active, its mails are gated (> 0.9) and their predictions flip, unrelated text is not gated', async () => {
+    // Arrange: of the small groups client 0 holds (the test reads the same partition the client process loads), the
+    // one the trained run classifies best, so that forgetting has something visible to undo
     const local = await loadLocalData({ source: 'builtin:spam', partition: { index: 0, count: SHARES, alpha: ALPHA, seed: DEFAULT_PARTITION_SEED } });
-    const counts = new Map<string, number>();
-    for (const ex of local.examples) counts.set(ex.meta['group']!, (counts.get(ex.meta['group']!) ?? 0) + 1);
-    const [group] = [...counts].filter(([, n]) => n >= 8).sort((a, b) => a[1] - b[1])[0]!;
-    const forgetTexts = local.examples.filter((e) => e.meta['group'] === group).slice(0, 6).map((e) => e.text);
+    const byGroup = new Map<string, Example[]>();
+    for (const ex of local.examples) byGroup.set(ex.meta['group']!, [...(byGroup.get(ex.meta['group']!) ?? []), ex]);
+    const scored = await Promise.all(
+      [...byGroup].filter(([, exs]) => exs.length >= 8 && exs.length <= 150).map(async ([g, exs]) => {
+        const sample = exs.slice(0, 6);
+        const predictions = await Promise.all(sample.map((e) => admin.predict(runId, e.text, true)));
+        return { group: g, sample, predictions, correct: predictions.filter((p, i) => p.predictedIndex === sample[i]!.label).length };
+      }),
+    );
+    const { group, sample, predictions: before, correct: correctBefore } = scored.sort((a, b) => b.correct - a.correct)[0]!;
+    const forgetTexts = sample.map((e) => e.text);
     const clientId = (await admin.clients()).find((c) => c.name === 'unl-0')!.clientId;
-    const before = await Promise.all(forgetTexts.map((t) => admin.predict(runId, t, true)));
     const adminClient = createClient(loadLetheProto(), 'admin', address, (await import('@grpc/grpc-js')).credentials.createInsecure());
     const settings = { metadata: adminMetadata(token) };
 
-    // Act
-    const submitted = await callUnary(adminClient, 'SubmitUnlearning', { runId, clientIds: [clientId], forget: { group }, reason: 'e2e: user asked to be forgotten' }, settings);
+    // Act: wrong-label targets, so that every forget mail's prediction should flip (the default input_hash_label
+    // targets go to chance: about half keep their label)
+    const submitted = await callUnary(adminClient, 'SubmitUnlearning', { runId, clientIds: [clientId], forget: { group }, targetPolicy: 'random_wrong_label', reason: 'e2e: user asked to be forgotten' }, settings);
     const done = await waitUntil(
       async () => {
         const r: UnlearningRequest = await callUnary(adminClient, 'GetUnlearning', { requestId: submitted.requestId }, settings);
@@ -114,7 +123,10 @@ describe('unlearning end to end', () => {
     expect(done.adapterSha256.length).toBe(32);
     expect(before.every((p) => p.gates.length === 0)).toBe(true);
     for (const p of after) expect(p.gates[0]!.weight).toBeGreaterThan(0.9);
+    const correctAfter = after.filter((p, i) => p.predictedIndex === sample[i]!.label).length;
     const changed = after.filter((p, i) => p.predictedIndex !== before[i]!.predictedIndex).length;
+    expect(correctBefore).toBeGreaterThanOrEqual(4);
+    expect(correctAfter).toBeLessThanOrEqual(2);
     expect(changed).toBeGreaterThanOrEqual(forgetTexts.length / 2);
     for (const p of unrelated) expect(p.gates[0]!.weight).toBeLessThan(0.1);
   }, 90_000);
