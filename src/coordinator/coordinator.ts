@@ -30,7 +30,8 @@ import { coordinatorConfig, type CoordinatorConfig } from './config.js';
 import type { CoordinatorCore, Lifecycle } from './core.js';
 import { enrollmentHandlers } from './enrollment.js';
 import { CoordinatorClosedError, CoordinatorError } from './errors.js';
-import { EventHub, type CoordinatorEvent } from './events.js';
+import { EventChannel } from '../lifecycle/event-channel.js';
+import type { CoordinatorEvent } from './events.js';
 import { fleetHandlers } from './fleet.js';
 import { tolerantService } from './handlers.js';
 import { ModelService } from './inference.js';
@@ -73,7 +74,7 @@ interface Running {
 
 export class Coordinator implements AsyncDisposable {
   readonly config: CoordinatorConfig;
-  private readonly events = new EventHub();
+  private readonly events = new EventChannel<CoordinatorEvent>();
   private readonly state: { draining: boolean; closed: boolean } = { draining: false, closed: false };
   private running: Running | undefined;
   private starting: Promise<void> | undefined;

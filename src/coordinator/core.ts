@@ -8,7 +8,8 @@ import type { PrivacyLedger } from '../privacy/ledger.js';
 import type { Store } from '../store/store.js';
 import type { LetheProto } from '../wire/proto.js';
 import type { CoordinatorConfig } from './config.js';
-import type { EventHub } from './events.js';
+import type { EventChannel } from '../lifecycle/event-channel.js';
+import type { CoordinatorEvent } from './events.js';
 import type { Presence } from './presence.js';
 
 export interface Lifecycle {
@@ -22,7 +23,7 @@ export interface CoordinatorCore {
   readonly store: Store;
   readonly proto: LetheProto;
   readonly presence: Presence;
-  readonly events: EventHub;
+  readonly events: EventChannel<CoordinatorEvent>;
   /** What every coordinator (and any operator) hears: round and update events on NATS subjects (src/bus). */
   readonly bus: EventBus;
   /** Which runs this process drives (src/cluster/leases.ts); the embedded coordinator drives all of them. */
