@@ -4,7 +4,7 @@
  * noisy.
  */
 import { type Command, UsageError, numberFlag } from '../command.js';
-import { parseFlags, resolveDataDir, str } from './pretrain.js';
+import { parseFlags, resolveDataDir, str } from '../flags.js';
 
 function print(result: object, json: boolean): void {
   if (json) {

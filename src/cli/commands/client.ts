@@ -21,7 +21,7 @@ import { ClientNode } from '../../client/node.js';
 import { parseBackendName, backendFromEnv } from '../../backend/backend.js';
 import { loadLetheProto } from '../../wire/proto.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
-import { parseFlags, resolveDataDir, startBackend, str } from './pretrain.js';
+import { parseFlags, resolveDataDir, startBackend, str } from '../flags.js';
 
 /** Exit code for a refusal that retrying cannot fix (revoked client, refused join token). */
 export const EXIT_REFUSED = 3;

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { DEFAULT_DEMO, type DemoOptions } from '../../demo/config.js';
 import { runDemo } from '../../demo/demo.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
-import { intFlag, parseFlags, pretrainProgress, resolveDataDir, startBackend, str } from './pretrain.js';
+import { intFlag, parseFlags, resolveDataDir, startBackend, str } from '../flags.js';
+import { pretrainProgress } from './pretrain.js';
 
 /** Parses the demo's flags into options (defaults: DEFAULT_DEMO). */
 export function demoOptions(argv: string[]): DemoOptions {

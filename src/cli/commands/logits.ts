@@ -12,7 +12,7 @@ import { loadCheckpoint } from '../../model/checkpoint.js';
 import { GPT2 } from '../../model/gpt2.js';
 import { tokenizerFor } from '../../model/tokenizer.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
-import { parseFlags, startBackend, str } from './pretrain.js';
+import { parseFlags, startBackend, str } from '../flags.js';
 
 /** Logits [V] at the last position of `ids` (ids already fit the context). */
 function lastLogits(model: GPT2, ids: readonly number[]): Float32Array {

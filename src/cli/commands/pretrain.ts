@@ -5,94 +5,11 @@
  *   lethe pretrain                      # first run trains (~5 min on 2 cores), later runs verify the checksum
  *   lethe pretrain --steps 50 --force   # a quick, weaker base
  *   lethe pretrain --json               # one JSON line with loss, held-out perplexity, tokens/s
- *
- * Also home to the pieces every training command shares: the data directory, backend start-up and the progress bar.
  */
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { type BackendChoice, backendFromEnv, initBackend, parseBackendName } from '../../backend/backend.js';
-import { installWasmTransposedMatMul } from '../../backend/wasm-matmul.js';
-import { type PretrainProgress, DEFAULT_PRETRAIN, ensurePretrainedBase } from '../../train/pretrain.js';
+import { DEFAULT_PRETRAIN, type PretrainProgress, ensurePretrainedBase } from '../../train/pretrain.js';
 import { type Command, UsageError, numberFlag } from '../command.js';
-
-/** --data-dir, else $LETHE_HOME, else ~/.lethe. */
-export function resolveDataDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  return flag ?? env.LETHE_HOME ?? join(homedir(), '.lethe');
-}
-
-/** Starts the backend named by --backend or LETHE_BACKEND (else the best available) with Lethe's kernel fixes. */
-export async function startBackend(flag: string | undefined): Promise<BackendChoice> {
-  const choice = await initBackend(flag ? parseBackendName(flag) : backendFromEnv());
-  installWasmTransposedMatMul();
-  return choice;
-}
-
-export type Flags = Record<string, string | boolean | undefined>;
-
-export function parseFlags(argv: string[], options: NonNullable<ParseArgsConfig['options']>): Flags {
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Flags;
-  } catch (err) {
-    throw new UsageError((err as Error).message, { cause: err });
-  }
-}
-
-export function str(v: string | boolean | undefined): string | undefined {
-  return typeof v === 'string' ? v : undefined;
-}
-
-/** A positive integer flag, or `fallback`. */
-export function intFlag(name: string, v: string | boolean | undefined, fallback: number): number {
-  const n = numberFlag(name, str(v), fallback);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got ${str(v)}`);
-  return n;
-}
-
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.round(seconds);
-  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
-}
-
-/** One progress line: bar, step, loss, throughput, ETA. Pure; exported for tests. */
-export function progressLine(label: string, p: { step: number; steps: number; loss: number; elapsedSeconds: number; rate?: string }): string {
-  const width = 24;
-  const filled = Math.round((p.step / p.steps) * width);
-  const eta = (p.elapsedSeconds / p.step) * (p.steps - p.step);
-  return `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.step}/${p.steps} loss ${p.loss.toFixed(4)}${p.rate ? ` ${p.rate}` : ''} ETA ${duration(eta)}`;
-}
-
-/**
- * A progress reporter on stderr: redrawn in place on a terminal; otherwise one line per ~10% so logs stay short.
- * `done()` ends the line.
- */
-export function progressReporter(label: string, stream: NodeJS.WriteStream = process.stderr): {
-  update(p: { step: number; steps: number; loss: number; elapsedSeconds: number; rate?: string }): void;
-  done(): void;
-} {
-  let drawn = false;
-  let lastDecile = -1;
-  return {
-    update(p) {
-      const line = progressLine(label, p);
-      if (stream.isTTY) {
-        stream.write(`\r${line}\x1b[K`);
-        drawn = true;
-        return;
-      }
-      const decile = Math.floor((p.step / p.steps) * 10);
-      if (decile !== lastDecile || p.step === p.steps) {
-        lastDecile = decile;
-        stream.write(`${line}\n`);
-      }
-    },
-    done() {
-      if (drawn) stream.write('\n');
-      drawn = false;
-    },
-  };
-}
+import { intFlag, parseFlags, resolveDataDir, startBackend, str } from '../flags.js';
+import { duration, progressReporter } from '../progress.js';
 
 /** Progress callback for pretraining (tokens/s as the rate). */
 export function pretrainProgress(stream: NodeJS.WriteStream = process.stderr): { onStep: (p: PretrainProgress) => void; done(): void } {

@@ -22,7 +22,9 @@ import { ensurePretrainedBase } from '../../train/pretrain.js';
 import type { EncodedExamples, LocalTrainResult, StepInfo, Trainable } from '../../train/types.js';
 import { TRAINABLE_KINDS, parseTrainable } from '../../train/types.js';
 import { type Command, UsageError, numberFlag } from '../command.js';
-import { type Flags, intFlag, parseFlags, pretrainProgress, progressReporter, resolveDataDir, startBackend, str } from './pretrain.js';
+import { type Flags, intFlag, parseFlags, resolveDataDir, startBackend, str } from '../flags.js';
+import { progressReporter } from '../progress.js';
+import { pretrainProgress } from './pretrain.js';
 
 /** Defaults of `lethe train --local`, grouped by concern. */
 export const TRAIN_DEFAULTS = Object.freeze({

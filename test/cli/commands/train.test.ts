@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../../../src/backend/backend.js';
-import { progressLine } from '../../../src/cli/commands/pretrain.js';
+import { progressLine } from '../../../src/cli/progress.js';
 import { LOCAL_TRAINERS, trainCommand } from '../../../src/cli/commands/train.js';
 import { UsageError } from '../../../src/cli/command.js';
 import { pretrainCorpus } from '../../../src/data/index.js';
