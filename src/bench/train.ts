@@ -17,7 +17,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { type BackendName, initBackend, parseBackendName } from '../backend/backend.js';
+import { type BackendName, adapterInfo, initBackend, parseBackendName } from '../backend/backend.js';
+import type { AdapterDescription } from '../backend/webgpu.js';
 import { installWasmTransposedMatMul } from '../backend/wasm-matmul.js';
 import { GPT2, GPT2_SMALL_WIDTH, type GPT2Config, weightShapes } from '../model/gpt2.js';
 import { DEFAULT_LORA, type LoraConfig, initAdapter, toTf } from '../model/lora.js';
@@ -57,6 +58,8 @@ export type ChildMode = (typeof CHILD_MODES)[number];
 
 export interface TrainBenchResult {
   readonly backend: string;
+  /** The GPU adapter (vendor/architecture/description) on webgpu; absent on other backends. */
+  readonly adapter?: AdapterDescription;
   readonly params: number;
   readonly tokens_per_step: number;
   readonly matmul_gflops: number;
@@ -230,8 +233,10 @@ export async function runTrainBench(backend: BackendName, cfg: TrainBenchConfig 
   for (const mode of CHILD_MODES) rss.push(await measureChildRssMb(mode, backend, cfg)); // sequential: they share the cores
   const params = modelParams(cfg.model);
   const tokens = cfg.batchSize * cfg.seqLen;
+  const adapter = adapterInfo();
   return {
     backend,
+    ...(adapter ? { adapter } : {}),
     params,
     tokens_per_step: tokens,
     matmul_gflops: matmul,
