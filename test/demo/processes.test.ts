@@ -11,8 +11,9 @@ describe('demo processes', () => {
   const script = join(dir.path, 'child.mjs');
   writeFileSync(
     script,
-    "console.log('ready ' + process.argv.slice(2).join(' '));\n" +
-      "if (process.argv[2] === 'stubborn') process.on('SIGTERM', () => console.log('ignoring SIGTERM'));\n" +
+    // The handler goes in before "ready", so a SIGTERM sent on seeing "ready" always finds it installed.
+    "if (process.argv[2] === 'stubborn') process.on('SIGTERM', () => console.log('ignoring SIGTERM'));\n" +
+      "console.log('ready ' + process.argv.slice(2).join(' '));\n" +
       'setInterval(() => undefined, 1000);\n',
   );
 

@@ -164,13 +164,13 @@ describe('essa – update', () => {
 });
 
 describe('essa – training', () => {
-  it('trainEssa – raises accuracy of an adapter warmed up by 30 MeZO steps, keeping A and the head', async () => {
+  it('trainEssa – raises accuracy of an adapter warmed up by 10 MeZO steps, keeping A and the head', async () => {
     // Arrange
-    const warm = (await trainMezo(model, TEST_LORA, freshAdapter(), data, { steps: 30, batchSize: 16, lr: 3e-3, eps: 1e-3, trainable: 'ffa', seed: 2 })).adapter;
+    const warm = (await trainMezo(model, TEST_LORA, freshAdapter(), data, { steps: 10, batchSize: 16, lr: 3e-3, eps: 1e-3, trainable: 'ffa', seed: 2 })).adapter;
     const before = evaluate(model, TEST_LORA, warm, data);
     // Act
     const r = await trainEssa(model, TEST_LORA, warm, data, { steps: 15, batchSize: 32, pairs: 8, fitness: 'accuracy', seed: 1, essa: { lr: 0.05 } });
-    // Assert (measured: 0.67 → 0.78 on the 64 training examples)
+    // Assert: at least 6 points on the 64 training examples
     const after = evaluate(model, TEST_LORA, r.adapter, data);
     expect(after.accuracy).toBeGreaterThanOrEqual(before.accuracy + 0.06);
     expect(r.trace).toHaveLength(15);
