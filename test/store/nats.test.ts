@@ -4,16 +4,15 @@
  * Needs nats-server with JetStream on NATS_URL (default 127.0.0.1:4222), as CI starts it; each test gets its own
  * bucket prefix and deletes its buckets afterwards.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IntegrityError, InvalidTransitionError, NotFoundError } from '../../src/store/errors.js';
 import { NatsUnavailableError } from '../../src/store/nats/errors.js';
 import { openNatsStore, type NatsStore, type NatsStoreConfig } from '../../src/store/nats/store.js';
+import { eventually, freePort, startNatsServer, stopProcess } from '../cluster/helpers.js';
 import { describeStoreContract, hex, ManualClock, newClient, runWithOpenRound } from './contract.js';
 
 const SERVERS = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -209,63 +208,6 @@ describe('nats store', () => {
   });
 });
 
-/** A port nothing listens on (bound, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts TCP connections on the port. */
-async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = tcpConnect(port, '127.0.0.1', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    if (Date.now() > deadline) throw new Error(`nats-server did not listen on ${port} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Our own nats-server with JetStream on `port`, storing in `dir` (so a restart finds the same data). */
-async function startServer(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(process.env.NATS_SERVER ?? 'nats-server', ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir], { stdio: 'ignore' });
-  await waitForPort(port);
-  return child;
-}
-
-function stopServer(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill(signal);
-  });
-}
-
-/** Retries `fn` until it stops throwing (the store reconnecting), up to `timeoutMs`. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
 describe('nats store outage', () => {
   it('nats store – opening against a port where nothing listens fails fast with NatsUnavailableError', async () => {
     const port = await freePort();
@@ -280,7 +222,7 @@ describe('nats store outage', () => {
     it(`nats store – while the server is down (${signal}) calls fail fast, and after a restart nothing acknowledged is lost`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'lethe-nats-'));
       const port = await freePort();
-      let server = await startServer(port, dir);
+      let server = await startNatsServer(port, dir);
       const store = await openNatsStore({ servers: `nats://127.0.0.1:${port}`, bucketPrefix: 'outage', requestTimeoutMs: 1000 });
       try {
         const ids = await runWithOpenRound(store, 'run-1', 4);
@@ -290,7 +232,7 @@ describe('nats store outage', () => {
         }
         const { sha256 } = await store.blobs.put(new Uint8Array(1_500_000).fill(7)); // two object-store chunks
 
-        await stopServer(server, signal);
+        await stopProcess(server, signal);
         // A call in flight when the server died fails at the request timeout; once the client has seen the
         // disconnect, every call fails at once.
         const failure = await eventually(async () => {
@@ -307,7 +249,7 @@ describe('nats store outage', () => {
         expect(failure.code).toBe('busy');
         expect(failure.message).toMatch(/NATS unavailable \(disconnected, reconnecting\)/);
 
-        server = await startServer(port, dir);
+        server = await startNatsServer(port, dir);
         expect((await eventually(() => store.ledger.list('run-1'))).map((e) => e.seq)).toEqual([0, 1, 2, 3, 4]);
         expect(await store.rounds.get('run-1', 1)).toMatchObject({ updatesReceived: 4, examplesReceived: 8 });
         expect(await store.updates.list('run-1', 1)).toHaveLength(4);
@@ -316,7 +258,7 @@ describe('nats store outage', () => {
         expect(await store.ledger.list('run-1')).toHaveLength(6);
       } finally {
         store.close();
-        await stopServer(server, 'SIGTERM');
+        await stopProcess(server, 'SIGTERM');
         rmSync(dir, { recursive: true, force: true });
       }
     });
