@@ -8,27 +8,14 @@
  */
 import type { KV, ObjectStore } from 'nats';
 import { ConflictError, NotFoundError } from '../errors.js';
-import type { JsonObject, RoundState, RunRecord, RunState, RunStore } from '../store.js';
+import type { JsonObject, RoundRecord, RunRecord, RunState, RunStore } from '../store.js';
 import { checkEdge, RUN_EDGES, RUN_STATES } from '../transitions.js';
 import { checkId, checkOneOf, checkSha256Hex, checkText, decodeJsonObject, encodeJsonObject } from '../validate.js';
 import type { NatsBlobs } from './blobs.js';
 import { keyToken, TurnBatch, type Decision, type NatsContext, type Versioned } from './context.js';
 
 /** A round as stored: the RoundRecord fields plus the ids of the clients whose update it counted. */
-export interface RoundDoc {
-  readonly runId: string;
-  readonly round: number;
-  readonly state: RoundState;
-  readonly sampledClientIds: readonly string[];
-  readonly expectedClients: number;
-  readonly startedAt: number;
-  readonly deadlineAt: number;
-  readonly closedAt: number | null;
-  readonly metrics: JsonObject;
-  readonly adapterShaBefore: string | null;
-  readonly adapterShaAfter: string | null;
-  readonly updatesReceived: number;
-  readonly examplesReceived: number;
+export interface RoundDoc extends RoundRecord {
   /** Who was counted: an update record is accepted iff its client is listed here (updates.ts). */
   readonly accepted: readonly string[];
 }
