@@ -41,24 +41,28 @@ export interface FleetHandlers extends UntypedServiceImplementation {
   ReportFailure: Unary<M.SignedRequest, M.Ack>;
 }
 
-export interface AdminHandlers extends UntypedServiceImplementation {
-  CreateJoinToken: Unary<A.CreateJoinTokenRequest, A.JoinToken>;
-  ListClients: Unary<A.ListClientsRequest, A.ListClientsResponse>;
-  RevokeClient: Unary<A.RevokeClientRequest, A.ClientInfo>;
-  CreateRun: Unary<A.CreateRunRequest, A.Run>;
-  ListRuns: Unary<A.PageRequest, A.ListRunsResponse>;
-  GetRun: Unary<A.GetRunRequest, A.Run>;
-  ListRounds: Unary<A.ListRoundsRequest, A.ListRoundsResponse>;
-  Status: Unary<Record<string, never>, A.CoordinatorStatus>;
-  RaiseBudget: Unary<A.RaiseBudgetRequest, A.Run>;
-  SubmitUnlearning: Unary<A.SubmitUnlearningRequest, A.UnlearningRequest>;
-  GetUnlearning: Unary<A.GetUnlearningRequest, A.UnlearningRequest>;
-  ListUnlearning: Unary<A.ListUnlearningRequest, A.ListUnlearningResponse>;
+/** AdminService and InferenceService (all unary): method → [request, response]; handlers and clients derive from it. */
+interface AdminMethods {
+  CreateJoinToken: [A.CreateJoinTokenRequest, A.JoinToken];
+  ListClients: [A.ListClientsRequest, A.ListClientsResponse];
+  RevokeClient: [A.RevokeClientRequest, A.ClientInfo];
+  CreateRun: [A.CreateRunRequest, A.Run];
+  ListRuns: [A.PageRequest, A.ListRunsResponse];
+  GetRun: [A.GetRunRequest, A.Run];
+  ListRounds: [A.ListRoundsRequest, A.ListRoundsResponse];
+  Status: [Record<string, never>, A.CoordinatorStatus];
+  RaiseBudget: [A.RaiseBudgetRequest, A.Run];
+  SubmitUnlearning: [A.SubmitUnlearningRequest, A.UnlearningRequest];
+  GetUnlearning: [A.GetUnlearningRequest, A.UnlearningRequest];
+  ListUnlearning: [A.ListUnlearningRequest, A.ListUnlearningResponse];
 }
 
-export interface InferenceHandlers extends UntypedServiceImplementation {
-  Predict: Unary<A.PredictRequest, A.PredictResponse>;
+interface InferenceMethods {
+  Predict: [A.PredictRequest, A.PredictResponse];
 }
+
+export type AdminHandlers = UntypedServiceImplementation & { [K in keyof AdminMethods]: Unary<AdminMethods[K][0], AdminMethods[K][1]> };
+export type InferenceHandlers = UntypedServiceImplementation & { [K in keyof InferenceMethods]: Unary<InferenceMethods[K][0], InferenceMethods[K][1]> };
 
 /** A unary client method as grpc-js generates it (the full-argument form). */
 export type UnaryMethod<Req, Res> = (
@@ -81,24 +85,8 @@ export interface FleetClient extends Client {
   ReportFailure: UnaryMethod<M.SignedRequest, M.Ack>;
 }
 
-export interface AdminClient extends Client {
-  CreateJoinToken: UnaryMethod<A.CreateJoinTokenRequest, A.JoinToken>;
-  ListClients: UnaryMethod<A.ListClientsRequest, A.ListClientsResponse>;
-  RevokeClient: UnaryMethod<A.RevokeClientRequest, A.ClientInfo>;
-  CreateRun: UnaryMethod<A.CreateRunRequest, A.Run>;
-  ListRuns: UnaryMethod<A.PageRequest, A.ListRunsResponse>;
-  GetRun: UnaryMethod<A.GetRunRequest, A.Run>;
-  ListRounds: UnaryMethod<A.ListRoundsRequest, A.ListRoundsResponse>;
-  Status: UnaryMethod<Record<string, never>, A.CoordinatorStatus>;
-  RaiseBudget: UnaryMethod<A.RaiseBudgetRequest, A.Run>;
-  SubmitUnlearning: UnaryMethod<A.SubmitUnlearningRequest, A.UnlearningRequest>;
-  GetUnlearning: UnaryMethod<A.GetUnlearningRequest, A.UnlearningRequest>;
-  ListUnlearning: UnaryMethod<A.ListUnlearningRequest, A.ListUnlearningResponse>;
-}
-
-export interface InferenceClient extends Client {
-  Predict: UnaryMethod<A.PredictRequest, A.PredictResponse>;
-}
+export type AdminClient = Client & { [K in keyof AdminMethods]: UnaryMethod<AdminMethods[K][0], AdminMethods[K][1]> };
+export type InferenceClient = Client & { [K in keyof InferenceMethods]: UnaryMethod<InferenceMethods[K][0], InferenceMethods[K][1]> };
 
 export interface ClientsByService {
   enrollment: EnrollmentClient;
