@@ -32,7 +32,7 @@ import { loadLetheProto } from '../../src/wire/proto.js';
 import { tempDir, TEST_MODEL, waitFor, writeTestModel } from './helpers.js';
 
 const proto = loadLetheProto();
-const ROUNDS = 3;
+const ROUNDS = 4; // 3 rounds reached 0.90–0.94 most runs, once 0.76 in a full parallel suite: one more keeps the bar robust
 
 /** 400 examples: 4–12 letters from a–h (ham) or i–p (spam). */
 function writeLetterTask(path: string): void {
@@ -143,7 +143,7 @@ describe('mixed round', () => {
     expect(uploads[2]).toEqual(Array.from({ length: ROUNDS }, () => 4 * 4096)); // seeds: K float32 scalars
     expect(uploads[3]).toEqual(Array.from({ length: ROUNDS }, () => 4 * 2 * 4)); // ESSA: 4 pairs × (F+, F−)
     // The eval loss falls well below the initial adapter's (measured over runs, whose run ids seed batches and
-    // perturbations: 0.68 → 0.26 .. 0.38, accuracy 0.90 .. 0.94 after 3 rounds).
+    // perturbations: 0.68 → 0.26 .. 0.38, accuracy 0.90 .. 0.94 after 3 rounds, once 0.76).
     const last = rounds.at(-1)!.metrics;
     expect(last.eval_loss).toBeLessThan(before - 0.15);
     expect(last.eval_accuracy).toBeGreaterThan(0.8);

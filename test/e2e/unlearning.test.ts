@@ -60,9 +60,9 @@ describe('unlearning end to end', () => {
       lora: { r: 4, alpha: 8, targets: ['attn.c_attn', 'attn.c_proj'], seed: 'lethe' },
       sample_rate: 1,
       min_clients: CLIENTS,
-      rounds: 2,
+      rounds: 3, // 2 rounds of 5 steps once left no group with 4 of 6 mails right in a full parallel suite
       round_deadline_s: 60,
-      local: { steps: 5, batch_size: 16, lr: 0.02 },
+      local: { steps: 10, batch_size: 16, lr: 0.02 },
       seed: 'lethe-run',
     });
     runId = run.runId;
