@@ -15,7 +15,7 @@ import { initWeights, type GPT2Config } from '../../src/model/gpt2.js';
 import type { HostTensor } from '../../src/tensors/host.js';
 import { encodeTensors, type EncodedTensors, type WireChunk, type WireTensorEntry } from '../../src/wire/codec.js';
 import type { CreateRunRequest } from '../../src/wire/admin-messages.js';
-import type { Capabilities, MessageInput, PushUpdateResponse, RequestAuth, Task, TensorManifest } from '../../src/wire/messages.js';
+import type { Capabilities, MessageInput, PushUpdateRequest, PushUpdateResponse, RequestAuth, Task, TensorManifest } from '../../src/wire/messages.js';
 import { loadLetheProto, methodPath, type LetheProto, type ServiceKey } from '../../src/wire/proto.js';
 import { callUnary, clientStreamCall, createClient, type AdminClient, type EnrollmentClient, type FleetClient } from '../../src/wire/services.js';
 import { pushUpdateMessages, receiveAdapter, writeAll } from '../../src/wire/transfer.js';
@@ -159,7 +159,7 @@ export class TestClient {
       metrics: options.metrics ?? { loss: 0.5 },
       manifest: options.manifest ?? encoded.manifest,
     });
-    const { stream, response } = clientStreamCall<unknown, PushUpdateResponse>((cb) => this.fleet.PushUpdate(new Metadata(), {}, cb));
+    const { stream, response } = clientStreamCall<MessageInput<PushUpdateRequest>, PushUpdateResponse>((cb) => this.fleet.PushUpdate(new Metadata(), {}, cb));
     await writeAll(stream, pushUpdateMessages(this.auth('fleet', 'PushUpdate', body), body, encoded)).catch(() => undefined);
     return response;
   }

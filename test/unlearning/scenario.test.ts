@@ -25,7 +25,13 @@ const REQUEST = {
 };
 
 function predict(serving: UnlearningServing, data: TrainerData): Prediction {
-  return tf.tidy(() => serving.predict(tf.tensor2d(data.ids, [data.n, data.seqLen], 'int32'), tf.tensor2d(data.mask, [data.n, data.seqLen])));
+  const ids = tf.tensor2d(data.ids, [data.n, data.seqLen], 'int32');
+  const mask = tf.tensor2d(data.mask, [data.n, data.seqLen]);
+  try {
+    return serving.predict(ids, mask);
+  } finally {
+    tf.dispose([ids, mask]);
+  }
 }
 
 function accuracy(p: Prediction, data: TrainerData): number {
