@@ -1,5 +1,5 @@
 /**
- * The shape of a `lethe` sub-command. Each lives in src/cli/commands/<name>.ts and is listed once in main.ts.
+ * The shape of a `lethe` sub-command. Each lives in src/cli/commands/<name>.ts and is listed once in registry.ts.
  * Commands parse their own flags (node:util parseArgs) and throw UsageError for bad input: main prints the message
  * and exits 2, so a user always learns what was wrong.
  */
