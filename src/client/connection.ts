@@ -8,6 +8,7 @@ import { Metadata, status as Status, type ChannelCredentials, type ChannelOption
 import type { KeyObject } from 'node:crypto';
 import { newNonce, signRequest } from '../auth/signing.js';
 import type { HostTensor } from '../tensors/host.js';
+import type { UnlearningRequest } from '../wire/admin-messages.js';
 import { type AssemblyLimits, type EncodedTensors } from '../wire/codec.js';
 import { RpcError } from '../wire/errors.js';
 import type {
@@ -15,6 +16,7 @@ import type {
   HeartbeatBody,
   HeartbeatResponse,
   MessageInput,
+  OwnUnlearningBody,
   PullTaskResponse,
   PushUpdateRequest,
   PushUpdateResponse,
@@ -167,6 +169,12 @@ export class FleetConnection {
   async reportFailure(body: MessageInput<ReportFailureBody>): Promise<void> {
     const bytes = this.options.proto.bodies.reportFailure.encode(body);
     await callUnary(this.client, 'ReportFailure', { auth: this.auth('ReportFailure', bytes), body: bytes }, { deadline: this.clock() + this.timeoutMs });
+  }
+
+  /** FleetService.SubmitUnlearning: asks, as this client, that the federation forget some of its own data. */
+  submitUnlearning(body: MessageInput<OwnUnlearningBody>): Promise<UnlearningRequest> {
+    const bytes = this.options.proto.bodies.ownUnlearning.encode(body);
+    return callUnary(this.client, 'SubmitUnlearning', { auth: this.auth('SubmitUnlearning', bytes), body: bytes }, { deadline: this.clock() + this.timeoutMs });
   }
 
   close(): void {

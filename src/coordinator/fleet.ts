@@ -20,6 +20,7 @@ import { unpackTensors, type Layout } from './layout.js';
 import { currentStrategyState } from './run-strategy.js';
 import type { RunRegistry } from './runs.js';
 import { findTask, parseTaskId, pendingRound } from './tasks.js';
+import { submitOwnUnlearning } from './unlearning-admin.js';
 import { currentUnlearning, unlearningFailed, unlearningPayload } from './unlearning-tasks.js';
 
 /** Encoded payloads kept for FetchAdapter: a round's clients all download the same ones. */
@@ -141,6 +142,11 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       core.config.log(`client ${client.id} cannot finish ${report.taskId}: ${report.reason} ${report.message}`.slice(0, 512));
       runs.kick(report.runId);
       return {};
+    }, options),
+
+    SubmitUnlearning: unaryHandler(async (request: SignedRequest) => {
+      const { client, body } = await signed('SubmitUnlearning', request);
+      return submitOwnUnlearning(core, client, bodies.ownUnlearning.decode(body));
     }, options),
   };
 }

@@ -1,5 +1,6 @@
 /**
- * AdminService's unlearning calls (admin.proto: SubmitUnlearning, GetUnlearning, ListUnlearning; ALGORITHMS.md §6).
+ * AdminService's unlearning calls (admin.proto: SubmitUnlearning, GetUnlearning, ListUnlearning; ALGORITHMS.md §6) and
+ * FleetService.SubmitUnlearning, by which an enrolled client asks to forget its own data.
  * A request is checked completely before it is stored, so a rejected one leaves nothing behind: the run must exist,
  * the selector must select something, every named client must be enrolled and not revoked, and the same forget
  * selection must not already be queued, running or active for the run. Whether the selection matches any local
@@ -7,9 +8,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { TARGET_POLICIES, type TargetPolicy } from '../unlearning/index.js';
-import type { JsonObject, UnlearningRequestRecord, UnlearningState } from '../store/store.js';
+import type { ClientRecord, JsonObject, UnlearningRequestRecord, UnlearningState } from '../store/store.js';
 import type { ListUnlearningRequest, ListUnlearningResponse, SubmitUnlearningRequest, UnlearningRequest, UnlearningState as WireState } from '../wire/admin-messages.js';
-import type { ForgetSelector } from '../wire/messages.js';
+import type { ForgetSelector, OwnUnlearningBody } from '../wire/messages.js';
 import type { CoordinatorCore } from './core.js';
 import { DuplicateRequestError, InvalidRequestError, NotFoundError, RunStateError } from './errors.js';
 import { page } from './views.js';
@@ -81,8 +82,8 @@ function validRegex(pattern: string): void {
   }
 }
 
-/** Checks a submission fully, then stores it queued. */
-export async function submitUnlearning(core: CoordinatorCore, request: SubmitUnlearningRequest): Promise<UnlearningRequest> {
+/** Checks a submission fully, then stores it queued. `by` names the submitter in the log. */
+export async function submitUnlearning(core: CoordinatorCore, request: SubmitUnlearningRequest, by = 'admin'): Promise<UnlearningRequest> {
   const { store } = core;
   if (request.runId === '') throw new InvalidRequestError('run_id is required');
   const run = await store.runs.get(request.runId);
@@ -115,8 +116,16 @@ export async function submitUnlearning(core: CoordinatorCore, request: SubmitUnl
     selector: stored as unknown as JsonObject,
     reason: request.reason,
   });
-  core.config.log(`unlearning ${record.id} (#${record.index}) submitted for run ${run.id}, clients ${clientIds.join(', ')}${request.reason ? `: ${request.reason}` : ''}`);
+  core.config.log(`unlearning ${record.id} (#${record.index}) submitted by ${by} for run ${run.id}, clients ${clientIds.join(', ')}${request.reason ? `: ${request.reason}` : ''}`);
   return unlearningView(record);
+}
+
+/**
+ * FleetService.SubmitUnlearning: `client` (already authenticated, so enrolled and not revoked) asks to forget some of
+ * its own data. The request names the signer and nobody else, so a client can never put work on another.
+ */
+export function submitOwnUnlearning(core: CoordinatorCore, client: ClientRecord, body: OwnUnlearningBody): Promise<UnlearningRequest> {
+  return submitUnlearning(core, { runId: body.runId, forget: body.forget, clientIds: [client.id], targetPolicy: body.targetPolicy, reason: body.reason }, `client ${client.id}`);
 }
 
 export async function getUnlearning(core: CoordinatorCore, requestId: string): Promise<UnlearningRequest> {

@@ -134,6 +134,14 @@ export interface ForgetSelector {
   match: string;
 }
 
+/** fleet.proto OwnUnlearningBody: what a client asks to forget of its own data (FleetService.SubmitUnlearning). */
+export interface OwnUnlearningBody {
+  runId: string;
+  forget: ForgetSelector | null;
+  targetPolicy: string;
+  reason: string;
+}
+
 export interface UnlearningTask {
   requestId: string;
   index: number;

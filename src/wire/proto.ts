@@ -17,6 +17,7 @@ import type {
   FetchAdapterBody,
   HeartbeatBody,
   MessageInput,
+  OwnUnlearningBody,
   PullTaskBody,
   ReportFailureBody,
   UpdateHeader,
@@ -67,6 +68,7 @@ export interface BodyCodecs {
   readonly fetchAdapter: BodyCodec<FetchAdapterBody>;
   readonly updateHeader: BodyCodec<UpdateHeader>;
   readonly reportFailure: BodyCodec<ReportFailureBody>;
+  readonly ownUnlearning: BodyCodec<OwnUnlearningBody>;
   readonly enroll: BodyCodec<EnrollBody>;
   readonly capabilities: BodyCodec<Capabilities>;
 }
@@ -135,6 +137,7 @@ export function loadLetheProto(protoDir: string = defaultProtoDir()): LetheProto
       fetchAdapter: body<FetchAdapterBody>('FetchAdapterBody'),
       updateHeader: body<UpdateHeader>('UpdateHeader'),
       reportFailure: body<ReportFailureBody>('ReportFailureBody'),
+      ownUnlearning: body<OwnUnlearningBody>('OwnUnlearningBody'),
       enroll: body<EnrollBody>('EnrollBody'),
       capabilities: body<Capabilities>('Capabilities'),
     }),

@@ -39,6 +39,7 @@ export interface FleetHandlers extends UntypedServiceImplementation {
   FetchAdapter: handleServerStreamingCall<M.SignedRequest, In<M.FetchAdapterResponse>>;
   PushUpdate: handleClientStreamingCall<M.PushUpdateRequest, In<M.PushUpdateResponse>>;
   ReportFailure: Unary<M.SignedRequest, M.Ack>;
+  SubmitUnlearning: Unary<M.SignedRequest, A.UnlearningRequest>;
 }
 
 /** AdminService and InferenceService (all unary): method → [request, response]; handlers and clients derive from it. */
@@ -83,6 +84,7 @@ export interface FleetClient extends Client {
   FetchAdapter(request: In<M.SignedRequest>, metadata: Metadata, options?: Partial<CallOptions>): ClientReadableStream<M.FetchAdapterResponse>;
   PushUpdate(metadata: Metadata, options: Partial<CallOptions>, callback: requestCallback<M.PushUpdateResponse>): ClientWritableStream<In<M.PushUpdateRequest>>;
   ReportFailure: UnaryMethod<M.SignedRequest, M.Ack>;
+  SubmitUnlearning: UnaryMethod<M.SignedRequest, A.UnlearningRequest>;
 }
 
 export type AdminClient = Client & { [K in keyof AdminMethods]: UnaryMethod<AdminMethods[K][0], AdminMethods[K][1]> };

@@ -6,7 +6,7 @@ import { Coordinator } from '../../src/coordinator/coordinator.js';
 import type { SubmitUnlearningRequest } from '../../src/wire/admin-messages.js';
 import type { MessageInput } from '../../src/wire/messages.js';
 import { callUnary } from '../../src/wire/services.js';
-import { Admin, adminMetadata, runJson, tempDir, TestClient, writeTestModel } from './helpers.js';
+import { Admin, adminMetadata, proto, runJson, tempDir, TestClient, writeTestModel } from './helpers.js';
 
 describe('unlearning requests (admin)', () => {
   const dir = tempDir('lethe-unl-admin-');
@@ -83,5 +83,82 @@ describe('unlearning requests (admin)', () => {
       status.NOT_FOUND,
       expect.stringContaining('unl_nope'),
     ]);
+  });
+});
+
+describe('unlearning requests (submitted by the client itself)', () => {
+  const dir = tempDir('lethe-unl-own-');
+  let coordinator: Coordinator;
+  let admin: Admin;
+  let runId: string;
+  let own: TestClient;
+  let revoked: TestClient;
+
+  const submitAs = (c: TestClient, body: Parameters<typeof proto.bodies.ownUnlearning.encode>[0]) => {
+    const bytes = proto.bodies.ownUnlearning.encode(body);
+    return callUnary(c.fleet, 'SubmitUnlearning', { auth: c.auth('fleet', 'SubmitUnlearning', bytes), body: bytes });
+  };
+  const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { status?: number; code?: string; message: string }) => [e.status, e.code, e.message] as const);
+
+  beforeAll(async () => {
+    coordinator = new Coordinator({ dataDir: join(dir.path, 'data'), port: 0, log: () => undefined });
+    await coordinator.start();
+    admin = new Admin(coordinator.address, coordinator.adminToken);
+    ({ runId } = await admin.createRun(runJson(await writeTestModel(dir.path), { min_clients: 5 })));
+    const token = await admin.joinToken();
+    [own, revoked] = [new TestClient(coordinator.address), new TestClient(coordinator.address)];
+    await own.enroll(token);
+    await revoked.enroll(token);
+    await admin.call('RevokeClient', { clientId: revoked.id, reason: 'left' });
+  });
+  afterAll(async () => {
+    own.close();
+    revoked.close();
+    admin.close();
+    await coordinator.close();
+    dir.remove();
+  });
+
+  it('fleet submit – a signed request is queued for the signing client alone and shows in the admin list', async () => {
+    // Act
+    const r = await submitAs(own, { runId, forget: { group: 'hard-ham-1' }, reason: 'my mails' });
+    const listed = await callUnary(admin.client, 'ListUnlearning', { runId }, { metadata: adminMetadata(coordinator.adminToken) });
+
+    // Assert
+    expect(r).toMatchObject({ runId, state: 'UNLEARNING_STATE_PENDING', clientIds: [own.id], reason: 'my mails', targetPolicy: 'input_hash_label' });
+    expect(listed.requests.map((q) => q.requestId)).toContain(r.requestId);
+  });
+
+  it('fleet submit – a revoked client is PERMISSION_DENIED (revoked_client) and nothing is stored', async () => {
+    // Arrange
+    const before = (await callUnary(admin.client, 'ListUnlearning', {}, { metadata: adminMetadata(coordinator.adminToken) })).requests.length;
+
+    // Act
+    const result = await code(submitAs(revoked, { runId, forget: { label: 'spam' }, reason: 'forget me' }));
+
+    // Assert
+    expect(result).toEqual([status.PERMISSION_DENIED, 'revoked_client', expect.stringContaining('revoked')]);
+    expect((await callUnary(admin.client, 'ListUnlearning', {}, { metadata: adminMetadata(coordinator.adminToken) })).requests.length).toBe(before);
+  });
+
+  it('fleet submit – the admin checks apply: unknown run, empty selector, duplicate; a bad signature is refused', async () => {
+    // Arrange
+    await submitAs(own, { runId, forget: { label: 'ham' }, reason: 'first' });
+    const bytes = proto.bodies.ownUnlearning.encode({ runId, forget: { label: 'spam' } });
+    const forged = { auth: revoked.auth('fleet', 'SubmitUnlearning', bytes, own.id), body: bytes }; // signed by another key
+
+    // Act
+    const results = {
+      unknownRun: await code(submitAs(own, { runId: 'run_nope', forget: { label: 'x' } })),
+      empty: await code(submitAs(own, { runId, forget: {} })),
+      duplicate: await code(submitAs(own, { runId, forget: { label: 'ham' }, reason: 'again' })),
+      forged: await code(callUnary(own.fleet, 'SubmitUnlearning', forged)),
+    };
+
+    // Assert
+    expect(results.unknownRun).toEqual([status.NOT_FOUND, expect.any(String), expect.stringContaining('run_nope')]);
+    expect(results.empty).toEqual([status.INVALID_ARGUMENT, expect.any(String), expect.stringContaining('selects nothing')]);
+    expect(results.duplicate).toEqual([status.ALREADY_EXISTS, expect.any(String), expect.stringContaining('already request')]);
+    expect(results.forged).toEqual([status.UNAUTHENTICATED, 'bad_signature', expect.any(String)]);
   });
 });

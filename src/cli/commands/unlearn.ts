@@ -1,7 +1,9 @@
 /**
- * `lethe unlearn`: O3 unlearning requests (AdminService SubmitUnlearning / GetUnlearning / ListUnlearning).
+ * `lethe unlearn`: O3 unlearning requests (AdminService SubmitUnlearning / GetUnlearning / ListUnlearning; with
+ * --as-client, FleetService.SubmitUnlearning signed with the enrolled client's own key, for its own data).
  *
  *   lethe unlearn submit --run RUN --client ID (--label L | --group G | --match REGEX) --reason "…" --data-dir DIR
+ *   lethe unlearn submit --as-client --run RUN (--label L | --group G | --match REGEX) --reason "…" [--data-dir CLIENT_DIR]
  *   lethe unlearn status REQ [--json] --data-dir DIR
  *   lethe unlearn list [--run RUN] [--json] --data-dir DIR
  */
@@ -9,7 +11,9 @@ import { parseArgs } from 'node:util';
 import { ADMIN_FLAG_OPTIONS, ADMIN_FLAG_USAGE, adminTarget, connectAdmin } from '../../coordinator/admin-client.js';
 import type { UnlearningRequest } from '../../wire/admin-messages.js';
 import { callUnary } from '../../wire/services.js';
+import { submitOwnUnlearning } from '../../client/unlearn-request.js';
 import { UsageError, type Command } from '../command.js';
+import { clientDataDir } from './client.js';
 
 const STATE_WORD: Readonly<Record<string, string>> = Object.freeze({
   UNLEARNING_STATE_PENDING: 'queued',
@@ -46,8 +50,10 @@ async function withAdmin<T>(values: Readonly<Record<string, unknown>>, fn: (c: A
 
 export const unlearnSubmitCommand: Command = {
   path: ['unlearn', 'submit'],
-  summary: 'ask the client holding some data to unlearn it (O3)',
-  usage: `--run RUN --client ID (--label L | --group G | --match REGEX) --reason TEXT [--policy P] [--json] ${ADMIN_FLAG_USAGE}`,
+  summary: 'ask the client holding some data to unlearn it (O3); --as-client: the enrolled client asks for its own data',
+  usage:
+    `--run RUN (--label L | --group G | --match REGEX) --reason TEXT [--policy P] [--json] ` +
+    `(--client ID ${ADMIN_FLAG_USAGE} | --as-client [--data-dir CLIENT_DIR] [--coordinator HOST:PORT])`,
   async run(argv) {
     const { values } = parseArgs({
       args: argv,
@@ -55,6 +61,7 @@ export const unlearnSubmitCommand: Command = {
         ...ADMIN_FLAG_OPTIONS,
         run: { type: 'string' },
         client: { type: 'string', multiple: true },
+        'as-client': { type: 'boolean' },
         label: { type: 'string' },
         group: { type: 'string' },
         match: { type: 'string' },
@@ -63,18 +70,18 @@ export const unlearnSubmitCommand: Command = {
         json: { type: 'boolean' },
       },
     });
+    const asClient = values['as-client'] === true;
     if (!values.run) throw new UsageError('--run RUN is required');
-    if (!values.client?.length) throw new UsageError('--client ID is required (the client holding the data; list them with `lethe clients`)');
+    if (asClient && values.client?.length) throw new UsageError('--as-client asks for the signing client\'s own data: drop --client');
+    if (asClient && values['admin-token']) throw new UsageError('--as-client signs with the client key in --data-dir: drop --admin-token');
+    if (!asClient && !values.client?.length) throw new UsageError('--client ID is required (the client holding the data; list them with `lethe clients`), or --as-client');
     if (!values.label && !values.group && !values.match) throw new UsageError('say what to forget: --label L, --group G or --match REGEX');
     if (!values.reason) throw new UsageError('--reason is required: unlearning requests are audited');
-    const request = {
-      runId: values.run,
-      clientIds: values.client,
-      forget: { label: values.label ?? '', group: values.group ?? '', match: values.match ?? '' },
-      targetPolicy: values.policy ?? '',
-      reason: values.reason,
-    };
-    const r = await withAdmin(values, (c) => callUnary(c.client, 'SubmitUnlearning', request, c.settings()));
+    const forget = { label: values.label ?? '', group: values.group ?? '', match: values.match ?? '' };
+    const common = { runId: values.run, forget, targetPolicy: values.policy ?? '', reason: values.reason };
+    const r = asClient
+      ? await submitOwnUnlearning(common, { dataDir: clientDataDir(values['data-dir']), ...(values.coordinator ? { coordinator: values.coordinator } : {}) })
+      : await withAdmin(values, (c) => callUnary(c.client, 'SubmitUnlearning', { ...common, clientIds: values.client! }, c.settings()));
     process.stdout.write(values.json ? `${JSON.stringify(jsonOf(r))}\n` : `${formatUnlearning(r)}\n`);
     return 0;
   },

@@ -3,8 +3,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { UsageError } from '../../../src/cli/command.js';
 import { unlearnListCommand, unlearnStatusCommand, unlearnSubmitCommand } from '../../../src/cli/commands/unlearn.js';
+import { credentials } from '@grpc/grpc-js';
+import { enroll } from '../../../src/client/enroll.js';
 import { Coordinator } from '../../../src/coordinator/coordinator.js';
-import { Admin, runJson, tempDir, TestClient, writeTestModel } from '../../coordinator/helpers.js';
+import { RpcError } from '../../../src/wire/errors.js';
+import { Admin, proto, runJson, tempDir, TestClient, writeTestModel } from '../../coordinator/helpers.js';
 
 async function captured(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
   let out = '';
@@ -62,5 +65,41 @@ describe('lethe unlearn', () => {
     const base = ['--data-dir', dataDir, '--run', runId, '--client', clientId];
     await expect(unlearnSubmitCommand.run([...base, '--reason', 'r'])).rejects.toThrow(new UsageError('say what to forget: --label L, --group G or --match REGEX'));
     await expect(unlearnSubmitCommand.run([...base, '--label', 'spam'])).rejects.toThrow(/--reason is required/);
+  });
+
+  it('unlearn – submit --as-client signs with the key in the client data dir; once revoked, it is refused with revoked_client', async () => {
+    // Arrange
+    const admin = new Admin(coordinator.address, coordinator.adminToken);
+    const clientDir = join(dir.path, 'client');
+    const identity = await enroll({
+      proto,
+      address: coordinator.address,
+      credentials: credentials.createInsecure(),
+      joinToken: await admin.joinToken(),
+      name: 'owner',
+      dataDir: clientDir,
+      memoryMb: 1024,
+      modes: ['TRAINING_MODE_BACKPROP'],
+      backend: 'cpu',
+    });
+    const args = ['--as-client', '--data-dir', clientDir, '--run', runId, '--match', 'unsubscribe', '--reason', 'mine', '--json'];
+
+    try {
+      // Act
+      const submit = await captured(() => unlearnSubmitCommand.run(args));
+      await admin.call('RevokeClient', { clientId: identity.record.clientId, reason: 'left' });
+      const refused = await unlearnSubmitCommand.run([...args.slice(0, -3), '--label', 'spam', '--reason', 'again']).catch((e: unknown) => e);
+
+      // Assert
+      expect(JSON.parse(submit.out)).toMatchObject({ runId, clientIds: [identity.record.clientId], state: 'UNLEARNING_STATE_PENDING' });
+      expect(refused).toBeInstanceOf(RpcError);
+      expect(refused).toMatchObject({ code: 'revoked_client', message: expect.stringMatching(/PERMISSION_DENIED.*revoked/) });
+    } finally {
+      admin.close();
+    }
+  });
+
+  it('unlearn – submit --as-client with --client is a usage error', async () => {
+    await expect(unlearnSubmitCommand.run(['--as-client', '--run', runId, '--client', clientId, '--label', 'spam', '--reason', 'r'])).rejects.toThrow(/drop --client/);
   });
 });
