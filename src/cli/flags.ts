@@ -1,9 +1,10 @@
 /** Flag parsing and start-up steps every `lethe` command shares. */
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type BackendChoice, backendFromEnv, initBackend, parseBackendName } from '../backend/backend.js';
 import { installWasmTransposedMatMul } from '../backend/wasm-matmul.js';
+import { tlsClientFiles, TlsConfigError, type TlsClientFiles } from '../wire/tls.js';
 import { UsageError, numberFlag } from './command.js';
 
 /** --data-dir, else $LETHE_HOME, else ~/.lethe. */
@@ -37,4 +38,18 @@ export function intFlag(name: string, v: string | boolean | undefined, fallback:
   const n = numberFlag(name, str(v), fallback);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} must be a positive integer, got ${str(v)}`);
   return n;
+}
+
+/** --tls-ca [--tls-cert --tls-key] as absolute paths (they are recorded, and used from any directory later). */
+export function tlsFlags(flags: Flags): TlsClientFiles | undefined {
+  const path = (k: string): string | undefined => {
+    const v = str(flags[k]);
+    return v === undefined ? undefined : resolve(v);
+  };
+  try {
+    return tlsClientFiles(path('tls-ca'), path('tls-cert'), path('tls-key'));
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new UsageError(err.message);
+    throw err;
+  }
 }

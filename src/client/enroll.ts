@@ -13,6 +13,7 @@ import { callUnary, createClient } from '../wire/services.js';
 import { NODE_CHANNEL_OPTIONS } from './connection.js';
 import { EnrollmentRefusedError, TaskError } from './errors.js';
 import { requireNoIdentity, saveIdentity, type ClientIdentity } from './identity.js';
+import type { TlsClientFiles } from '../wire/tls.js';
 
 /** Software string reported in Capabilities. */
 export const CLIENT_SOFTWARE = `lethe/0.1.0 node/${process.versions.node}`;
@@ -70,8 +71,8 @@ export interface EnrollOptions {
   readonly modes: readonly TrainingMode[];
   /** The backend this machine selected (initBackend). */
   readonly backend: string;
-  /** Recorded in identity.json so `client run` uses the same CA. */
-  readonly tlsCa?: string;
+  /** Recorded in identity.json so `client run` connects with the same TLS files. */
+  readonly tls?: TlsClientFiles;
   readonly clock?: () => number;
 }
 
@@ -116,7 +117,7 @@ export async function enroll(opts: EnrollOptions): Promise<ClientIdentity & { re
       enrolledAtMs: clock(),
       memoryMb: opts.memoryMb,
       modes: [...opts.modes],
-      ...(opts.tlsCa ? { tlsCa: opts.tlsCa } : {}),
+      ...(opts.tls ? { tls: opts.tls } : {}),
     },
   };
   await saveIdentity(opts.dataDir, identity);

@@ -10,6 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import { readPrivateKeyFile, readSecretFile, writePrivateKeyFile, writeSecretFile } from '../auth/key-file.js';
 import { exportPublicKeyRaw } from '../auth/keys.js';
 import type { TrainingMode } from '../wire/messages.js';
+import type { TlsClientFiles } from '../wire/tls.js';
 import { IdentityError } from './errors.js';
 
 export const KEY_FILE = 'client.key';
@@ -30,8 +31,8 @@ export interface IdentityRecord {
   /** Declared at enrollment and re-sent by `client run` (with the backend and data size it finds). */
   readonly memoryMb: number;
   readonly modes: readonly TrainingMode[];
-  /** PEM file of the CA that signs the coordinator's certificate, when TLS is used. */
-  readonly tlsCa?: string;
+  /** TLS files (absolute paths) when the coordinator uses TLS: its CA, and this client's cert + key for mutual TLS. */
+  readonly tls?: TlsClientFiles;
 }
 
 export interface ClientIdentity {

@@ -15,8 +15,6 @@
  * the task in hand, then closes; `closed()` resolves with the error that ended the node, if any; `status()` is an
  * async iterable of ClientEvent; `await using node = await ClientNode.start(...)` closes it.
  */
-import { credentials as grpcCredentials } from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../backend/backend.js';
 import { installWasmTransposedMatMul } from '../backend/wasm-matmul.js';
@@ -40,6 +38,7 @@ import { BaseModels } from './models.js';
 import { computeUnlearning } from './unlearn-task.js';
 import { ClientPrivacyAccount, PrivacyBudgetError } from './privacy.js';
 import { computeUpdate, type TaskOutput } from './train-task.js';
+import { channelCredentials } from '../wire/tls.js';
 
 /** How the node reads its refusals: what happened and what the operator of this device should do. */
 const REFUSAL_ADVICE: Readonly<Record<string, string>> = Object.freeze({
@@ -106,7 +105,7 @@ export class ClientNode {
     const address = config.coordinator ?? identity.record.coordinator;
     const credentials =
       config.credentials ??
-      (identity.record.tlsCa ? grpcCredentials.createSsl(readFileSync(identity.record.tlsCa)) : grpcCredentials.createInsecure());
+      channelCredentials(identity.record.tls);
     const conn = new FleetConnection({ proto, address, credentials, clientId: identity.record.clientId, privateKey: identity.privateKey, clock: config.clock });
     const models = new BaseModels(config.modelCacheDir ?? config.dataDir, config.log);
     const node = new ClientNode(config, identity, address, conn, data, models, choice.backend);

@@ -2,11 +2,11 @@
  * The operator's side of AdminService, for the CLI: where the coordinator is, which credential to present (the
  * token in <data-dir>/admin.token, or one given explicitly), and TLS when the coordinator uses it.
  */
-import { readFile } from 'node:fs/promises';
-import { credentials, Metadata, type ChannelCredentials } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { readAdminToken } from '../auth/admin-token.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { createClient, type AdminClient, type CallSettings } from '../wire/services.js';
+import { channelCredentials, tlsClientFiles, type TlsClientFiles } from '../wire/tls.js';
 import { InvalidRequestError } from './errors.js';
 
 export interface AdminTarget {
@@ -16,11 +16,8 @@ export interface AdminTarget {
   readonly dataDir?: string;
   /** The admin token itself (takes precedence over dataDir). */
   readonly adminToken?: string;
-  /** PEM CA that signed the coordinator's certificate: connect with TLS. */
-  readonly tlsCa?: string;
-  /** Client certificate and key for mutual TLS. */
-  readonly tlsCert?: string;
-  readonly tlsKey?: string;
+  /** TLS when the coordinator uses it (mutual TLS with a cert and key). */
+  readonly tls?: TlsClientFiles;
 }
 
 export interface AdminConnection {
@@ -32,23 +29,13 @@ export interface AdminConnection {
   close(): void;
 }
 
-async function channelCredentials(target: AdminTarget): Promise<ChannelCredentials> {
-  if (!target.tlsCa) return credentials.createInsecure();
-  const [ca, key, cert] = await Promise.all([
-    readFile(target.tlsCa),
-    target.tlsKey ? readFile(target.tlsKey) : Promise.resolve(null),
-    target.tlsCert ? readFile(target.tlsCert) : Promise.resolve(null),
-  ]);
-  return credentials.createSsl(ca, key, cert);
-}
-
 export async function connectAdmin(target: AdminTarget): Promise<AdminConnection> {
   let token = target.adminToken;
   if (token === undefined) {
     if (target.dataDir === undefined) throw new InvalidRequestError('give --data-dir (to read admin.token) or --admin-token');
     token = await readAdminToken(target.dataDir);
   }
-  const client = createClient(loadLetheProto(), 'admin', target.coordinator ?? '127.0.0.1:7070', await channelCredentials(target));
+  const client = createClient(loadLetheProto(), 'admin', target.coordinator ?? '127.0.0.1:7070', channelCredentials(target.tls));
   const metadata = new Metadata();
   metadata.set('authorization', `Bearer ${token}`);
   return { client, metadata, settings: () => ({ metadata, deadline: Date.now() + 30_000 }), close: () => client.close() };
@@ -73,8 +60,6 @@ export function adminTarget(values: Readonly<Record<string, unknown>>): AdminTar
     coordinator: s('coordinator'),
     dataDir: s('data-dir'),
     adminToken: s('admin-token') ?? process.env.LETHE_ADMIN_TOKEN,
-    tlsCa: s('tls-ca'),
-    tlsCert: s('tls-cert'),
-    tlsKey: s('tls-key'),
+    tls: tlsClientFiles(s('tls-ca'), s('tls-cert'), s('tls-key')),
   };
 }

@@ -31,6 +31,32 @@ function bearer(metadata: Metadata): string | undefined {
   return m?.[1];
 }
 
+/**
+ * Creates a run from its config JSON (the CreateRun body, or a --config file at start): validates it, stores the
+ * seeded initial adapter and the run, records its privacy budget, and starts driving it. Returns the run id.
+ */
+export async function createRunFromConfig(deps: Pick<AdminDeps, 'core' | 'runs' | 'models'>, configJson: unknown): Promise<string> {
+  const { core, runs, models } = deps;
+  const { store } = core;
+  const config = parseRunConfig(configJson);
+  const plan = privacyPlan(config);
+  const layout = runLayout(await resolveModelConfig(config.baseModel), config);
+  const id = `run_${randomBytes(6).toString('hex')}`;
+  const { sha256 } = await store.blobs.put(packTensors(initAdapter(layout.model, layout.lora), layout.adapter));
+  if (config.evalData !== '') {
+    // Fail now, naming the field, rather than after the first round.
+    await models.evalSet({ id, config, layout, plan }).catch((err: unknown) => {
+      throw new ConfigError(`eval_data: ${(err as Error).message}`, { cause: err });
+    });
+  }
+  await store.runs.create({ id, config: runConfigToJson(config) as JsonObject, globalAdapterSha: sha256 });
+  if (plan) await store.budgets.set(id, { epsilon: plan.epsilon, delta: plan.delta }, { actor: 'config', reason: 'run created' });
+  core.config.log(`run ${id} created (${config.name}: ${config.rounds} rounds, ${config.aggregation}${plan ? `, ${plan.mode} DP σ=${plan.sigma.toPrecision(4)}` : ''})`);
+  core.events.emit({ type: 'run_created', runId: id });
+  runs.kick(id);
+  return id;
+}
+
 export interface AdminDeps {
   readonly core: CoordinatorCore;
   readonly runs: RunRegistry;
@@ -68,23 +94,7 @@ export function adminHandlers(deps: AdminDeps): AdminHandlers {
   }
 
   async function createRun(request: CreateRunRequest) {
-    const config = parseRunConfig(runSpecToConfigJson(request.spec, request.extraJson));
-    const plan = privacyPlan(config);
-    const layout = runLayout(await resolveModelConfig(config.baseModel), config);
-    const id = `run_${randomBytes(6).toString('hex')}`;
-    const { sha256 } = await store.blobs.put(packTensors(initAdapter(layout.model, layout.lora), layout.adapter));
-    if (config.evalData !== '') {
-      // Fail now, naming the field, rather than after the first round.
-      await models.evalSet({ id, config, layout, plan }).catch((err: unknown) => {
-        throw new ConfigError(`eval_data: ${(err as Error).message}`, { cause: err });
-      });
-    }
-    await store.runs.create({ id, config: runConfigToJson(config) as JsonObject, globalAdapterSha: sha256 });
-    if (plan) await store.budgets.set(id, { epsilon: plan.epsilon, delta: plan.delta }, { actor: 'config', reason: 'run created' });
-    core.config.log(`run ${id} created (${config.name}: ${config.rounds} rounds, ${config.aggregation}${plan ? `, ${plan.mode} DP σ=${plan.sigma.toPrecision(4)}` : ''})`);
-    core.events.emit({ type: 'run_created', runId: id });
-    runs.kick(id);
-    return viewRun(id);
+    return viewRun(await createRunFromConfig(deps, runSpecToConfigJson(request.spec, request.extraJson)));
   }
 
   async function raiseBudget(request: RaiseBudgetRequest) {

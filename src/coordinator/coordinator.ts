@@ -26,7 +26,7 @@ import { EventChannel } from '../lifecycle/event-channel.js';
 import { PrivacyLedger } from '../privacy/ledger.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { addStandardServices, bindServer, createServer, type StandardServices } from '../wire/server.js';
-import { adminHandlers, inferenceHandlers } from './admin.js';
+import { adminHandlers, createRunFromConfig, inferenceHandlers } from './admin.js';
 import { coordinatorConfig, type CoordinatorConfig } from './config.js';
 import type { CoordinatorCore, Lifecycle } from './core.js';
 import { enrollmentHandlers } from './enrollment.js';
@@ -38,6 +38,7 @@ import { ModelService } from './inference.js';
 import { UnlearningGates } from './unlearning.js';
 import { followPeers } from './peers.js';
 import { Presence } from './presence.js';
+import { parseRunConfig, runConfigToJson } from './run-config.js';
 import { RunRegistry } from './runs.js';
 import { openCoordinatorState, type CoordinatorState } from './state.js';
 
@@ -254,6 +255,18 @@ export class Coordinator implements AsyncDisposable {
   status(): AsyncIterableIterator<CoordinatorEvent> {
     if (this.state.closed) throw new CoordinatorClosedError('report status');
     return this.events.subscribe();
+  }
+
+  /**
+   * Creates the run `configJson` describes unless a run with the identical (normalised) config exists, so that
+   * restarting with the same --config does not duplicate it. In process: works whatever TLS the server requires.
+   */
+  async ensureRun(configJson: unknown): Promise<{ readonly runId: string; readonly created: boolean }> {
+    if (!this.running) throw new CoordinatorError('coordinator not started', 'failed_precondition');
+    const wanted = JSON.stringify(runConfigToJson(parseRunConfig(configJson)));
+    const existing = (await this.running.core.store.runs.list()).find((r) => JSON.stringify(r.config) === wanted);
+    if (existing) return { runId: existing.id, created: false };
+    return { runId: await createRunFromConfig(this.running, configJson), created: true };
   }
 
   /** The shared internals, for in-process tools (benchmarks). Throws before start. */

@@ -8,8 +8,6 @@
  * Exit codes of `run`: 0 after Ctrl-C / SIGTERM, 3 when the coordinator refuses the client for good (revoked,
  * unknown); 1 for other errors. `enroll` exits 3 when the join token is refused.
  */
-import { credentials as grpcCredentials } from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { enroll, parseModes } from '../../client/enroll.js';
@@ -20,8 +18,9 @@ import { clientNodeConfig } from '../../client/config.js';
 import { ClientNode } from '../../client/node.js';
 import { parseBackendName, backendFromEnv } from '../../backend/backend.js';
 import { loadLetheProto } from '../../wire/proto.js';
+import { channelCredentials } from '../../wire/tls.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
-import { parseFlags, resolveDataDir, startBackend, str } from '../flags.js';
+import { parseFlags, resolveDataDir, startBackend, str, tlsFlags } from '../flags.js';
 
 /** Exit code for a refusal that retrying cannot fix (revoked client, refused join token). */
 export const EXIT_REFUSED = 3;
@@ -34,7 +33,7 @@ export function clientDataDir(flag: string | undefined): string {
 export const clientEnrollCommand: Command = {
   path: ['client', 'enroll'],
   summary: 'create this client key and join a coordinator with a join token',
-  usage: '--coordinator HOST:PORT --token T [--name N] [--data-dir DIR] [--memory-mb M] [--modes backprop,mezo,essa] [--tls-ca FILE] [--backend B]',
+  usage: '--coordinator HOST:PORT --token T [--name N] [--data-dir DIR] [--memory-mb M] [--modes backprop,mezo,essa] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] [--backend B]',
   async run(argv) {
     const flags = parseFlags(argv, {
       coordinator: { type: 'string' },
@@ -44,6 +43,8 @@ export const clientEnrollCommand: Command = {
       'memory-mb': { type: 'string' },
       modes: { type: 'string' },
       'tls-ca': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       backend: { type: 'string' },
     });
     const address = str(flags.coordinator);
@@ -53,21 +54,21 @@ export const clientEnrollCommand: Command = {
     const memoryMb = numberFlag('memory-mb', str(flags['memory-mb']), 2048);
     if (!(memoryMb > 0)) throw new UsageError(`--memory-mb must be positive, got ${memoryMb}`);
     const modes = parseModes(str(flags.modes) ?? 'backprop,mezo,essa');
-    const tlsCa = str(flags['tls-ca']);
+    const tls = tlsFlags(flags);
     const dataDir = clientDataDir(str(flags['data-dir']));
     const backend = await startBackend(str(flags.backend));
     try {
       const identity = await enroll({
         proto: loadLetheProto(),
         address,
-        credentials: tlsCa ? grpcCredentials.createSsl(readFileSync(tlsCa)) : grpcCredentials.createInsecure(),
+        credentials: channelCredentials(tls),
         joinToken: token,
         name: str(flags.name) ?? hostname(),
         dataDir,
         memoryMb,
         modes,
         backend: backend.backend,
-        ...(tlsCa ? { tlsCa: resolve(tlsCa) } : {}),
+        ...(tls ? { tls } : {}),
       });
       process.stdout.write(`enrolled as ${identity.record.clientId} with ${address}; identity in ${dataDir}\n`);
       return 0;

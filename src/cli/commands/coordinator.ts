@@ -12,10 +12,6 @@ import { Coordinator } from '../../coordinator/coordinator.js';
 import { DEFAULT_COORDINATOR_CONFIG, type TlsFiles } from '../../coordinator/config.js';
 import { DEFAULT_NATS_CLUSTER_CONFIG, natsClusterConfig, type NatsClusterConfig } from '../../cluster/cluster.js';
 import { ClusterConfigError } from '../../cluster/errors.js';
-import { parseRunConfig, runConfigToJson } from '../../coordinator/run-config.js';
-import { loadLetheProto } from '../../wire/proto.js';
-import { callUnary, createClient } from '../../wire/services.js';
-import { credentials, Metadata } from '@grpc/grpc-js';
 import { UsageError, numberFlag, type Command } from '../command.js';
 import { readRunConfigFile } from './runs.js';
 
@@ -27,26 +23,6 @@ async function tlsFiles(cert: string | undefined, key: string | undefined, ca: s
       throw new UsageError(`cannot read --${flag} ${path}: ${(err as Error).message}`);
     });
   return { cert: await read(cert, 'tls-cert'), key: await read(key, 'tls-key'), ...(ca ? { ca: await read(ca, 'tls-ca') } : {}) };
-}
-
-/** Creates the config file's run through the coordinator's own AdminService, unless an identical run exists. */
-async function ensureRun(coordinator: Coordinator, extraJson: string): Promise<void> {
-  const wanted = JSON.stringify(runConfigToJson(parseRunConfig(JSON.parse(extraJson))));
-  const client = createClient(loadLetheProto(), 'admin', coordinator.address, credentials.createInsecure());
-  const metadata = new Metadata();
-  metadata.set('authorization', `Bearer ${coordinator.adminToken}`);
-  try {
-    const { runs } = await callUnary(client, 'ListRuns', { pageSize: 1000, pageToken: '' }, { metadata });
-    const existing = runs.find((r) => r.configJson === wanted);
-    if (existing) {
-      process.stderr.write(`run ${existing.runId} from --config already exists (${existing.state})\n`);
-      return;
-    }
-    const run = await callUnary(client, 'CreateRun', { extraJson }, { metadata });
-    process.stderr.write(`created run ${run.runId} from --config\n`);
-  } finally {
-    client.close();
-  }
 }
 
 /** --nats URLS[,URLS…] --bucket-prefix P --nats-replicas N → the cluster config (undefined without --nats). */
@@ -96,7 +72,6 @@ export const coordinatorStartCommand: Command = {
     const port = numberFlag('port', values.port, DEFAULT_COORDINATOR_CONFIG.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got ${values.port}`);
     const runJson = values.config ? await readRunConfigFile(values.config) : undefined;
-    if (runJson && values['tls-cert']) throw new UsageError('--config with TLS: start the coordinator, then use `lethe runs create`');
     const nats = natsFlags(values.nats, values['bucket-prefix'], values['nats-replicas']);
     const coordinator = new Coordinator({
       dataDir,
@@ -108,7 +83,10 @@ export const coordinatorStartCommand: Command = {
     });
     await coordinator.start();
     process.stderr.write(`admin token: ${adminTokenPath(dataDir)}\n`);
-    if (runJson) await ensureRun(coordinator, runJson);
+    if (runJson) {
+      const run = await coordinator.ensureRun(JSON.parse(runJson));
+      process.stderr.write(run.created ? `created run ${run.runId} from --config\n` : `run ${run.runId} from --config already exists\n`);
+    }
     const stop = (): void => {
       process.stderr.write('draining (signal again to stop at once)\n');
       process.once('SIGINT', () => void coordinator.close());

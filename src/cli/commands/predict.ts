@@ -5,14 +5,14 @@
  *   lethe predict --run run_... --text "Subject: cheap meds, no prescription" --data-dir ~/.lethe/coordinator
  *   lethe predict --coordinator 10.0.0.5:7070 --admin-token T --run run_... --text "..." --explain --json
  */
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { readAdminToken } from '../../auth/admin-token.js';
 import { ADMIN_FLAG_OPTIONS, ADMIN_FLAG_USAGE, adminTarget } from '../../coordinator/admin-client.js';
 import type { PredictResponse } from '../../wire/admin-messages.js';
 import { loadLetheProto } from '../../wire/proto.js';
 import { callUnary, createClient } from '../../wire/services.js';
+import { channelCredentials } from '../../wire/tls.js';
 import { UsageError, type Command } from '../command.js';
 
 /** The prediction as text: the winning label, every label's probability, and the unlearning gates with --explain. */
@@ -44,14 +44,7 @@ export const predictCommand: Command = {
       if (target.dataDir === undefined) throw new UsageError("give --data-dir (the coordinator's, to read admin.token) or --admin-token");
       token = await readAdminToken(target.dataDir);
     }
-    const channel = target.tlsCa
-      ? credentials.createSsl(
-          await readFile(target.tlsCa),
-          target.tlsKey ? await readFile(target.tlsKey) : null,
-          target.tlsCert ? await readFile(target.tlsCert) : null,
-        )
-      : credentials.createInsecure();
-    const client = createClient(loadLetheProto(), 'inference', target.coordinator ?? '127.0.0.1:7070', channel);
+    const client = createClient(loadLetheProto(), 'inference', target.coordinator ?? '127.0.0.1:7070', channelCredentials(target.tls));
     const metadata = new Metadata();
     metadata.set('authorization', `Bearer ${token}`);
     try {
