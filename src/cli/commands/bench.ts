@@ -99,6 +99,13 @@ const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Prom
       return 0;
     },
   },
+  privacy: {
+    usage: '[--parts sample,central] [--json] (flags: src/bench/privacy.ts)',
+    async run(argv) {
+      const { benchPrivacyMain } = await import('../../bench/privacy.js');
+      return benchPrivacyMain(argv);
+    },
+  },
   unlearning: {
     usage: '[--data-dir DIR] [--json]',
     async run(argv) {
