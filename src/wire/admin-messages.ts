@@ -33,6 +33,10 @@ export interface RunSpec {
     seedPoolK?: number;
     essaPairs?: number;
     essaSigma?: number;
+    mezoLr?: number;
+    essaLr?: number;
+    essaFitness?: string;
+    essaEvalExamples?: number;
   } | null;
   modes: { default?: string; lowMemory?: string; lowMemoryBelowMb?: number } | null;
   privacy: {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/coordinator/errors.js';
 import { parseRunConfig } from '../../src/coordinator/run-config.js';
 import { ProtocolError } from '../../src/wire/errors.js';
 import type { CreateRunRequest } from '../../src/wire/admin-messages.js';
@@ -26,6 +27,23 @@ describe('run spec – CreateRun to run config', () => {
     expect(config.local.seedPoolK).toBe(1024);
     expect(config.lora.alpha).toBe(16);
     expect(config.privacy?.mode).toBe('central');
+  });
+
+  it('run spec – the forward-only learning rates and ESSA settings are typed fields the run config reads', () => {
+    const request = received({ spec: { local: { mode: 'essa', mezoLr: 5e-3, essaLr: 0.02, essaFitness: 'accuracy', essaEvalExamples: 32 } } });
+    const json = runSpecToConfigJson(request.spec, request.extraJson);
+    const config = parseRunConfig(json);
+    expect(json).toEqual({ local: { mode: 'essa', mezo_lr: 5e-3, essa_lr: 0.02, essa_fitness: 'accuracy', essa_eval_examples: 32 } });
+    expect(config.local).toMatchObject({ mezoLr: 5e-3, essaLr: 0.02, essaFitness: 'accuracy', essaEvalExamples: 32 });
+  });
+
+  it('run spec – a bad forward-only value is refused with an error naming the field and what it must be', () => {
+    const parsed = (local: object) => () => parseRunConfig(runSpecToConfigJson(received({ spec: { local } }).spec, ''));
+    expect(parsed({ mezoLr: 0 })).toThrow(/local\.mezo_lr must be > 0, got 0/);
+    expect(parsed({ essaLr: -0.01 })).toThrow(/local\.essa_lr must be > 0, got -0\.01/);
+    expect(parsed({ essaFitness: 'reward' })).toThrow(/local\.essa_fitness must be one of neg_loss, accuracy, got "reward"/);
+    expect(parsed({ essaEvalExamples: 0 })).toThrow(/local\.essa_eval_examples must be ≥ 1, got 0/);
+    expect(parsed({ essaFitness: 'reward' })).toThrow(ConfigError);
   });
 
   it('run spec – extra_json fills keys without typed fields and nests into typed sub-messages', () => {
