@@ -15,11 +15,19 @@ describe('communication benchmark', () => {
     expect(r.essa_bytes).toBeLessThan(1024);
   });
 
-  it('bench comms – the dense LoRA upload is ≥ 100× the seed upload on full-depth GPT-2 small, and grows with depth', () => {
+  it('bench comms – on GPT-2 small with the run\'s default LoRA, the dense upload is ≥ 100× the seed upload when lora_A travels, ~71× under FFA', () => {
     const r = benchComms(proto);
-    expect(r.gpt2_small_dense_over_seeds).toBeGreaterThanOrEqual(100);
-    // 2 layers at the same width: the dense upload shrinks with depth, the seed upload does not.
-    expect(r.gpt2_small_width_dense_bytes).toBeLessThan(r.gpt2_small_dense_bytes / 5);
+    expect(r.gpt2_small).toEqual({ n_layer: 12, n_embd: 768, n_head: 12, vocab_size: 50257, lora_r: 8, lora_targets: ['attn.c_attn', 'attn.c_proj'] });
+    // FFA: per layer lora_B of c_attn (8 × 2304) and c_proj (8 × 768), plus the 768 × 2 head, as float32.
+    const ffaPayload = 4 * (12 * 8 * (2304 + 768) + 768 * 2);
+    expect(r.gpt2_small_ffa_dense_bytes).toBeGreaterThan(ffaPayload);
+    expect(r.gpt2_small_ffa_dense_bytes).toBeLessThan(ffaPayload + 4096); // framing stays small
+    // FedAvg-LoRA adds lora_A of both modules (768 × 8 each) per layer.
+    const fedavgPayload = ffaPayload + 4 * 12 * 2 * 768 * 8;
+    expect(r.gpt2_small_fedavg_dense_bytes).toBeGreaterThan(fedavgPayload);
+    expect(r.gpt2_small_fedavg_dense_bytes).toBeLessThan(fedavgPayload + 4096);
+    expect(r.gpt2_small_fedavg_dense_over_seeds).toBeGreaterThanOrEqual(100);
+    expect(r.gpt2_small_ffa_dense_over_seeds).toBeCloseTo(r.gpt2_small_ffa_dense_bytes / r.seeds_bytes, 9);
     expect(r.dense_lora_bytes).toBeGreaterThan(r.seeds_bytes);
   });
 
