@@ -52,6 +52,9 @@ export interface NatsBenchResult {
   readonly ingest_mbps: number;
   readonly ingest_bytes_per_client: number;
   readonly ingest_clients: number;
+  /** Seconds from the first byte sent until every upload was acknowledged (stored), and from then to round.aggregated. */
+  readonly ingest_upload_s: number;
+  readonly ingest_aggregate_s: number;
   readonly ingest_cpu_s_coordinators: number | null;
   readonly ingest_cpu_s_nats_server: number | null;
   readonly round_overhead_s_1000: number;
@@ -202,9 +205,10 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
     const cpu = env.cpu();
     const start = performance.now();
     await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
+    const acknowledged = performance.now();
     const end = await aggregated;
     const bytes = updates[0]!.manifest.totalBytes;
-    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes, cpu: cpu() };
+    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes, uploadS: (acknowledged - start) / 1000, foldS: (end - acknowledged) / 1000, cpu: cpu() };
   } finally {
     await env.tearDown();
   }
@@ -245,6 +249,8 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_mbps: ingest.mbps,
     ingest_bytes_per_client: ingest.bytes,
     ingest_clients: ingestClients,
+    ingest_upload_s: ingest.uploadS,
+    ingest_aggregate_s: ingest.foldS,
     ingest_cpu_s_coordinators: ingest.cpu.coordinators,
     ingest_cpu_s_nats_server: ingest.cpu.nats,
     round_overhead_s_1000: overhead.seconds,

@@ -203,6 +203,26 @@ describe('nats store', () => {
     await expect(a.blobs.get(wrong)).rejects.toBeInstanceOf(IntegrityError);
   });
 
+  it('nats store – a round of many updates lists whole from another process and its payloads, read ahead, come back verified once each; mismatched bytes are still refused', async () => {
+    const [a, b] = await pair();
+    const ids = await runWithOpenRound(a, 'run-1', 12); // above the snapshot threshold
+    const os = await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstream().views.os(`${prefix}_blobs`);
+    const payloads = ids.map((_, k) => new Uint8Array(1_200_000 + k).map((_, i) => (i * (k + 3)) % 251)); // two chunks each
+    const shas = await Promise.all(payloads.map(async (bytes) => (await a.blobs.put(bytes)).sha256));
+    shas[11] = hex('not these bytes');
+    await os.putBlob({ name: shas[11] }, new Uint8Array([1, 2, 3]));
+    for (const [k, clientId] of ids.entries()) {
+      await a.updates.put({ runId: 'run-1', round: 1, clientId, sha256: shas[k]!, numExamples: 1 + k, metrics: {} });
+    }
+    const listed = await b.updates.list('run-1', 1);
+    expect(listed.map((u) => u.clientId).sort()).toEqual([...ids].sort());
+    for (const [k, sha] of shas.entries()) {
+      if (k === 11) await expect(b.blobs.get(sha)).rejects.toBeInstanceOf(IntegrityError);
+      else expect(Buffer.from((await b.blobs.get(sha))!).equals(Buffer.from(payloads[k]!))).toBe(true);
+    }
+    expect(Buffer.from((await b.blobs.get(shas[0]!))!).equals(Buffer.from(payloads[0]!))).toBe(true); // read again
+  });
+
   it('nats store – refuses a bucket prefix that is not a bucket name', async () => {
     await expect(openNatsStore({ servers: SERVERS, bucketPrefix: 'a.b' })).rejects.toThrow(/bucketPrefix/);
   });

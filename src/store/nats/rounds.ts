@@ -333,6 +333,7 @@ export class NatsUpdates implements UpdateStore {
     private readonly kv: KV,
     private readonly rounds: NatsRounds,
     private readonly clients: NatsClients,
+    private readonly blobs: NatsBlobs,
   ) {}
 
   put(update: NewUpdate): Promise<{ duplicate: boolean; record: UpdateRecord }> {
@@ -369,6 +370,21 @@ export class NatsUpdates implements UpdateStore {
     });
   }
 
+  /**
+   * The records of the round's accepted updates: one read each for a few, else one snapshot of the round's keys
+   * (a thousand uploads then cost one ordered consumer, not a thousand requests). Records never counted are left out.
+   */
+  private async accepted(doc: RoundDoc): Promise<UpdateRecord[]> {
+    const { runId, round, accepted } = doc;
+    if (accepted.length <= SNAPSHOT_ABOVE) {
+      const stored = await Promise.all(accepted.map((c) => this.ctx.get<UpdateRecord>(this.kv, updateKey(runId, round, c))));
+      return stored.filter((s) => s !== undefined).map((s) => s.doc);
+    }
+    const counted = new Set(accepted);
+    const all = await this.ctx.snapshot<UpdateRecord>(this.kv, `${keyToken(runId)}.${round}.*`);
+    return [...all.values()].map((s) => s.doc).filter((u) => counted.has(u.clientId));
+  }
+
   get(runId: string, round: number, clientId: string): Promise<UpdateRecord | undefined> {
     return this.ctx.op('read an update', async () => {
       checkId(runId, 'run id');
@@ -387,14 +403,17 @@ export class NatsUpdates implements UpdateStore {
       checkInt(round, 'round', 1);
       const doc = await this.rounds.find(runId, round);
       if (doc === undefined) return [];
-      const stored = await Promise.all(doc.accepted.map((c) => this.ctx.get<UpdateRecord>(this.kv, updateKey(runId, round, c))));
-      return stored
-        .filter((s) => s !== undefined)
-        .map((s) => s.doc)
-        .sort((a, b) => a.receivedAt - b.receivedAt || (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+      const records = await this.accepted(doc);
+      const sorted = records.sort((a, b) => a.receivedAt - b.receivedAt || (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+      // Listing a round's updates is how the aggregator starts reading them: let their payloads come in meanwhile.
+      this.blobs.readAhead(sorted.map((u) => u.sha256));
+      return sorted;
     });
   }
 }
+
+/** Above this many accepted updates, listing a round reads its keys with one snapshot instead of one get each. */
+const SNAPSHOT_ABOVE = 8;
 
 function updateKey(runId: string, round: number, clientId: string): string {
   return `${keyToken(runId)}.${round}.${keyToken(clientId)}`;

@@ -113,13 +113,13 @@ export class NatsStore implements Store, AsyncDisposable {
   ) {
     this.ctx = new NatsContext(nc, { casAttempts: config.casAttempts, clock: config.clock });
     void this.followStatus();
-    this.blobs = new NatsBlobs(this.ctx, buckets.blobs, `${config.bucketPrefix}_blobs`, config.requestTimeoutMs);
+    this.blobs = new NatsBlobs(this.ctx, `${config.bucketPrefix}_blobs`, config.requestTimeoutMs);
     this.joinTokens = new NatsJoinTokens(this.ctx, buckets.tokens);
     this.clients = new NatsClients(this.ctx, buckets.clients, buckets.client_keys, this.joinTokens, config.pendingGraceMs);
     this.nonces = new NatsNonces(this.ctx, buckets.nonces, this.clients);
     this.runs = new NatsRuns(this.ctx, buckets.runs, buckets.strategy, this.blobs);
     this.rounds = new NatsRounds(this.ctx, buckets.rounds, this.runs, this.blobs);
-    this.updates = new NatsUpdates(this.ctx, buckets.updates, this.rounds, this.clients);
+    this.updates = new NatsUpdates(this.ctx, buckets.updates, this.rounds, this.clients, this.blobs);
     this.ledger = new NatsLedger(this.ctx, buckets.ledger, this.runs);
     this.budgets = new NatsBudgets(this.ctx, buckets.budgets, this.runs);
     this.unlearning = new NatsUnlearning(this.ctx, buckets.unlearning, this.runs, this.clients, this.blobs, config.pendingGraceMs);
