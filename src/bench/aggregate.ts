@@ -4,22 +4,28 @@
  *   memcpy_gbps, fold_gbps – src/bench/aggregate-fold.ts: folding K updates into one accumulator against copying them.
  *   ingest_mbps            – K clients upload dense updates of `ingestBytes` each to a real coordinator over gRPC on
  *                            127.0.0.1 in 1 MiB chunks, concurrently; the coordinator verifies every chunk's running
- *                            digest, stores each payload, and when all are in reads them back and folds them into the
- *                            new global adapter. Update bytes / wall time from the first byte sent to the round closed.
+ *                            digest, stores each payload durably, and when all are in reads them back and folds them
+ *                            into the new global adapter. Update bytes / wall time from the first byte sent to the
+ *                            round closed. The clients run in a process of their own (aggregate-senders.ts) unless
+ *                            `ingestSenders` is 'inline'. ingest_cpu_mbps divides by the coordinator process's CPU
+ *                            time instead: comparable across machine loads.
  *   round_overhead_s_200   – one round with 200 enrolled clients that each pull the task, fetch the adapter and upload
  *                            a prepared update at once: seconds from the round opening to it closing.
  *
  * The base model of these runs is a config.json only: the coordinator needs the architecture to lay out the adapter,
  * and nothing here loads weights (no evaluation, no Predict).
  */
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { exportPublicKeyRaw, generateEd25519KeyPair, type Ed25519KeyPair } from '../auth/keys.js';
+import { exportPrivateKeyPem, exportPublicKeyRaw, generateEd25519KeyPair, type Ed25519KeyPair } from '../auth/keys.js';
 import { newNonce, signRequest } from '../auth/signing.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import type { CoordinatorEvent } from '../coordinator/events.js';
+import { layoutBytes } from '../coordinator/layout.js';
 import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { encodeTensors, type EncodedTensors } from '../wire/codec.js';
@@ -28,12 +34,15 @@ import { loadLetheProto, methodPath, type LetheProto, type ServiceKey } from '..
 import { callUnary, clientStreamCall, createClient, type AdminClient, type FleetClient } from '../wire/services.js';
 import { pushUpdateMessages, receiveAdapter, writeAll } from '../wire/transfer.js';
 import { measureFold } from './aggregate-fold.js';
+import type { SenderJob } from './aggregate-senders.js';
 
 export interface AggregateBenchOptions {
   /** Bytes of each update in the ingest measurement (≈; set by the LoRA rank on a GPT-2-small-wide layout). Default 32 MB. */
   readonly ingestBytes?: number;
   /** Concurrent uploaders in the ingest measurement. Default 4. */
   readonly ingestClients?: number;
+  /** Where they run. Default 'process' (aggregate-senders.ts). */
+  readonly ingestSenders?: IngestSenders;
   /** Clients in the round-overhead measurement. Default 200. */
   readonly roundClients?: number;
   /** Bytes per update in the fold micro-benchmark. Default 16 MiB. */
@@ -45,6 +54,9 @@ export interface AggregateBenchResult {
   readonly fold_gbps: number;
   readonly fold_ratio: number;
   readonly ingest_mbps: number;
+  /** Update bytes per CPU-second of the coordinator's process: what one core does, whatever the machine's load. */
+  readonly ingest_cpu_mbps: number;
+  readonly ingest_senders: IngestSenders;
   readonly ingest_bytes_per_client: number;
   readonly ingest_clients: number;
   readonly round_overhead_s_200: number;
@@ -53,12 +65,12 @@ export interface AggregateBenchResult {
 
 /** One enrolled identity calling the fleet service (src/bench/nats.ts reuses it). */
 export class BenchClient {
-  readonly keys: Ed25519KeyPair = generateEd25519KeyPair();
   id = '';
 
   constructor(
     private readonly proto: LetheProto,
     readonly fleet: FleetClient,
+    readonly keys: Ed25519KeyPair = generateEd25519KeyPair(),
   ) {}
 
   signed(service: ServiceKey, method: string, body: Uint8Array, clientId = this.id) {
@@ -170,10 +182,23 @@ export const WIDE: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 128,
 export const SMALL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
 export const ALL_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
 
-export async function measureIngest(bytesPerClient: number, clientCount: number): Promise<{ mbps: number; bytes: number }> {
+/** Where the uploading clients of the ingest measurement run: a process of their own (as real clients), or inline in
+ * the coordinator's process and event loop (which then also pays for encoding and sending every upload). */
+export type IngestSenders = 'process' | 'inline';
+
+export interface IngestMeasurement {
+  /** Update bytes per second of wall time, first byte sent to round closed. */
+  readonly mbps: number;
+  /** Update bytes per CPU-second of the coordinator's process over the same span (senders included when inline). */
+  readonly cpuMbps: number;
+  readonly bytes: number;
+}
+
+export async function measureIngest(bytesPerClient: number, clientCount: number, senders: IngestSenders = 'process'): Promise<IngestMeasurement> {
   // lora_B floats per layer: (3C + C + 4C + C)·r = 9Cr.
   const r = Math.max(1, Math.round(bytesPerClient / 4 / (9 * WIDE.nEmbd * WIDE.nLayer)));
   const env = await setUp(WIDE, clientCount);
+  let child: ChildProcess | undefined;
   try {
     await env.createRun({ name: 'ingest', rounds: 1, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
     const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
@@ -183,16 +208,61 @@ export async function measureIngest(bytesPerClient: number, clientCount: number)
       for (const [m, out] of [['attn.c_attn', 3 * c], ['attn.c_proj', c], ['mlp.c_fc', 4 * c], ['mlp.c_proj', c]] as const) shapes.set(`h.${layer}.${m}.lora_B.weight`, [out, r]);
     }
     shapes.set('score.weight', [2, WIDE.nEmbd]);
-    const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
+    const bytes = layoutBytes(new Map(tasks[0]!.uploadTensors.map((n) => [n, shapes.get(n)!])));
+    let go: () => Promise<void>;
+    if (senders === 'process') {
+      child = fork(fileURLToPath(new URL('./aggregate-senders.js', import.meta.url)), [], { serialization: 'advanced', stdio: 'inherit' });
+      const job: SenderJob = {
+        address: env.coordinator.address,
+        shapes: [...shapes],
+        clients: env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]! })),
+      };
+      child.send(job);
+      await replyOf(child, 'ready');
+      const sender = child;
+      go = async () => {
+        const done = replyOf(sender, 'done');
+        sender.send('go');
+        await done;
+      };
+    } else {
+      const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
+      go = async () => {
+        await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
+      };
+    }
     const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
     const start = performance.now();
-    await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
-    const end = await closed;
-    const bytes = updates[0]!.manifest.totalBytes;
-    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes };
+    const cpuStart = process.cpuUsage();
+    const [, end] = await Promise.all([go(), closed]);
+    const cpu = process.cpuUsage(cpuStart);
+    const total = bytes * clientCount;
+    return { mbps: total / ((end - start) / 1000) / 1e6, cpuMbps: total / ((cpu.user + cpu.system) / 1e6) / 1e6, bytes };
   } finally {
+    child?.kill();
     await env.tearDown();
   }
+}
+
+/** Resolves on the child's message `expected`; rejects on an error message or an exit before it. */
+function replyOf(child: ChildProcess, expected: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown): void => {
+      cleanUp();
+      if (m === expected) resolve();
+      else reject(new Error(`ingest senders: ${JSON.stringify(m)}`));
+    };
+    const onExit = (code: number | null): void => {
+      cleanUp();
+      reject(new Error(`ingest senders exited (code ${code}) before saying ${expected}`));
+    };
+    const cleanUp = (): void => {
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.on('exit', onExit);
+  });
 }
 
 export async function measureRoundOverhead(clientCount: number): Promise<number> {
@@ -226,7 +296,7 @@ export function shapeOfB(name: string, model: GPT2Config, r: number): number[] {
 export async function benchAggregate(options: AggregateBenchOptions = {}): Promise<AggregateBenchResult> {
   const fold = measureFold(options.foldBytes ?? 16 << 20);
   const ingestClients = options.ingestClients ?? 4;
-  const ingest = await measureIngest(options.ingestBytes ?? 32e6, ingestClients);
+  const ingest = await measureIngest(options.ingestBytes ?? 32e6, ingestClients, options.ingestSenders);
   const roundClients = options.roundClients ?? 200;
   const overhead = await measureRoundOverhead(roundClients);
   return {
@@ -234,6 +304,8 @@ export async function benchAggregate(options: AggregateBenchOptions = {}): Promi
     fold_gbps: fold.fold_gbps,
     fold_ratio: fold.fold_gbps / fold.memcpy_gbps,
     ingest_mbps: ingest.mbps,
+    ingest_cpu_mbps: ingest.cpuMbps,
+    ingest_senders: options.ingestSenders ?? 'process',
     ingest_bytes_per_client: ingest.bytes,
     ingest_clients: ingestClients,
     round_overhead_s_200: overhead,

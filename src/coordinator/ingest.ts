@@ -10,11 +10,13 @@
  *      must name exactly that kind's tensors with their shapes (dense: the task's upload tensors; seed scalars:
  *      seed_scalars [K]; ESSA: fitness [pairs, 2]) and is bounded by that layout's size, every chunk must match its
  *      running digest, the whole must hash to the manifest and hold only finite values;
- *   5. the payload is stored as a blob, then the update record (which bumps the round's counters) — and only then is
- *      the upload acknowledged, so an acknowledged update survives kill -9.
+ *   5. the payload is stored as a blob while it arrives (hashed once: the verified running digest is its address),
+ *      made durable, then the update record (which bumps the round's counters) — and only then is the upload
+ *      acknowledged, so an acknowledged update survives kill -9.
  */
 import { CLIP_INDICATOR_METRIC } from '../privacy/central.js';
 import type { RequestAuthenticator } from '../auth/authenticator.js';
+import { openBlobWriter } from '../store/blob-writer.js';
 import { InvalidTransitionError } from '../store/errors.js';
 import { hexDigest, TensorAssembler, type WireChunk } from '../wire/codec.js';
 import { ProtocolError } from '../wire/errors.js';
@@ -131,24 +133,24 @@ export async function ingestUpdate(
 
   // The limit is the expected payload itself, so a client cannot make the coordinator buffer more than its task implies.
   const assembler = new TensorAssembler(manifest, { maxTotalBytes: Math.min(core.config.maxUpdateBytes, layoutBytes(expected)), expected });
-  const payload = Buffer.allocUnsafe(manifest.totalBytes);
-  let offset = 0;
-  const feed = (chunk: WireChunk): void => {
-    assembler.push(chunk);
-    payload.set(chunk.data, offset);
-    offset += chunk.data.length;
-  };
-  if (first.chunk) feed(first.chunk);
-  for (let next = await it.next(); !next.done; next = await it.next()) {
-    const m = requireWellFormed(next.value, 'PushUpdateRequest');
-    if (m.auth || m.body.length > 0) throw new ProtocolError('only the first PushUpdate message may carry auth and body', 'unexpected_header');
-    if (!m.chunk) throw new ProtocolError('a PushUpdate message after the first must carry a chunk', 'missing_header');
-    feed(m.chunk);
+  // Verified chunks go to the blob store as they arrive; the digest the assembler verified becomes the blob's address.
+  const blob = openBlobWriter(store.blobs, manifest.totalBytes);
+  try {
+    const feed = (chunk: WireChunk): void => blob.write(assembler.push(chunk));
+    if (first.chunk) feed(first.chunk);
+    for (let next = await it.next(); !next.done; next = await it.next()) {
+      const m = requireWellFormed(next.value, 'PushUpdateRequest');
+      if (m.auth || m.body.length > 0) throw new ProtocolError('only the first PushUpdate message may carry auth and body', 'unexpected_header');
+      if (!m.chunk) throw new ProtocolError('a PushUpdate message after the first must carry a chunk', 'missing_header');
+      feed(m.chunk);
+    }
+    assembler.finish(); // completeness, total digest, finiteness
+    if (core.config.clock() > round.deadlineAt) throw late();
+  } catch (err) {
+    await blob.abort();
+    throw err;
   }
-  assembler.finish(); // completeness, total digest, finiteness
-  if (core.config.clock() > round.deadlineAt) throw late();
-
-  await store.blobs.put(payload);
+  await blob.commit(sha);
   const metrics = { ...updateMetrics(header, ctx.plan?.mode === 'central' && ctx.config.privacy?.adaptive === true), [UPDATE_KIND_METRIC]: kindCode(kind) };
   let put;
   try {

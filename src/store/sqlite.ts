@@ -1,8 +1,9 @@
 /**
  * The SQLite implementation of the Store (better-sqlite3, synchronous underneath): one database file under the data
  * directory, WAL journal, foreign keys on, a busy timeout for a second process on the same file, and the schema
- * migrated by `user_version` at open. Every commit survives `kill -9` of the process at any instant; ledger and
- * budget writes also survive power loss (see sqlite/context.ts).
+ * migrated by `user_version` at open; large blobs are files in `<file>-blobs/` beside it (sqlite/blob-files.ts). Every
+ * commit survives `kill -9` of the process at any instant; ledger and budget writes and blob files also survive power
+ * loss (see sqlite/context.ts).
  *
  *   const store = openSqliteStore(sqliteStorePath(dataDir));
  *   const { duplicate } = await store.updates.put({ runId, round, clientId, sha256, numExamples, metrics });
@@ -27,16 +28,24 @@ export interface SqliteStoreConfig {
   readonly busyTimeoutMs: number;
   /** Date.now: the clock for created/updated/recorded times (injected so tests can pin it). */
   readonly clock: () => number;
+  /** 512 MiB: bytes of recently written or verified blob files kept in memory (sqlite/blob-cache.ts). */
+  readonly blobCacheBytes: number;
 }
 
 export const DEFAULT_SQLITE_STORE_CONFIG: SqliteStoreConfig = Object.freeze({
   busyTimeoutMs: 5000,
   clock: Date.now,
+  blobCacheBytes: 512 << 20,
 });
 
 /** The database file of a data directory. */
 export function sqliteStorePath(dataDir: string): string {
   return join(dataDir, 'lethe.db');
+}
+
+/** The directory of a database's blob files (sqlite/blob-files.ts), beside it like its -wal file. */
+export function sqliteBlobDir(path: string): string {
+  return `${path}-blobs`;
 }
 
 export class SqliteStore implements Store {
@@ -55,7 +64,7 @@ export class SqliteStore implements Store {
   /** Use openSqliteStore: this takes an open, migrated connection. */
   constructor(db: Database.Database, config: SqliteStoreConfig) {
     this.ctx = new SqliteContext(db, config.clock);
-    this.blobs = new SqliteBlobs(this.ctx);
+    this.blobs = new SqliteBlobs(this.ctx, sqliteBlobDir(db.name), config.blobCacheBytes);
     this.joinTokens = new SqliteJoinTokens(this.ctx);
     this.clients = new SqliteClients(this.ctx, this.joinTokens);
     this.nonces = new SqliteNonces(this.ctx);

@@ -203,6 +203,22 @@ export interface BlobStore {
   /** The bytes, re-hashed on read (IntegrityError if they no longer match); undefined when absent. */
   get(sha256: string): Promise<Uint8Array | undefined>;
   has(sha256: string): Promise<boolean>;
+  /**
+   * Optional streaming put for a blob whose SHA-256 the caller computes itself over exactly the bytes it writes (the
+   * coordinator's verified running digest of an upload), so those bytes are hashed once. Stores without it are
+   * written through `put` (src/store/blob-writer.ts).
+   */
+  writer?(totalBytes: number): BlobWriter;
+}
+
+/** A blob being stored piece by piece: `write` every piece in order, then `commit` or `abort` (exactly once). */
+export interface BlobWriter {
+  /** Appends the next piece. The writer may keep a reference until commit or abort settles: do not modify it. */
+  write(bytes: Uint8Array): void;
+  /** Stores the pieces under `sha256` (their hash, computed by the caller); resolves once the blob is durable. */
+  commit(sha256: string): Promise<{ readonly sha256: string; readonly created: boolean }>;
+  /** Drops what was written. */
+  abort(): Promise<void>;
 }
 
 // ---- privacy: ledger and budgets ----

@@ -198,19 +198,19 @@ function checkExpected(entries: readonly WireTensorEntry[], expected: ReadonlyMa
 /**
  * Rebuilds a TensorMap from a validated manifest and its chunks, fed in order. Every chunk is checked against its
  * running digest before it is copied, and the floats it completes are checked for NaN/±Inf while still in cache;
- * `finish` checks completeness and the total digest, and reports non-finite tensors. The assembler
- * copies each chunk once, into per-tensor Float32Arrays it owns (so a `bytes` field at an odd offset is never viewed
- * as floats). After any error it refuses further input.
+ * `finish` checks completeness and the total digest, and reports non-finite tensors. The assembler copies each chunk
+ * once, into one payload buffer of its own (allocated on the first chunk, so a stalled upload holds little memory;
+ * not pooled, so aligned: a `bytes` field at an odd offset is never viewed as floats). The tensors it returns are
+ * views into that buffer, and `payload` is the whole of it. After any error it refuses further input.
  */
 export class TensorAssembler {
   readonly limits: AssemblyLimits;
   private readonly hash: Hash = createHash('sha256');
-  private readonly tensors: (Float32Array | undefined)[];
+  private buffer: Buffer | undefined;
+  private bits: Uint32Array | undefined;
   private readonly nonFinite = new Set<string>();
   private received = 0;
   private nextIndex = 0;
-  private entry = 0; // tensor being filled
-  private entryFilled = 0; // bytes of it filled so far
   private lastDigest: Buffer | undefined;
   private closed: Error | undefined;
 
@@ -221,7 +221,6 @@ export class TensorAssembler {
     requireLittleEndian();
     this.limits = { ...DEFAULT_ASSEMBLY_LIMITS, ...limits };
     checkManifest(manifest, this.limits);
-    this.tensors = new Array<Float32Array | undefined>(manifest.entries.length);
   }
 
   get receivedBytes(): number {
@@ -233,18 +232,26 @@ export class TensorAssembler {
     return this.received === this.manifest.totalBytes;
   }
 
-  /** Verifies and stores the next chunk. Throws ChunkError / LimitError; the assembler is unusable afterwards. */
-  push(chunk: WireChunk): void {
+  /** The payload bytes received so far (all of them once `finish` has succeeded). */
+  get payload(): Uint8Array {
+    return this.buffer ? this.buffer.subarray(0, this.received) : new Uint8Array(0);
+  }
+
+  /**
+   * Verifies and stores the next chunk; returns the assembler's copy of it (a view into `payload`). Throws ChunkError /
+   * LimitError; the assembler is unusable afterwards.
+   */
+  push(chunk: WireChunk): Uint8Array {
     if (this.closed) throw new PayloadError(`assembler no longer accepts chunks: ${this.closed.message}`, 'assembler_closed', { cause: this.closed });
     try {
-      this.accept(chunk);
+      return this.accept(chunk);
     } catch (err) {
       this.closed = err as Error;
       throw err;
     }
   }
 
-  private accept(chunk: WireChunk): void {
+  private accept(chunk: WireChunk): Uint8Array {
     const { data } = chunk;
     const total = this.manifest.totalBytes;
     if (chunk.index !== this.nextIndex) {
@@ -265,39 +272,37 @@ export class TensorAssembler {
     if (!digest.equals(chunk.runningSha256)) {
       throw new ChunkError(`chunk ${chunk.index} does not match its running sha256: corrupted or reordered in transit`, 'chunk_hash_mismatch');
     }
-    this.copyIn(data);
-    this.received += data.length;
+    const copy = this.copyIn(data);
     this.nextIndex++;
     this.lastDigest = digest;
+    return copy;
   }
 
-  private copyIn(data: Uint8Array): void {
-    const entries = this.manifest.entries;
-    let at = 0;
-    while (at < data.length) {
-      const e = entries[this.entry]!;
-      let t = this.tensors[this.entry];
-      if (t === undefined) {
-        // Allocated on first byte, so a stalled upload holds little memory; uninitialised (every byte is written
-        // before the tensor is handed out) and not pooled, so `t.buffer` belongs to this tensor alone.
-        t = new Float32Array(Buffer.allocUnsafeSlow(e.byteLength).buffer, 0, e.byteLength / 4);
-        this.tensors[this.entry] = t;
-      }
-      const n = Math.min(e.byteLength - this.entryFilled, data.length - at);
-      bytesOf(t).set(data.subarray(at, at + n), this.entryFilled);
-      // Check the floats this copy completed while they are still in cache.
-      const bits = new Uint32Array(t.buffer);
-      if (!finiteBits(bits, this.entryFilled >> 2, (this.entryFilled + n) >> 2)) this.nonFinite.add(e.name);
-      at += n;
-      this.entryFilled += n;
-      if (this.entryFilled === e.byteLength) {
-        this.entry++;
-        this.entryFilled = 0;
-      }
+  private copyIn(data: Uint8Array): Uint8Array {
+    if (this.buffer === undefined) {
+      this.buffer = Buffer.allocUnsafeSlow(this.manifest.totalBytes);
+      this.bits = new Uint32Array(this.buffer.buffer, 0, this.manifest.totalBytes >> 2);
+    }
+    const start = this.received;
+    this.buffer.set(data, start);
+    this.received += data.length;
+    // Check the floats this copy completed while they are still in cache.
+    const from = start >> 2;
+    const to = this.received >> 2;
+    if (!finiteBits(this.bits!, from, to)) this.noteNonFinite(from, to);
+    return this.buffer.subarray(start, this.received);
+  }
+
+  /** Names the tensors holding a non-finite value among floats [from, to) of the payload. */
+  private noteNonFinite(from: number, to: number): void {
+    for (const e of this.manifest.entries) {
+      const lo = Math.max(from, e.byteOffset >> 2);
+      const hi = Math.min(to, (e.byteOffset + e.byteLength) >> 2);
+      if (lo < hi && !finiteBits(this.bits!, lo, hi)) this.nonFinite.add(e.name);
     }
   }
 
-  /** The decoded tensors (in `limits.expected` order when given, else manifest order). Callable once. */
+  /** The decoded tensors (in `limits.expected` order when given, else manifest order), views into `payload`. Callable once. */
   finish(): Map<string, HostTensor> {
     if (this.closed) throw new PayloadError(`assembler no longer usable: ${this.closed.message}`, 'assembler_closed', { cause: this.closed });
     this.closed = new PayloadError('payload already assembled', 'assembler_closed');
@@ -310,8 +315,9 @@ export class TensorAssembler {
       throw new PayloadError('payload does not hash to the manifest sha256', 'payload_hash_mismatch');
     }
     if (this.nonFinite.size > 0) throw new NonFiniteTensorError([...this.nonFinite]);
+    const buffer = this.buffer?.buffer ?? new ArrayBuffer(0);
     const byName = new Map<string, HostTensor>();
-    for (const [i, e] of this.manifest.entries.entries()) byName.set(e.name, { shape: [...e.shape], data: this.tensors[i]! });
+    for (const e of this.manifest.entries) byName.set(e.name, { shape: [...e.shape], data: new Float32Array(buffer, e.byteOffset, e.byteLength / 4) });
     if (!this.limits.expected) return byName;
     return new Map([...this.limits.expected.keys()].map((name) => [name, byName.get(name)!]));
   }

@@ -62,6 +62,16 @@ export class SqliteContext {
     });
   }
 
+  /** File I/O beside the database (blob files): same closed check and error mapping, for asynchronous work. */
+  async io<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreClosedError(what);
+    try {
+      return await fn();
+    } catch (err) {
+      throw toStoreError(err, what);
+    }
+  }
+
   /** Runs `fn` now (the work is synchronous) and hands its outcome over as a promise, errors mapped. */
   private settle<T>(what: string, fn: () => T): Promise<T> {
     if (this.closed) return Promise.reject(new StoreClosedError(what));

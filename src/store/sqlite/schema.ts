@@ -135,6 +135,10 @@ const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX unlearning_by_state ON unlearning_requests (state, created_at);
   `,
+  // 2: large blobs live in files beside the database (sqlite/blob-files.ts); their row keeps the size, bytes empty.
+  `
+  ALTER TABLE blobs ADD COLUMN file_bytes INTEGER CHECK (file_bytes IS NULL OR (file_bytes >= 0 AND length(bytes) = 0));
+  `,
 ];
 
 /** The schema version this build writes. */

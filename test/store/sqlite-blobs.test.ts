@@ -1,0 +1,110 @@
+/** Large blobs of the SQLite store live in files beside the database (src/store/sqlite/blob-files.ts). */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openBlobWriter } from '../../src/store/blob-writer.js';
+import { IntegrityError, InvalidArgumentError } from '../../src/store/errors.js';
+import { openSqliteStore, sqliteBlobDir, sqliteStorePath } from '../../src/store/sqlite.js';
+import { FILE_BLOB_MIN_BYTES } from '../../src/store/sqlite/blobs.js';
+
+const hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** `bytes` cut into pieces of `size`, as views (an assembler hands over views of its payload). */
+function pieces(bytes: Uint8Array, size: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < bytes.length; at += size) out.push(bytes.subarray(at, Math.min(at + size, bytes.length)));
+  return out;
+}
+
+describe('sqlite store – blob files', () => {
+  let dir: string;
+  let path: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'lethe-blobs-'));
+    path = sqliteStorePath(dir);
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sqlite blobs – a large blob written in pieces under its caller-computed hash is a file that a fresh store reads back verified', async () => {
+    // Prepare: 9 MiB + 3 bytes, so pieces end mid-way and a writeback sync happens before commit.
+    const bytes = new Uint8Array(randomBytes((9 << 20) + 3));
+    const sha256 = hex(bytes);
+    const store = openSqliteStore(path);
+    // Execute
+    const writer = openBlobWriter(store.blobs, bytes.length);
+    for (const p of pieces(bytes, 1 << 20)) writer.write(p);
+    const first = await writer.commit(sha256);
+    const again = await store.blobs.put(bytes);
+    store.close();
+    const fresh = openSqliteStore(path);
+    const read = await fresh.blobs.get(sha256);
+    fresh.close();
+    // Assert
+    expect(first).toEqual({ sha256, created: true });
+    expect(again).toEqual({ sha256, created: false });
+    expect(Buffer.from(read!).equals(bytes)).toBe(true);
+    expect(readdirSync(sqliteBlobDir(path))).toEqual([sha256]);
+    expect(readFileSync(join(sqliteBlobDir(path), sha256)).equals(bytes)).toBe(true);
+    const row = new Database(path, { readonly: true }).prepare('SELECT length(bytes) AS n, file_bytes FROM blobs WHERE sha256 = ?').get(sha256);
+    expect(row).toEqual({ n: 0, file_bytes: bytes.length });
+  });
+
+  it('sqlite blobs – small blobs stay rows, whether put or written in pieces', async () => {
+    const bytes = new Uint8Array(randomBytes(FILE_BLOB_MIN_BYTES - 1));
+    const store = openSqliteStore(path);
+    const writer = openBlobWriter(store.blobs, bytes.length);
+    for (const p of pieces(bytes, 1000)) writer.write(p);
+    const { sha256 } = await writer.commit(hex(bytes));
+    expect(Buffer.from((await store.blobs.get(sha256))!).equals(bytes)).toBe(true);
+    store.close();
+    expect(readdirSync(sqliteBlobDir(path))).toEqual([]);
+  });
+
+  it('sqlite blobs – a blob file altered, truncated or removed on disk is refused with IntegrityError', async () => {
+    const bytes = new Uint8Array(randomBytes(FILE_BLOB_MIN_BYTES));
+    const setUp = openSqliteStore(path);
+    const { sha256 } = await setUp.blobs.put(bytes);
+    setUp.close();
+    const file = join(sqliteBlobDir(path), sha256);
+    const altered = Buffer.from(bytes);
+    altered[1000] ^= 1;
+    for (const damage of [() => writeFileSync(file, altered), () => truncateSync(file, bytes.length - 1), () => rmSync(file)]) {
+      damage();
+      // A fresh store: the one that wrote the blob serves it from memory, where it was hashed.
+      const store = openSqliteStore(path);
+      await expect(store.blobs.get(sha256)).rejects.toBeInstanceOf(IntegrityError);
+      store.close();
+    }
+  });
+
+  it('sqlite blobs – an aborted writer, or one given fewer bytes than announced, leaves neither file nor row', async () => {
+    const bytes = new Uint8Array(randomBytes(FILE_BLOB_MIN_BYTES * 2));
+    const store = openSqliteStore(path);
+    const aborted = openBlobWriter(store.blobs, bytes.length);
+    aborted.write(bytes);
+    await aborted.abort();
+    const short = openBlobWriter(store.blobs, bytes.length);
+    short.write(bytes.subarray(1));
+    await expect(short.commit(hex(bytes))).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(await store.blobs.has(hex(bytes))).toBe(false);
+    expect(readdirSync(sqliteBlobDir(path))).toEqual([]);
+    store.close();
+  });
+
+  it('sqlite blobs – opening removes temporary files of writers that were killed, not those of live processes', () => {
+    openSqliteStore(path).close();
+    const blobDir = sqliteBlobDir(path);
+    const dead = join(blobDir, '.tmp-999999999-abandoned'); // above any pid_max: no such process
+    const live = join(blobDir, `.tmp-${process.pid}-in-flight`);
+    writeFileSync(dead, 'partial');
+    writeFileSync(live, 'partial');
+    openSqliteStore(path).close();
+    expect(existsSync(dead)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+  });
+});
