@@ -5,6 +5,7 @@
  * the adapter. Everything is read from the store, so a round left aggregating by a crash closes the same way later.
  */
 import { UpdateRejectedError, type AggregateOutcome, type ClientFailure } from '../aggregation/index.js';
+import { crashPointForTests } from '../privacy/crash-point.js';
 import type { JsonObject, RoundRecord } from '../store/store.js';
 import type { HostTensor } from '../tensors/host.js';
 import type { CoordinatorCore } from './core.js';
@@ -113,6 +114,7 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
     ...(losses.length > 0 ? { mean_local_loss: losses.reduce((a, b) => a + b, 0) / losses.length } : {}),
   };
   if (ctx.plan) metrics.epsilon_spent = (await core.ledger.spent(ctx.id)).epsilon;
+  crashPointForTests('aggregate');
   if (!(await store.rounds.close(ctx.id, n, { adapterShaAfter: sha256, metrics }))) return { kind: 'lost' };
   return { kind: 'closed', accepted: uploadsBehind(results), metrics, global: outcome.global };
 }

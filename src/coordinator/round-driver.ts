@@ -14,6 +14,7 @@
  */
 import seedrandom from 'seedrandom';
 import { LeaseLostError } from '../cluster/errors.js';
+import { crashPointForTests } from '../privacy/crash-point.js';
 import { BudgetExceededError } from '../privacy/errors.js';
 import type { RoundRecord } from '../store/store.js';
 import type { TensorMap } from '../tensors/host.js';
@@ -162,7 +163,10 @@ export class RunDriver {
       const release = roundRelease(config, ctx.plan, sampled.map((c) => c.numExamples), sampled.every((c) => c.mode === 'mezo'));
       try {
         await refreshBudget(this.core, ctx); // RaiseBudget may have reached another coordinator
-        await this.core.ledger.reserve(ctx.id, release, { beforeAppend: () => this.fence() });
+        // Each round opened under DP holds one entry; one more is a reservation whose open a crash interrupted.
+        const claimed = (await this.core.store.rounds.list(ctx.id)).filter((r) => r.sampledClientIds.length > 0).length;
+        await this.core.ledger.reserve(ctx.id, release, { beforeAppend: () => this.fence(), claimed });
+        crashPointForTests('ledger-record');
       } catch (err) {
         if (!(err instanceof BudgetExceededError)) throw err;
         const left = err.shortfall.remainingEpsilon;

@@ -2,7 +2,8 @@
  * The privacy ledger: every noisy release of a run (a round aggregate, a clip-count release, a DPZero scalar step) is
  * recorded durably BEFORE its result is published, and a release that would push the run's ε past its budget is
  * refused before it happens (ALGORITHMS.md §2). ε is never stored: it is recomputed from the entries through the RDP
- * accountant, so a crash between reserving and releasing can only over-count, never under-count.
+ * accountant, so a crash between reserving and releasing can only over-count, never under-count; a step redone after
+ * such a crash reuses its unused entry where that is provably sound (reserve's `claimed`), so it is not counted twice.
  *
  * Storage is behind `LedgerStore` (the SQLite implementation lives in src/store); this file holds the logic.
  */
@@ -102,12 +103,30 @@ export class PrivacyLedger {
    * refuses it with a conflict on 'ledger_seq'), the entries are read again and the budget checked again, up to
    * `seqAttempts` times. `beforeAppend` runs before every append attempt (a coordinator checks there that it still
    * leads the run) and can abort the reservation by throwing.
+   *
+   * `claimed`: how many of the run's entries stand for releases the caller has started (a coordinator: the rounds it
+   * opened under DP). More entries than that means a process reserved and then died before starting its release
+   * (kill -9 between the ledger write and opening the round), and the caller is now redoing that step. When every
+   * entry of the run equals `release` (central and local DP: one fixed (q, σ) per round), such an unused entry is
+   * returned and nothing is appended, so the redone step is counted once. When the entries differ (sample-level DP,
+   * whose q follows the sampled clients' data sizes), a count cannot tell an unused entry from a used one, so a new
+   * one is appended: the crash then over-counts, never under-counts. Without `claimed` every call appends.
    */
-  async reserve(runId: string, release: PlannedRelease, options: { readonly beforeAppend?: () => Promise<void> } = {}): Promise<LedgerEntry> {
+  async reserve(
+    runId: string,
+    release: PlannedRelease,
+    options: { readonly beforeAppend?: () => Promise<void>; readonly claimed?: number } = {},
+  ): Promise<LedgerEntry> {
     checkRelease(release);
     const budget = this.requireBudget(runId);
+    const { claimed } = options;
+    if (claimed !== undefined && !(Number.isInteger(claimed) && claimed >= 0)) {
+      throw new InvalidPrivacyParameterError(`claimed must be a non-negative integer, got ${claimed}`);
+    }
     const attempt = async (): Promise<LedgerEntry> => {
       const entries = await this.store.list(runId);
+      const unused = claimed === undefined ? undefined : unusedReservation(entries, claimed, release);
+      if (unused) return unused;
       const before = this.accountantFor(entries);
       const spentEpsilon = before.getEpsilon(budget.delta).epsilon;
       before.step(release.q, release.sigma, release.steps);
@@ -191,6 +210,13 @@ function checkRelease(r: PlannedRelease): void {
   if (!Number.isInteger(r.steps) || r.steps < 1) {
     throw new InvalidPrivacyParameterError(`release steps must be a positive integer, got ${r.steps}`);
   }
+}
+
+/** An entry reserved but never used that can stand for `release` (see PrivacyLedger.reserve's `claimed`), if any. */
+function unusedReservation(entries: readonly LedgerEntry[], claimed: number, release: PlannedRelease): LedgerEntry | undefined {
+  if (entries.length <= claimed) return undefined;
+  const same = (e: PlannedRelease): boolean => e.kind === release.kind && e.q === release.q && e.sigma === release.sigma && e.steps === release.steps;
+  return entries.every(same) ? entries[entries.length - 1] : undefined;
 }
 
 function pick(r: PlannedRelease): PlannedRelease {

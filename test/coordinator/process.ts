@@ -11,9 +11,10 @@ export interface Running {
   readonly stderr: () => string;
 }
 
-export function startProcess(dataDir: string): Promise<Running> {
+/** `env` adds variables to the child's environment (the privacy crash tests set LETHE_TEST_CRASH_AFTER). */
+export function startProcess(dataDir: string, env: Readonly<Record<string, string>> = {}): Promise<Running> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [PROCESS, dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [PROCESS, dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let out = '';
     let err = '';
     child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));

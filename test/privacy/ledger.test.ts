@@ -135,3 +135,40 @@ describe('ledger – several processes on one store', () => {
     expect(store.entries.map((e) => e.seq)).toEqual([0, 1]);
   });
 });
+
+describe('ledger – a step redone after a crash', () => {
+  it('reuses the unused reservation a crashed process left when every entry is the same release, so the round counts once', async () => {
+    // Prepare: two rounds opened and used, then a third reserved by a process that died before opening it
+    const { ledger, store } = ledgerWithBudget(100);
+    for (let claimed = 0; claimed < 3; claimed++) await ledger.reserve('run-1', ROUND, { claimed });
+    // Execute: the restarted process redoes round 3 (two rounds claimed), then goes on to round 4
+    const redone = await ledger.reserve('run-1', ROUND, { claimed: 2 });
+    const next = await ledger.reserve('run-1', ROUND, { claimed: 3 });
+    // Assert
+    expect(redone.seq).toBe(2);
+    expect(next.seq).toBe(3);
+    expect((await store.list('run-1')).map((e) => e.seq)).toEqual([0, 1, 2, 3]);
+    expect((await ledger.spent('run-1')).epsilon).toBeCloseTo(epsilonOf({ q: 0.1, noiseMultiplier: 1, steps: 4, delta: 1e-5 }).epsilon, 12);
+  });
+
+  it('appends when the entries differ, since a count cannot tell the unused one apart: over-counts, never under-counts', async () => {
+    // Prepare: round 1 reserved at a costly release and left unused by a crash; the redo is a cheaper release
+    const { ledger, store } = ledgerWithBudget(100);
+    const costly: PlannedRelease = { kind: 'aggregate', q: 0.5, sigma: 1, steps: 10 };
+    await ledger.reserve('run-1', costly, { claimed: 0 });
+    await ledger.reserve('run-1', ROUND, { claimed: 0 });
+    // Execute: round 2 is the same release as round 1's redo; reusing it would leave the costly entry standing for it
+    await ledger.reserve('run-1', ROUND, { claimed: 1 });
+    // Assert
+    expect((await store.list('run-1')).map((e) => e.q)).toEqual([0.5, 0.1, 0.1]);
+  });
+
+  it('without claimed, or with no surplus entry, every reservation appends; a malformed claimed is refused', async () => {
+    const { ledger, store } = ledgerWithBudget(100);
+    await ledger.reserve('run-1', ROUND);
+    await ledger.reserve('run-1', ROUND);
+    await ledger.reserve('run-1', ROUND, { claimed: 3 });
+    expect(await store.list('run-1')).toHaveLength(3);
+    await expect(ledger.reserve('run-1', ROUND, { claimed: -1 })).rejects.toThrow(/claimed must be a non-negative integer/);
+  });
+});
