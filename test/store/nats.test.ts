@@ -223,6 +223,33 @@ describe('nats store', () => {
     expect(Buffer.from((await b.blobs.get(shas[0]!))!).equals(Buffer.from(payloads[0]!))).toBe(true); // read again
   });
 
+  it('nats store – a blob streamed in pieces is an ordinary object under the writer\'s hash; the same bytes again keep the stored object; an aborted one leaves nothing', async () => {
+    const [a, b] = await pair();
+    const os = await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstream().views.os(`${prefix}_blobs`);
+    const bytes = new Uint8Array(2_600_000).map((_, i) => (i * 13) % 251);
+    const sha256 = hex(bytes);
+    const stream = (writer: ReturnType<NatsStore['blobs']['writer']>): void => {
+      for (let offset = 0; offset < bytes.length; offset += 300_001) writer.write(bytes.subarray(offset, Math.min(bytes.length, offset + 300_001)));
+    };
+    const first = a.blobs.writer(bytes.length);
+    stream(first);
+    expect(await first.commit(sha256)).toEqual({ sha256, created: true });
+    expect(Buffer.from((await os.getBlob(sha256))!).equals(Buffer.from(bytes))).toBe(true); // nats.js checks the digest
+    const again = b.blobs.writer(bytes.length);
+    stream(again);
+    expect(await again.commit(sha256)).toEqual({ sha256, created: false });
+    expect(Buffer.from((await b.blobs.get(sha256))!).equals(Buffer.from(bytes))).toBe(true);
+    const dropped = a.blobs.writer(4);
+    dropped.write(new Uint8Array([1, 2, 3, 4]));
+    await dropped.abort();
+    expect(await a.blobs.has(hex(new Uint8Array([1, 2, 3, 4])))).toBe(false);
+    const short = a.blobs.writer(10);
+    short.write(new Uint8Array(4));
+    await expect(short.commit(hex(new Uint8Array(4)))).rejects.toThrow(/4 of the 10 bytes/);
+    const info = await (await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstreamManager()).streams.info(`OBJ_${prefix}_blobs`);
+    expect(info.state.messages).toBe(4); // the object's three chunks and its metadata: duplicates and aborts purged
+  });
+
   it('nats store – refuses a bucket prefix that is not a bucket name', async () => {
     await expect(openNatsStore({ servers: SERVERS, bucketPrefix: 'a.b' })).rejects.toThrow(/bucketPrefix/);
   });

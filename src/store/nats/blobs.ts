@@ -17,9 +17,10 @@
  */
 import { createHash } from 'node:crypto';
 import { Empty, headers, nuid, type JetStreamClient, type JetStreamManager } from 'nats';
-import { IntegrityError, NotFoundError, StoreIOError } from '../errors.js';
-import type { BlobStore } from '../store.js';
-import { checkBytes, checkSha256Hex } from '../validate.js';
+import { joinPieces } from '../blob-writer.js';
+import { IntegrityError, InvalidArgumentError, NotFoundError, StoreClosedError, StoreIOError } from '../errors.js';
+import type { BlobStore, BlobWriter } from '../store.js';
+import { checkBytes, checkInt, checkSha256Hex } from '../validate.js';
 import type { NatsContext } from './context.js';
 
 /** Adapters of the models Lethe trains are a few MiB; this bound catches a wrong buffer, not a real adapter. */
@@ -96,6 +97,74 @@ export class NatsBlobs implements BlobStore {
 
   has(sha256: string): Promise<boolean> {
     return this.ctx.op('look up a blob', async () => (await this.info(checkSha256Hex(sha256, 'blob sha256'))) !== undefined);
+  }
+
+  /**
+   * A streaming put: each ~1 MiB chunk is published as soon as its bytes are in, so the JetStream write overlaps the
+   * upload, and commit writes the metadata under the caller's hash (bytes hashed once). A blob already stored under
+   * that hash keeps its object and the new chunks are purged.
+   */
+  writer(totalBytes: number): BlobWriter {
+    checkInt(totalBytes, 'blob size', 0);
+    if (totalBytes > MAX_BLOB_BYTES) throw new InvalidArgumentError(`blob size must be 0-${MAX_BLOB_BYTES} bytes, got ${totalBytes}`);
+    const id = nuid.next();
+    const subject = `$O.${this.bucket}.C.${id}`;
+    const chunk = this.chunkBytes();
+    const acks: Promise<unknown>[] = [];
+    let pieces: Uint8Array[] = [];
+    let buffered = 0;
+    let written = 0;
+    let failure: unknown;
+    const publish = (bytes: Uint8Array): void => {
+      const ack = this.ctx.isClosed ? Promise.reject(new StoreClosedError('store a blob')) : this.js.publish(subject, bytes);
+      ack.catch((err: unknown) => (failure ??= err));
+      acks.push(ack);
+    };
+    /** Publishes every whole chunk gathered (and the tail too when `all`), keeping the rest for the next write. */
+    const flush = (all: boolean): void => {
+      const bytes = joinPieces(pieces);
+      let offset = 0;
+      for (; bytes.length - offset >= chunk || (all && offset < bytes.length); offset += chunk) {
+        publish(bytes.subarray(offset, Math.min(bytes.length, offset + chunk)));
+      }
+      const rest = bytes.subarray(Math.min(offset, bytes.length));
+      pieces = rest.length > 0 ? [rest] : [];
+      buffered = rest.length;
+    };
+    const purge = async (): Promise<void> => {
+      await Promise.allSettled(acks);
+      if (acks.length > 0) await (await this.jsm).streams.purge(this.stream, { filter: subject }).catch(() => undefined);
+    };
+    return {
+      write: (bytes) => {
+        if (written + bytes.byteLength > totalBytes) throw new InvalidArgumentError(`blob writer got more than the ${totalBytes} bytes announced`);
+        written += bytes.byteLength;
+        pieces.push(bytes);
+        buffered += bytes.byteLength;
+        if (buffered >= chunk) flush(false);
+      },
+      commit: (sha256) =>
+        this.ctx.op('store a blob', async () => {
+          checkSha256Hex(sha256, 'blob sha256');
+          if (written !== totalBytes) throw new InvalidArgumentError(`blob writer got ${written} of the ${totalBytes} bytes announced`);
+          flush(true);
+          let existing: ObjectMeta | undefined;
+          try {
+            [existing] = await Promise.all([this.info(sha256), Promise.allSettled(acks)]);
+            if (existing === undefined) {
+              if (failure !== undefined) throw failure;
+              await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'));
+              return { sha256, created: true };
+            }
+          } catch (err) {
+            await purge();
+            throw err;
+          }
+          await purge(); // the same bytes are stored already: keep that object
+          return { sha256, created: false };
+        }),
+      abort: () => purge(),
+    };
   }
 
   /** NotFoundError('blob') unless the blob is stored (for modules that reference blobs); validated hash. */
@@ -192,7 +261,7 @@ export class NatsBlobs implements BlobStore {
   private async write(name: string, bytes: Uint8Array, digest: Buffer): Promise<void> {
     const id = nuid.next();
     const chunkSubject = `$O.${this.bucket}.C.${id}`;
-    const chunk = Math.min(1 << 20, this.ctx.nc.info?.max_payload ?? 1 << 20) - CHUNK_HEADROOM;
+    const chunk = this.chunkBytes();
     let chunks = 0;
     try {
       const acks: Promise<unknown>[] = [];
@@ -200,24 +269,35 @@ export class NatsBlobs implements BlobStore {
         acks.push(this.js.publish(chunkSubject, bytes.subarray(offset, Math.min(bytes.length, offset + chunk))));
       }
       await Promise.all(acks);
-      const meta = {
-        name,
-        options: { max_chunk_size: chunk },
-        bucket: this.bucket,
-        nuid: id,
-        size: bytes.length,
-        chunks,
-        mtime: new Date(this.ctx.now()).toISOString(),
-        digest: `SHA-256=${paddedBase64Url(digest)}`,
-        deleted: false,
-      };
-      const h = headers();
-      h.set('Nats-Rollup', 'sub'); // the metadata subject keeps only this message
-      await this.js.publish(`$O.${this.bucket}.M.${paddedBase64Url(name)}`, new TextEncoder().encode(JSON.stringify(meta)), { headers: h });
+      await this.publishMeta(name, id, bytes.length, chunks, chunk, digest);
     } catch (err) {
-      await (await this.jsm).streams.purge(this.stream, { filter: chunkSubject }).catch(() => undefined);
+      const jsm = await this.jsm;
+      await jsm.streams.purge(this.stream, { filter: chunkSubject }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** As large as the server's max_payload allows, up to 1 MiB, less room for the headers. */
+  private chunkBytes(): number {
+    return Math.min(1 << 20, this.ctx.nc.info?.max_payload ?? 1 << 20) - CHUNK_HEADROOM;
+  }
+
+  /** The metadata message that makes acknowledged chunks the object `name`. */
+  private async publishMeta(name: string, id: string, size: number, chunks: number, chunk: number, digest: Buffer): Promise<void> {
+    const meta = {
+      name,
+      options: { max_chunk_size: chunk },
+      bucket: this.bucket,
+      nuid: id,
+      size,
+      chunks,
+      mtime: new Date(this.ctx.now()).toISOString(),
+      digest: `SHA-256=${paddedBase64Url(digest)}`,
+      deleted: false,
+    };
+    const h = headers();
+    h.set('Nats-Rollup', 'sub'); // the metadata subject keeps only this message
+    await this.js.publish(`$O.${this.bucket}.M.${paddedBase64Url(name)}`, new TextEncoder().encode(JSON.stringify(meta)), { headers: h });
   }
 
   /** The object's chunks in order, one direct get each, concatenated and fed to `hash` as they come. */
