@@ -48,8 +48,8 @@ export interface SampleDpBenchOptions {
 export const SAMPLE_DP_DEFAULTS: Omit<SampleDpBenchOptions, 'dataDir' | 'onProgress'> = Object.freeze({
   epsilon: 8,
   delta: 1e-5,
-  steps: 80,
-  batch: 256,
+  steps: 40,
+  batch: 128,
   lr: 5e-3,
   clip: 0.5,
   seqLen: 64,
