@@ -103,7 +103,7 @@ export class NatsCluster {
     log: (line: string) => void,
   ) {
     this.leases = new NatsRunLeases(leases, holder, config.lease, log);
-    this.presence = new NatsPresence(presence, log);
+    this.presence = new NatsPresence(presence, nc, `${config.bucketPrefix}_presence`, log);
   }
 
   /**

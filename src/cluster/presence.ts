@@ -6,10 +6,13 @@
  * coordinator that just took over a run knows at once who is live (bus events would give it no history).
  *
  * Writes are throttled by the caller (src/coordinator/presence.ts shares a client at most every shareEveryMs), so
- * 1,000 clients heartbeating every 5 s cost ~400 small KV writes a second. Comparing one machine's timestamp with
- * another's clock assumes clocks agree to well within the online window (15 s by default): run NTP.
+ * 1,000 clients heartbeating every 5 s cost ~400 small KV writes a second. They are plain publishes on the key's
+ * subject, which the bucket's stream stores like kv.put does, without waiting for its acknowledgement: a sighting is
+ * fire-and-forget anyway, and a thousand acknowledged requests per round were a tenth of a busy coordinator's NATS
+ * work. One that is lost (NATS down) only delays liveness until the client's next call. Comparing one machine's
+ * timestamp with another's clock assumes clocks agree to well within the online window (15 s by default): run NTP.
  */
-import type { KV, QueuedIterator, KvEntry } from 'nats';
+import type { KV, NatsConnection, QueuedIterator, KvEntry } from 'nats';
 
 /** Where a coordinator's Presence publishes what it sees (the embedded coordinator has none). */
 export interface PresenceSink {
@@ -43,17 +46,22 @@ export class NatsPresence implements PresenceSink {
 
   constructor(
     private readonly kv: KV,
+    /** The connection and bucket name `kv` uses, for unacknowledged writes to its subjects. */
+    private readonly nc: NatsConnection,
+    private readonly bucket: string,
     private readonly log: (line: string) => void,
     /** 1000: pause (ms) before re-opening a watch that ended (e.g. NATS restarted). */
     private readonly rewatchMs = 1000,
   ) {}
 
   share(clientId: string, atMs: number): void {
-    if (this.closed) return;
-    this.kv.put(keyOf(clientId), encoder.encode(String(atMs))).then(
-      () => (this.failing = false),
-      (err: unknown) => this.warn(`cannot share that client ${clientId} is live: ${(err as Error).message}`),
-    );
+    if (this.closed || this.nc.isClosed()) return;
+    try {
+      this.nc.publish(`$KV.${this.bucket}.${keyOf(clientId)}`, encoder.encode(String(atMs)));
+      this.failing = false;
+    } catch (err) {
+      this.warn(`cannot share that client ${clientId} is live: ${(err as Error).message}`);
+    }
   }
 
   forget(clientId: string): void {

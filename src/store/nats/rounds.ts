@@ -18,7 +18,7 @@ import type { JsonObject, NewRound, NewUpdate, RoundRecord, RoundState, RoundSto
 import { checkEdge, ROUND_EDGES, ROUND_STATES } from '../transitions.js';
 import { checkId, checkInt, checkNumber, checkSha256Hex, checkText, decodeJsonObject, encodeJsonObject } from '../validate.js';
 import type { NatsBlobs } from './blobs.js';
-import { keyToken, type NatsContext } from './context.js';
+import { keyToken, type NatsContext, type Versioned } from './context.js';
 import type { NatsClients } from './identity.js';
 import type { NatsRuns, RoundDoc, RunDoc } from './runs.js';
 
@@ -347,18 +347,24 @@ export class NatsUpdates implements UpdateStore {
       const key = updateKey(runId, round, clientId);
       const record: UpdateRecord = { runId, round, clientId, sha256, numExamples, metrics, receivedAt: this.ctx.now() };
       for (let attempt = 0; attempt < this.ctx.config.casAttempts; attempt++) {
-        let stored = await this.ctx.get<UpdateRecord>(this.kv, key);
+        // Create first (a new update, the usual case, then costs no read of its key); read only when one is there.
+        const doc = await this.rounds.find(runId, round);
+        if (doc === undefined) throw notFound(runId, round);
+        let stored: Versioned<UpdateRecord> | undefined;
         let created = false;
-        if (stored === undefined) {
-          const doc = await this.rounds.find(runId, round);
-          if (doc === undefined) throw notFound(runId, round);
-          if (doc.state !== 'open') throw refusal(runId, round, doc.state);
+        if (doc.state === 'open') {
           await this.clients.require(clientId);
           const revision = await this.ctx.create(this.kv, key, record);
-          // Another put of the same client created it first: count theirs.
-          if (revision === undefined) continue;
-          stored = { doc: record, revision, storedAt: Date.now() };
-          created = true;
+          if (revision !== undefined) {
+            stored = { doc: record, revision, storedAt: Date.now() };
+            created = true;
+          }
+        }
+        // Another put of the same client created it first (or the round closed): count theirs, if there is one.
+        stored ??= await this.ctx.get<UpdateRecord>(this.kv, key);
+        if (stored === undefined) {
+          if (doc.state !== 'open') throw refusal(runId, round, doc.state);
+          continue; // it was there and has been removed since (refused): decide again
         }
         const counting = await this.rounds.count(runId, round, clientId, stored.doc.numExamples);
         if (counting === 'counted' || counting === 'already_counted') return { duplicate: !created, record: stored.doc };
