@@ -22,6 +22,7 @@ import { IntegrityError, InvalidArgumentError, NotFoundError, StoreClosedError, 
 import type { BlobStore, BlobWriter } from '../store.js';
 import { checkBytes, checkInt, checkSha256Hex } from '../validate.js';
 import type { NatsContext } from './context.js';
+import { isWrongLastSequence } from './errors.js';
 
 /** Adapters of the models Lethe trains are a few MiB; this bound catches a wrong buffer, not a real adapter. */
 const MAX_BLOB_BYTES = 1 << 30;
@@ -148,12 +149,13 @@ export class NatsBlobs implements BlobStore {
           checkSha256Hex(sha256, 'blob sha256');
           if (written !== totalBytes) throw new InvalidArgumentError(`blob writer got ${written} of the ${totalBytes} bytes announced`);
           flush(true);
-          let existing: ObjectMeta | undefined;
           try {
-            [existing] = await Promise.all([this.info(sha256), Promise.allSettled(acks)]);
-            if (existing === undefined) {
-              if (failure !== undefined) throw failure;
-              await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'));
+            await Promise.allSettled(acks);
+            if (failure !== undefined) throw failure;
+            // Only if no metadata is there yet, so a new blob costs no lookup; a live object of the name wins.
+            if (await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'absent')) return { sha256, created: true };
+            if ((await this.info(sha256)) === undefined) {
+              await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'replace'); // a deleted object's name
               return { sha256, created: true };
             }
           } catch (err) {
@@ -282,8 +284,11 @@ export class NatsBlobs implements BlobStore {
     return Math.min(1 << 20, this.ctx.nc.info?.max_payload ?? 1 << 20) - CHUNK_HEADROOM;
   }
 
-  /** The metadata message that makes acknowledged chunks the object `name`. */
-  private async publishMeta(name: string, id: string, size: number, chunks: number, chunk: number, digest: Buffer): Promise<void> {
+  /**
+   * The metadata message that makes acknowledged chunks the object `name`, replacing any earlier one, or with 'absent'
+   * only if the name has no metadata message yet (false when it has: nothing was written).
+   */
+  private async publishMeta(name: string, id: string, size: number, chunks: number, chunk: number, digest: Buffer, mode: 'absent' | 'replace' = 'replace'): Promise<boolean> {
     const meta = {
       name,
       options: { max_chunk_size: chunk },
@@ -297,7 +302,15 @@ export class NatsBlobs implements BlobStore {
     };
     const h = headers();
     h.set('Nats-Rollup', 'sub'); // the metadata subject keeps only this message
-    await this.js.publish(`$O.${this.bucket}.M.${paddedBase64Url(name)}`, new TextEncoder().encode(JSON.stringify(meta)), { headers: h });
+    const subject = `$O.${this.bucket}.M.${paddedBase64Url(name)}`;
+    const data = new TextEncoder().encode(JSON.stringify(meta));
+    try {
+      await this.js.publish(subject, data, { headers: h, ...(mode === 'absent' ? { expect: { lastSubjectSequence: 0 } } : {}) });
+      return true;
+    } catch (err) {
+      if (mode === 'absent' && isWrongLastSequence(err)) return false;
+      throw err;
+    }
   }
 
   /** The object's chunks in order, one direct get each, concatenated and fed to `hash` as they come. */
