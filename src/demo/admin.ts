@@ -3,7 +3,7 @@
  * token (admin.proto: "authorization: Bearer <token>"). Failed calls reject with RpcError.
  */
 import { credentials as grpcCredentials, Metadata, type ChannelCredentials } from '@grpc/grpc-js';
-import type { ClientInfo, CoordinatorStatus, JoinToken, PredictResponse, RoundInfo, Run } from '../wire/admin-messages.js';
+import type { ClientInfo, CoordinatorStatus, JoinToken, PredictResponse, RoundInfo, Run, UnlearningRequest } from '../wire/admin-messages.js';
 import { loadLetheProto, type LetheProto } from '../wire/proto.js';
 import { callUnary, createClient, type AdminClient, type InferenceClient } from '../wire/services.js';
 
@@ -71,6 +71,10 @@ export class AdminApi {
 
   status(): Promise<CoordinatorStatus> {
     return callUnary(this.admin, 'Status', {}, this.settings());
+  }
+
+  getUnlearning(requestId: string): Promise<UnlearningRequest> {
+    return callUnary(this.admin, 'GetUnlearning', { requestId }, this.settings());
   }
 
   predict(runId: string, text: string, explain = false): Promise<PredictResponse> {

@@ -37,6 +37,8 @@ export interface DemoOptions {
   readonly roundDeadlineS: number;
   /** tfjs backend of every process; `lethe demo` passes the one it selected itself (undefined: each picks its own). */
   readonly backend: string | undefined;
+  /** false: after the run, client 0 forgets a group of the corpus it alone holds (unlearn.ts). */
+  readonly unlearn: boolean;
   /** Central DP settings used with `privacy`. */
   readonly dp: { readonly epsilon: number; readonly delta: number; readonly clip: number };
 }
@@ -55,6 +57,7 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'dataDir'> = Object.freeze({
   rank: 8,
   roundDeadlineS: 180,
   backend: undefined,
+  unlearn: false,
   dp: Object.freeze({ epsilon: 10, delta: 1e-5, clip: 0.5 }),
 });
 

@@ -44,6 +44,25 @@ export interface DemoIo {
   readonly signal?: AbortSignal;
   /** The backend this process selected, told to enrollment as the clients' capability. */
   readonly backend: string;
+  /** An extra act around the run (`--unlearn`: unlearn.ts). */
+  readonly stage?: DemoStage;
+}
+
+/** What a stage sees once the run completed, while the coordinator and the clients still run. */
+export interface StageContext {
+  readonly admin: AdminApi;
+  readonly address: string;
+  readonly runId: string;
+  readonly clientDir: (i: number) => string;
+  readonly out: (text: string) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface DemoStage {
+  /** Writes what the clients need under the session directory; returns client i's data flags for `client run`. */
+  prepare(sessionRoot: string): Promise<(i: number) => string[]>;
+  /** Runs after a completed run, before the processes stop; a throw fails the demo. */
+  afterRun(ctx: StageContext): Promise<void>;
 }
 
 export interface DemoResult {
@@ -140,6 +159,7 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
     admin = new AdminApi(address, await readAdminToken(session.coordinator));
     io.out(`Coordinator listening on ${address} (log: ${coordinator.logPath})\n`);
 
+    const dataArgs = await io.stage?.prepare(session.root);
     const token = await admin.createJoinToken(o.clients, 3600, 'lethe demo');
     const proto = loadLetheProto();
     for (let i = 0; i < o.clients; i++) {
@@ -164,9 +184,9 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
         group.spawn(
           `client ${i}`,
           [
-            'client', 'run', '--data-dir', session.client(i), '--data', 'builtin:spam',
-            '--partition', `${i}/${o.clients}`, '--alpha', String(o.alpha), '--partition-seed', DEFAULT_PARTITION_SEED,
-            '--split-seed', DEMO_RUN_SEED, '--model-cache', o.dataDir, ...backendArgs(o),
+            'client', 'run', '--data-dir', session.client(i),
+            ...(dataArgs?.(i) ?? ['--data', 'builtin:spam', '--partition', `${i}/${o.clients}`, '--alpha', String(o.alpha), '--partition-seed', DEFAULT_PARTITION_SEED, '--split-seed', DEMO_RUN_SEED]),
+            '--model-cache', o.dataDir, ...backendArgs(o),
           ],
           join(session.logs, `client-${i}.log`),
         ),
@@ -177,6 +197,9 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
     initial = untrainedAccuracy(base, demoRunConfig(o));
     io.out(`Initial test accuracy (untrained adapter): ${(100 * initial).toFixed(1)}%\n\n${tableHeader(o.privacy)}\n`);
     run = await follow(admin, run.runId, o, io, rows, coordinator, clients);
+    if (io.stage && run.state === 'RUN_STATE_COMPLETED' && !io.signal?.aborted) {
+      await io.stage.afterRun({ admin, address, runId: run.runId, clientDir: session.client, out: io.out, ...(io.signal ? { signal: io.signal } : {}) });
+    }
   } finally {
     admin?.close();
     await group.stopAll();

@@ -4,12 +4,14 @@
  *
  *   lethe demo                          # 8 clients, 8 rounds, Dirichlet α = 0.5
  *   lethe demo --clients 4 --rounds 5 --privacy
+ *   lethe demo --unlearn                # then client 0 forgets a group of mails it alone holds: before/after
  *
  * Ctrl-C stops the demo early (the report covers the rounds done); every child process is stopped either way.
  */
 import { join } from 'node:path';
 import { DEFAULT_DEMO, type DemoOptions } from '../../demo/config.js';
 import { runDemo } from '../../demo/demo.js';
+import { unlearnStage } from '../../demo/unlearn.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
 import { intFlag, parseFlags, resolveDataDir, startBackend, str } from '../flags.js';
 import { pretrainProgress } from './pretrain.js';
@@ -32,12 +34,6 @@ export function demoOptions(argv: string[]): DemoOptions {
     lr: { type: 'string' },
     'round-deadline': { type: 'string' },
   });
-  if (flags.unlearn) {
-    throw new UsageError(
-      '--unlearn is not part of the demo yet (a later issue). ' +
-        'Unlearning itself works: start `lethe coordinator start` and clients, then `lethe unlearn submit --run RUN --client ID --label spam ...`',
-    );
-  }
   const alpha = numberFlag('alpha', str(flags.alpha), DEFAULT_DEMO.alpha);
   if (!(alpha > 0)) throw new UsageError(`--alpha must be positive, got ${alpha}`);
   const port = numberFlag('port', str(flags.port), DEFAULT_DEMO.port);
@@ -54,6 +50,7 @@ export function demoOptions(argv: string[]): DemoOptions {
     dataDir: str(flags['data-dir']) ?? join(resolveDataDir(undefined), 'demo'),
     port,
     privacy: flags.privacy === true,
+    unlearn: flags.unlearn === true,
     backend: str(flags.backend),
     baseModel: str(flags['base-model']) ?? DEFAULT_DEMO.baseModel,
     seqLen: intFlag('seq-len', flags['seq-len'], DEFAULT_DEMO.seqLen),
@@ -68,7 +65,7 @@ export const demoCommand: Command = {
   path: ['demo'],
   summary: 'federated LoRA fine-tuning with a coordinator and N client processes on this machine',
   usage:
-    '[--clients 8] [--rounds 8] [--alpha 0.5] [--data-dir DIR] [--port 0] [--privacy] [--backend B] ' +
+    '[--clients 8] [--rounds 8] [--alpha 0.5] [--data-dir DIR] [--port 0] [--privacy] [--unlearn] [--backend B] ' +
     '[--base-model builtin:tiny|DIR] [--seq-len 64] [--local-steps 15] [--batch-size 16] [--lr 5e-3] [--round-deadline 180]',
   async run(argv) {
     const options = demoOptions(argv);
@@ -92,6 +89,7 @@ export const demoCommand: Command = {
         onPretrainStep: progress.onStep,
         signal: controller.signal,
         backend: backend.backend,
+        ...(options.unlearn ? { stage: unlearnStage(options) } : {}),
       });
       progress.done();
       if (result.aborted) return 130;

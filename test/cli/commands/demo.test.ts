@@ -18,9 +18,9 @@ describe('lethe demo flags', () => {
     expect(run.min_clients).toBe(2);
   });
 
-  it('demo – --unlearn is rejected with a clear message instead of pretending', () => {
-    expect(() => demoOptions(['--unlearn'])).toThrow(UsageError);
-    expect(() => demoOptions(['--unlearn'])).toThrow(/not part of the demo yet.*lethe unlearn submit/);
+  it('demo – --unlearn turns on the unlearning scenario; it is off by default', () => {
+    expect(demoOptions(['--unlearn']).unlearn).toBe(true);
+    expect(demoOptions([]).unlearn).toBe(false);
   });
 
   it('demo – bad numbers name the flag', () => {
