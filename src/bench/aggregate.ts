@@ -57,6 +57,8 @@ export interface AggregateBenchResult {
   /** Update bytes per CPU-second of the coordinator's process: what one core does, whatever the machine's load. */
   readonly ingest_cpu_mbps: number;
   readonly ingest_senders: IngestSenders;
+  readonly ingest_upload_s: number;
+  readonly ingest_close_s: number;
   readonly ingest_bytes_per_client: number;
   readonly ingest_clients: number;
   readonly round_overhead_s_200: number;
@@ -191,6 +193,9 @@ export interface IngestMeasurement {
   readonly mbps: number;
   /** Update bytes per CPU-second of the coordinator's process over the same span (senders included when inline). */
   readonly cpuMbps: number;
+  /** Seconds from the first byte sent to the last update acknowledged, and from then to the round closed. */
+  readonly uploadSeconds: number;
+  readonly closeSeconds: number;
   readonly bytes: number;
 }
 
@@ -232,12 +237,20 @@ export async function measureIngest(bytesPerClient: number, clientCount: number,
       };
     }
     const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
+    let accepted = 0;
+    const allIn = nextEvent(env.coordinator, (e) => e.type === 'update_accepted' && ++accepted === clientCount);
     const start = performance.now();
     const cpuStart = process.cpuUsage();
-    const [, end] = await Promise.all([go(), closed]);
+    const [, uploaded, end] = await Promise.all([go(), allIn, closed]);
     const cpu = process.cpuUsage(cpuStart);
     const total = bytes * clientCount;
-    return { mbps: total / ((end - start) / 1000) / 1e6, cpuMbps: total / ((cpu.user + cpu.system) / 1e6) / 1e6, bytes };
+    return {
+      mbps: total / ((end - start) / 1000) / 1e6,
+      cpuMbps: total / ((cpu.user + cpu.system) / 1e6) / 1e6,
+      uploadSeconds: (uploaded - start) / 1000,
+      closeSeconds: (end - uploaded) / 1000,
+      bytes,
+    };
   } finally {
     child?.kill();
     await env.tearDown();
@@ -305,6 +318,8 @@ export async function benchAggregate(options: AggregateBenchOptions = {}): Promi
     fold_ratio: fold.fold_gbps / fold.memcpy_gbps,
     ingest_mbps: ingest.mbps,
     ingest_cpu_mbps: ingest.cpuMbps,
+    ingest_upload_s: ingest.uploadSeconds,
+    ingest_close_s: ingest.closeSeconds,
     ingest_senders: options.ingestSenders ?? 'process',
     ingest_bytes_per_client: ingest.bytes,
     ingest_clients: ingestClients,

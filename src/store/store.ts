@@ -200,7 +200,10 @@ export interface UpdateStore {
 export interface BlobStore {
   /** Content-addressed: stores the bytes under their SHA-256 (hex). Idempotent: `created` is false when present. */
   put(bytes: Uint8Array): Promise<{ readonly sha256: string; readonly created: boolean }>;
-  /** The bytes, re-hashed on read (IntegrityError if they no longer match); undefined when absent. */
+  /**
+   * The bytes, hashed again when read from storage (IntegrityError if they no longer match), though a store may serve
+   * bytes it hashed itself moments before from memory; undefined when absent. Shared: do not modify them.
+   */
   get(sha256: string): Promise<Uint8Array | undefined>;
   has(sha256: string): Promise<boolean>;
   /**

@@ -12,6 +12,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { sizeOf, type HostTensor, type TensorMap } from '../tensors/host.js';
 import { ChunkError, LimitError, ManifestError, NonFiniteTensorError, PayloadError, ProtocolError } from './errors.js';
+import { allFinite } from './finite-kernel.js';
 
 /** The only element type defined on the wire. */
 export const DTYPE_F32 = 'f32';
@@ -289,7 +290,7 @@ export class TensorAssembler {
     // Check the floats this copy completed while they are still in cache.
     const from = start >> 2;
     const to = this.received >> 2;
-    if (!finiteBits(this.bits!, from, to)) this.noteNonFinite(from, to);
+    if (!allFinite(this.buffer.subarray(from << 2, to << 2))) this.noteNonFinite(from, to);
     return this.buffer.subarray(start, this.received);
   }
 
