@@ -2,7 +2,7 @@
  * kill -9 at an arbitrary instant: a real child process writes in a loop and acknowledges each write after it
  * returned; the parent SIGKILLs it mid-stream, reopens the file and checks that the database is intact, that every
  * acknowledged write is there, and that no multi-row change was torn. Repeated on the same file, so each restart
- * also recovers from the previous kill.
+ * also recovers from the previous kill. Large blobs (files beside the database) are among the writes.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSqliteStore, sqliteStorePath } from '../../src/store/sqlite.js';
+import { openSqliteStore, sqliteBlobDir, sqliteStorePath } from '../../src/store/sqlite.js';
 
 const WRITER = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url));
 const BUILT_STORE = fileURLToPath(new URL('../../dist/store', import.meta.url));
@@ -23,7 +23,10 @@ function newestMtime(dir: string): number {
   );
 }
 
-/** Runs the writer, kills it with SIGKILL `killAfterMs` after it is ready, and returns its ack lines. */
+/**
+ * Runs the writer, kills it with SIGKILL `killAfterMs` after its first full iteration (so the kill lands mid-stream even
+ * when an fsync stalls on a busy disk), and returns its ack lines.
+ */
 function runAndKill(path: string, killAfterMs: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [WRITER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -32,7 +35,7 @@ function runAndKill(path: string, killAfterMs: number): Promise<string[]> {
     let timer: NodeJS.Timeout | undefined;
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       out += chunk;
-      if (timer === undefined && out.includes('ready\n')) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      if (timer === undefined && /^closed /m.test(out)) timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
     child.on('error', reject);
@@ -75,6 +78,7 @@ describe('sqlite store durability', () => {
       for (const line of acks) {
         const [kind, a, b] = line.split(' ');
         if (kind === 'blob') expect(await store.blobs.has(a!)).toBe(true);
+        if (kind === 'fileblob') expect((await store.blobs.get(a!))?.length).toBe(300 * 1024); // get verifies the hash
         if (kind === 'round') expect(await store.rounds.get('run-1', Number(a))).toBeDefined();
         if (kind === 'update') expect(await store.updates.get('run-1', Number(a), b!)).toBeDefined();
         if (kind === 'aggregating') expect(['aggregating', 'closed']).toContain((await store.rounds.get('run-1', Number(a)))?.state);
@@ -91,6 +95,8 @@ describe('sqlite store durability', () => {
       }
       const lastClosed = rounds.filter((r) => r.state === 'closed').at(-1);
       expect(run?.globalAdapterSha).toBe(lastClosed?.adapterShaAfter ?? null);
+      // The killed writer's temporary blob file, if any, went when the store reopened.
+      expect(readdirSync(sqliteBlobDir(path)).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
       store.close();
     }
   });
