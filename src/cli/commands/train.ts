@@ -18,6 +18,8 @@ import { gaussianNoise } from '../../privacy/gaussian.js';
 import { epsilonOf } from '../../privacy/rdp.js';
 import { type DpSgdOptions, trainBackprop } from '../../train/backprop.js';
 import { evaluate } from '../../train/evaluate.js';
+import { trainEssa } from '../../train/essa.js';
+import { trainMezo } from '../../train/mezo.js';
 import { ensurePretrainedBase } from '../../train/pretrain.js';
 import type { EncodedExamples, LocalTrainResult, StepInfo, Trainable } from '../../train/types.js';
 import { TRAINABLE_KINDS, parseTrainable } from '../../train/types.js';
@@ -36,6 +38,10 @@ export const TRAIN_DEFAULTS = Object.freeze({
   steps: 150,
   batchSize: 16,
   lr: 2e-3, // AdamW on the adapter; LoRA tolerates far larger steps than full fine-tuning
+  modeLr: { mezo: 6e-3, essa: 1e-2 } as Readonly<Record<string, number>>, // --lr default of the other modes (ESSA: its Adam on s)
+  mezoEps: 1e-2, // MeZO's perturbation scale ε (its LoRA reference)
+  essaPairs: 8, // antithetic pairs per ESSA generation (2 × 8 forward passes)
+  essaSigma: 0.02, // ESSA's perturbation scale of the singular values
   trainable: 'ffa' as Trainable, // FFA-LoRA, the federated default (ALGORITHMS.md §1)
   // adapter
   loraR: 8,
@@ -72,17 +78,32 @@ export type LocalTrainer = (ctx: LocalTrainContext) => Promise<LocalTrainResult>
 export const LOCAL_TRAINERS: Readonly<Record<string, LocalTrainer>> = Object.freeze({
   backprop: (c: LocalTrainContext) =>
     trainBackprop(c.model, c.lora, c.start, c.data, { steps: c.steps, batchSize: c.batchSize, lr: c.lr, trainable: c.trainable, seed: c.seed, onStep: c.onStep }, c.dp),
+  mezo: (c: LocalTrainContext) =>
+    trainMezo(c.model, c.lora, c.start, c.data, { steps: c.steps, batchSize: c.batchSize, lr: c.lr, trainable: c.trainable, seed: c.seed, onStep: c.onStep, eps: numberFlag('eps', str(c.flags.eps), TRAIN_DEFAULTS.mezoEps) }, c.dp),
+  // --steps counts generations, --batch is the fitness batch every member of a generation is scored on.
+  essa: (c: LocalTrainContext) => {
+    if (c.dp) throw new UsageError('--mode essa has no DP variant (its fitness values are not a Gaussian release); drop --dp-sigma');
+    const fitness = str(c.flags.fitness) ?? 'loss';
+    if (fitness !== 'loss' && fitness !== 'accuracy') throw new UsageError(`--fitness must be loss or accuracy, got "${fitness}"`);
+    const essa = { lr: c.lr, sigma: numberFlag('sigma', str(c.flags.sigma), TRAIN_DEFAULTS.essaSigma) };
+    return trainEssa(c.model, c.lora, c.start, c.data, { steps: c.steps, batchSize: c.batchSize, seed: c.seed, onStep: c.onStep, pairs: intFlag('pairs', c.flags.pairs, TRAIN_DEFAULTS.essaPairs), fitness, essa });
+  },
 });
 
 /** Flags that only some modes read (parseArgs is strict, so every accepted flag is declared). */
-export const MODE_FLAGS = Object.freeze({}) as Readonly<Record<string, { type: 'string' | 'boolean' }>>;
+export const MODE_FLAGS = Object.freeze({
+  eps: { type: 'string' }, // mezo: ε
+  pairs: { type: 'string' }, // essa: antithetic pairs per generation
+  sigma: { type: 'string' }, // essa: σ
+  fitness: { type: 'string' }, // essa: loss | accuracy
+}) as Readonly<Record<string, { type: 'string' | 'boolean' }>>;
 
 export const trainCommand: Command = {
   path: ['train'],
   summary: 'train one LoRA adapter locally (non-federated baseline) and report test accuracy',
   usage:
     `--local --mode ${Object.keys(LOCAL_TRAINERS).join('|')} [--data builtin:spam|FILE] [--steps N] [--batch B] [--lr LR] ` +
-    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--limit N] [--dp-sigma σ [--dp-clip C] [--dp-delta δ]] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
+    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--limit N] [--eps ε (mezo)] [--pairs N] [--sigma σ] [--fitness loss|accuracy (essa)] [--dp-sigma σ [--dp-clip C] [--dp-delta δ]] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
   async run(argv) {
     const flags = parseFlags(argv, {
       local: { type: 'boolean' },
@@ -113,7 +134,7 @@ export const trainCommand: Command = {
     if (!trainer) throw new UsageError(`unknown --mode "${mode}"; expected one of ${Object.keys(LOCAL_TRAINERS).join(', ')}`);
     const steps = intFlag('steps', flags.steps, TRAIN_DEFAULTS.steps);
     const batchSize = intFlag('batch', flags.batch, TRAIN_DEFAULTS.batchSize);
-    const lr = numberFlag('lr', str(flags.lr), TRAIN_DEFAULTS.lr);
+    const lr = numberFlag('lr', str(flags.lr), TRAIN_DEFAULTS.modeLr[mode] ?? TRAIN_DEFAULTS.lr);
     if (!(lr > 0)) throw new UsageError(`--lr must be > 0, got ${lr}`);
     const r = intFlag('lora-r', flags['lora-r'], TRAIN_DEFAULTS.loraR);
     const seqLen = intFlag('seq-len', flags['seq-len'], TRAIN_DEFAULTS.seqLen);
