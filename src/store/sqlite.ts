@@ -80,9 +80,12 @@ export class SqliteStore implements Store {
     return this.ctx.isClosed;
   }
 
-  /** SQLite's own consistency check of the file (`PRAGMA integrity_check`); throws IntegrityError on damage. */
-  checkIntegrity(): Promise<void> {
-    return this.ctx.read('check integrity', () => {
+  /**
+   * SQLite's own consistency check of the file (`PRAGMA integrity_check`), then every blob file read back and hashed
+   * against its address (a full scrub); throws IntegrityError on damage.
+   */
+  async checkIntegrity(): Promise<void> {
+    await this.ctx.read('check integrity', () => {
       const problems = this.ctx.db.pragma('integrity_check', { simple: false }) as { integrity_check: string }[];
       const fkProblems = this.ctx.db.pragma('foreign_key_check') as unknown[];
       const text = problems.map((p) => p.integrity_check).filter((t) => t !== 'ok');
@@ -90,6 +93,7 @@ export class SqliteStore implements Store {
         throw new IntegrityError(`database file is damaged: ${[...text, ...fkProblems.map((p) => JSON.stringify(p))].join('; ')}`);
       }
     });
+    await this.blobs.verifyFiles();
   }
 
   close(): void {

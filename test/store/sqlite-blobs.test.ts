@@ -65,10 +65,11 @@ describe('sqlite store – blob files', () => {
     expect(readdirSync(sqliteBlobDir(path))).toEqual([]);
   });
 
-  it('sqlite blobs – a blob file altered, truncated or removed on disk is refused with IntegrityError', async () => {
+  it('sqlite blobs – a blob file altered, truncated or removed on disk is refused with IntegrityError, by get and by the integrity scrub', async () => {
     const bytes = new Uint8Array(randomBytes(FILE_BLOB_MIN_BYTES));
     const setUp = openSqliteStore(path);
     const { sha256 } = await setUp.blobs.put(bytes);
+    await setUp.checkIntegrity(); // intact
     setUp.close();
     const file = join(sqliteBlobDir(path), sha256);
     const altered = Buffer.from(bytes);
@@ -78,6 +79,7 @@ describe('sqlite store – blob files', () => {
       // A fresh store: the one that wrote the blob serves it from memory, where it was hashed.
       const store = openSqliteStore(path);
       await expect(store.blobs.get(sha256)).rejects.toBeInstanceOf(IntegrityError);
+      await expect(store.checkIntegrity()).rejects.toBeInstanceOf(IntegrityError);
       store.close();
     }
   });

@@ -39,6 +39,7 @@ export class SqliteBlobs implements BlobStore {
   private readonly insert: Database.Statement;
   private readonly rowOf: Database.Statement;
   private readonly exists: Database.Statement;
+  private readonly fileRows: Database.Statement;
   private readonly dir: BlobDir;
   private readonly cache: BlobCache;
 
@@ -52,6 +53,7 @@ export class SqliteBlobs implements BlobStore {
     this.insert = db.prepare('INSERT INTO blobs (sha256, bytes, created_at, file_bytes) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING');
     this.rowOf = db.prepare('SELECT bytes, file_bytes FROM blobs WHERE sha256 = ?');
     this.exists = db.prepare('SELECT 1 FROM blobs WHERE sha256 = ?');
+    this.fileRows = db.prepare('SELECT sha256, file_bytes FROM blobs WHERE file_bytes IS NOT NULL');
     this.dir = new BlobDir(dir);
     this.cache = new BlobCache(cacheBytes);
   }
@@ -88,13 +90,25 @@ export class SqliteBlobs implements BlobStore {
     });
     if (row === undefined) return undefined;
     if (row.file_bytes === null) return verified(sha256, row.bytes);
-    const size = row.file_bytes;
-    return this.cache.get(sha256) ?? this.ctx.io('read a blob file', async () => {
+    const cached = this.cache.get(sha256);
+    if (cached) return cached;
+    const bytes = await this.readFile(sha256, row.file_bytes);
+    this.cache.set(sha256, bytes);
+    return bytes;
+  }
+
+  /** Reads every blob file back and hashes it (the scrub behind SqliteStore.checkIntegrity); IntegrityError on the first bad one. */
+  async verifyFiles(): Promise<void> {
+    const files = await this.ctx.read('list blob files', () => this.fileRows.all() as { sha256: string; file_bytes: number }[]);
+    for (const f of files) await this.readFile(f.sha256, f.file_bytes);
+  }
+
+  private readFile(sha256: string, size: number): Promise<Uint8Array> {
+    return this.ctx.io('read a blob file', async () => {
       const bytes = await this.dir.read(sha256);
       if (bytes === undefined) throw new IntegrityError(`blob ${sha256} is missing its file ${this.dir.fileOf(sha256)}`);
       if (bytes.byteLength !== size) throw new IntegrityError(`blob file ${this.dir.fileOf(sha256)} has ${bytes.byteLength} bytes, not ${size}`);
-      this.cache.set(sha256, verified(sha256, bytes));
-      return bytes;
+      return verified(sha256, bytes);
     });
   }
 
