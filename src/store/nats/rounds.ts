@@ -258,22 +258,27 @@ export class NatsRounds implements RoundStore {
   private async countBatch(runId: string, batch: readonly CountRequest[]): Promise<Promise<Counting>[]> {
     const decided = await this.runs
       .mutate<(Counting | typeof ARCHIVED)[]>(runId, 'accept updates', (run) => {
-        let doc = run.round;
-        let changed = false;
+        const doc = run.round;
+        const counted = doc === null ? new Set<string>() : new Set(doc.accepted);
+        const added: string[] = [];
+        let examples = 0;
         const outcomes = batch.map((request): Counting | typeof ARCHIVED => {
           if (doc?.round !== request.round) return ARCHIVED;
-          if (doc.accepted.includes(request.clientId)) return 'already_counted';
+          if (counted.has(request.clientId)) return 'already_counted';
           if (doc.state !== 'open') return { refused: doc.state };
-          doc = {
-            ...doc,
-            accepted: [...doc.accepted, request.clientId],
-            updatesReceived: doc.updatesReceived + 1,
-            examplesReceived: doc.examplesReceived + request.numExamples,
-          };
-          changed = true;
+          counted.add(request.clientId);
+          added.push(request.clientId);
+          examples += request.numExamples;
           return 'counted';
         });
-        return changed ? { result: outcomes, write: { ...run, round: doc } } : { result: outcomes };
+        if (doc === null || added.length === 0) return { result: outcomes };
+        const round: RoundDoc = {
+          ...doc,
+          accepted: [...doc.accepted, ...added],
+          updatesReceived: doc.updatesReceived + added.length,
+          examplesReceived: doc.examplesReceived + examples,
+        };
+        return { result: outcomes, write: { ...run, round } };
       })
       .catch(this.roundNotFound(runId, batch[0]!.round));
     return decided.map(async (outcome, i) => {
@@ -396,10 +401,10 @@ export class NatsUpdates implements UpdateStore {
       checkId(runId, 'run id');
       checkInt(round, 'round', 1);
       checkId(clientId, 'client id');
-      const stored = await this.ctx.get<UpdateRecord>(this.kv, updateKey(runId, round, clientId));
-      if (stored === undefined) return undefined;
+      // The round first (one read a round's clients share): a client it has not counted costs no read of its key.
       const doc = await this.rounds.find(runId, round);
-      return doc?.accepted.includes(clientId) === true ? stored.doc : undefined;
+      if (doc === undefined || !acceptedSet(doc).has(clientId)) return undefined;
+      return (await this.ctx.get<UpdateRecord>(this.kv, updateKey(runId, round, clientId)))?.doc;
     });
   }
 
@@ -416,6 +421,15 @@ export class NatsUpdates implements UpdateStore {
       return sorted;
     });
   }
+}
+
+/** A round document's accepted clients as a set, built once per (shared, immutable) decoded document. */
+const acceptedSets = new WeakMap<RoundDoc, ReadonlySet<string>>();
+
+function acceptedSet(doc: RoundDoc): ReadonlySet<string> {
+  let set = acceptedSets.get(doc);
+  if (set === undefined) acceptedSets.set(doc, (set = new Set(doc.accepted)));
+  return set;
 }
 
 /** Above this many accepted updates, listing a round reads its keys with one snapshot instead of one get each. */
