@@ -40,9 +40,19 @@ export type CurveMode = (typeof CURVE_MODES)[number];
 
 export interface CurvesOptions {
   readonly dataDir: string; // where the tiny base lives (the shipped one is used when present)
-  readonly rounds: number; // 6
+  readonly rounds: number; // 6: backprop's and ESSA's rounds; MeZO runs MEZO_ROUND_FACTOR × as many
   readonly modes: readonly CurveMode[];
+  /** Run-config keys laid over a mode's settings (see curveRunConfig), for tuning runs. */
+  readonly overrides?: Partial<Record<CurveMode, Record<string, unknown>>>;
   readonly onProgress?: (line: string) => void;
+}
+
+/** Issue #5 compares MeZO with backprop at equal rounds × 3: a MeZO step is far cheaper and far noisier. */
+export const MEZO_ROUND_FACTOR = 3;
+
+/** Rounds a mode runs in a curves bench of `rounds` rounds. */
+export function curveRounds(mode: CurveMode, rounds: number): number {
+  return mode === 'mezo-seeds' ? rounds * MEZO_ROUND_FACTOR : rounds;
 }
 
 export interface Curve {
@@ -52,22 +62,29 @@ export interface Curve {
   /** Index 0: the initial adapter; index r: after round r. */
   readonly eval_accuracy: number[];
   readonly eval_loss: number[];
+  /** Payload bytes one client uploads in one round of `mode` (essa-warm: its ESSA rounds). */
   readonly upload_bytes_per_client: number;
+  /** Payload bytes all clients uploaded over all rounds. */
+  readonly upload_bytes_total: number;
   readonly seconds: number;
 }
 
-/** The run config of one mode: the demo's, with that mode's local settings. */
-export function curveRunConfig(mode: CurveMode, rounds: number): RunConfig {
+/**
+ * The run config of one mode: the demo's, with that mode's local settings. `overrides` are run-config keys laid over
+ * it (`local` merges into the mode's local settings).
+ */
+export function curveRunConfig(mode: CurveMode, rounds: number, overrides: Record<string, unknown> = {}): RunConfig {
   const demo = demoRunConfig({ ...DEFAULT_DEMO, dataDir: '', rounds });
   const local = demo.local as Record<string, unknown>;
   const byMode: Record<CurveMode, Record<string, unknown>> = {
     backprop: local,
-    'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 60, batch_size: 16, mezo_lr: 2e-3, mezo_eps: 1e-2 },
+    'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 40, batch_size: 8, mezo_lr: 6e-3, mezo_eps: 1e-2 },
     essa: { mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
     // Round 1 backprop (the demo's settings), then ESSA: ESSA's intended start, an adapter after supervised steps.
     'essa-warm': { ...local, mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
   };
-  return parseRunConfig({ ...demo, local: byMode[mode] });
+  const { local: localOverrides, ...runOverrides } = overrides;
+  return parseRunConfig({ ...demo, ...runOverrides, local: { ...byMode[mode], ...(localOverrides as Record<string, unknown> | undefined) } });
 }
 
 const TRAINING_MODE: Readonly<Record<CurveMode, TrainingMode>> = Object.freeze({
@@ -112,7 +129,8 @@ function taskFor(ctx: RunContext, mode: CurveMode, round: number, clientId: stri
 
 async function runCurve(mode: CurveMode, model: GPT2, shards: readonly EncodedExamples[], test: EncodedExamples, opts: CurvesOptions): Promise<Curve> {
   const began = performance.now();
-  const config = curveRunConfig(mode, opts.rounds);
+  const rounds = curveRounds(mode, opts.rounds);
+  const config = curveRunConfig(mode, rounds, opts.overrides?.[mode]);
   const ctx: RunContext = Object.freeze({ id: `curves-${mode}`, config, layout: runLayout(model.config, config), plan: undefined });
   let global: Map<string, HostTensor> = initAdapter(ctx.layout.model, ctx.layout.lora);
   let essa: EssaState | undefined;
@@ -127,8 +145,12 @@ async function runCurve(mode: CurveMode, model: GPT2, shards: readonly EncodedEx
   const noise = (): Float64Array => {
     throw new Error('no DP in the curves');
   };
-  for (let round = 1; round <= opts.rounds; round++) {
+  let uploaded = 0;
+  // Built once: a server optimizer's moments carry over from round to round, as in the coordinator.
+  const { strategy } = buildStrategy(config, undefined, {}, shards.length);
+  for (let round = 1; round <= rounds; round++) {
     const now = roundMode(mode, round);
+    uploaded += shards.length * layoutBytes(uploadLayoutOf(ctx, KIND_OF_MODE[TRAINING_MODE[now]]!));
     if (TRAINING_MODE[now] === 'TRAINING_MODE_ESSA') essa ??= essaInit(global, essaConfigOf(config));
     const essaBasis = essa && essaBasisTensors(essa);
     const stored: StoredUpdate[] = [];
@@ -138,7 +160,7 @@ async function runCurve(mode: CurveMode, model: GPT2, shards: readonly EncodedEx
       stored.push({ clientId, numExamples: out.numExamples, kind: out.kind, tensors: out.tensors, metrics: out.metrics });
     }
     const dense = denseRound(ctx, round, global, stored, essa, 'examples');
-    const outcome = buildStrategy(config, undefined, {}, shards.length).strategy.aggregate({ round, global, expectedClients: shards.length }, dense.results, []);
+    const outcome = strategy.aggregate({ round, global, expectedClients: shards.length }, dense.results, []);
     if (outcome) global = outcome.global;
     essa = dense.essa ?? essa;
     record();
@@ -147,11 +169,12 @@ async function runCurve(mode: CurveMode, model: GPT2, shards: readonly EncodedEx
   const kind = KIND_OF_MODE[TRAINING_MODE[mode]]!;
   return {
     mode,
-    rounds: opts.rounds,
+    rounds,
     clients: shards.length,
     eval_accuracy: acc,
     eval_loss: loss,
     upload_bytes_per_client: layoutBytes(uploadLayoutOf(ctx, kind)),
+    upload_bytes_total: uploaded,
     seconds: (performance.now() - began) / 1000,
   };
 }
