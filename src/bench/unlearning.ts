@@ -7,9 +7,13 @@
  * against a slice of the other groups' train-split mails (the client's other data); the metrics use D_t itself, the
  * forget group's test-split mails, and the other groups' test-split mails (retained). Targets: forget accuracy within
  * 5 points of chance, retained accuracy drop ≤ 2 points, detector AUROC ≥ 0.95, gate overhead ≤ 0.10.
+ *
+ * `auroc_by_group`: the same detector protocol (fit on the group's train mails against a generic slice of the others,
+ * score its test mails against the others' test mails) for every SpamAssassin group, so the forget group's number
+ * reads against all of them; detectors only, no adapter is trained for these.
  */
 import { encodeExamples, spamAssassin, trainTestSplit } from '../data/index.js';
-import type { Example } from '../data/index.js';
+import type { EncodedExamples, Example, LabeledDataset } from '../data/index.js';
 import { GPT2 } from '../model/gpt2.js';
 import type { LoraConfig } from '../model/lora.js';
 import { LORA_TARGETS, initAdapter } from '../model/lora.js';
@@ -21,6 +25,9 @@ import type { UnlearningRequestConfig } from '../unlearning/request.js';
 import { DEFAULT_UNLEARNING_REQUEST, runUnlearningRequest } from '../unlearning/request.js';
 import { unlearningMetrics } from '../unlearning/metrics.js';
 import { UnlearningServing } from '../unlearning/serving.js';
+import { detectorLayers, detectorScores, fitDetector, type DetectorConfig } from '../unlearning/detector.js';
+import { extractFeatures } from '../unlearning/features.js';
+import { auroc } from '../unlearning/stats.js';
 
 export interface UnlearningBenchOptions {
   readonly dataDir: string; // where ensurePretrainedBase keeps (or trains) the tiny base
@@ -60,6 +67,7 @@ export interface UnlearningBenchResult {
   readonly forget_examples: number;
   readonly utility_seconds: number;
   readonly unlearning_seconds: number;
+  readonly auroc_by_group: Readonly<Record<string, number>>; // detector AUROC per SpamAssassin group (header)
 }
 
 /** Every `stride`-th example up to `count` of them: a deterministic spread over a shuffled list. */
@@ -67,6 +75,32 @@ function spread(examples: readonly Example[], count: number): Example[] {
   if (examples.length <= count) return [...examples];
   const stride = examples.length / count;
   return Array.from({ length: count }, (_, i) => examples[Math.floor(i * stride)]!);
+}
+
+/** Held-out detector AUROC of every group of the corpus, each forgotten in turn (see the module header). */
+function aurocByGroup(
+  model: GPT2,
+  splits: { readonly train: LabeledDataset; readonly test: LabeledDataset },
+  encode: (examples: readonly Example[]) => EncodedExamples,
+  config: DetectorConfig,
+  o: UnlearningBenchOptions,
+): Record<string, number> {
+  const layers = detectorLayers(config, model.config.nLayer);
+  const features = (examples: readonly Example[]) => extractFeatures(model, encode(examples), layers, config.pooling);
+  const groups = [...new Set(splits.train.examples.map((e) => e.meta.group!))].sort();
+  return Object.fromEntries(
+    groups.map((g) => {
+      const inGroup = (e: Example): boolean => e.meta.group === g;
+      const fitted = fitDetector(
+        features(splits.train.examples.filter(inGroup)),
+        features(spread([...splits.train.examples.filter((e) => !inGroup(e))].reverse(), o.genericExamples)),
+        config,
+      );
+      const positives = detectorScores(fitted.detector, features(splits.test.examples.filter(inGroup))).scores;
+      const negatives = detectorScores(fitted.detector, features(spread(splits.test.examples.filter((e) => !inGroup(e)), o.retainExamples))).scores;
+      return [g, auroc(positives, negatives)];
+    }),
+  );
 }
 
 export async function benchUnlearning(opts: Partial<UnlearningBenchOptions> & { readonly dataDir: string }): Promise<UnlearningBenchResult> {
@@ -119,7 +153,16 @@ export async function benchUnlearning(opts: Partial<UnlearningBenchOptions> & { 
       };
       const m = unlearningMetrics(model, utility, serving, pkg.detector, sets);
       const forgetBefore = evaluate(model, lora, utility.adapter, forget).accuracy;
-      return { ...m, forget_acc_before: forgetBefore, forget_examples: forget.n, utility_seconds: utilitySeconds, unlearning_seconds: unlearningSeconds };
+      const byGroup = aurocByGroup(model, { train, test }, encode, o.request.detector, o);
+      log(`detector AUROC by group: ${JSON.stringify(byGroup)}`);
+      return {
+        ...m,
+        forget_acc_before: forgetBefore,
+        forget_examples: forget.n,
+        utility_seconds: utilitySeconds,
+        unlearning_seconds: unlearningSeconds,
+        auroc_by_group: byGroup,
+      };
     } finally {
       serving.dispose();
     }

@@ -14,12 +14,22 @@ import type { TrainerData } from '../train/types.js';
 import { rowsOf } from '../train/types.js';
 import { UnlearningError } from './errors.js';
 
-/** Per detector layer, row-major [n, C] features of n examples. */
+/** How a hidden state's tokens are pooled into one feature vector. */
+export type Pooling = 'mean' | 'mean+std';
+export const POOLINGS: readonly Pooling[] = Object.freeze(['mean', 'mean+std']);
+
+/** F: the feature width of a layer pooled with `pooling`, for a base of width C. */
+export function featureDim(c: number, pooling: Pooling): number {
+  return pooling === 'mean+std' ? 2 * c : c;
+}
+
+/** Per detector layer, row-major [n, F] features of n examples. */
 export interface LayerFeatures {
   readonly n: number;
-  readonly dim: number; // C
+  readonly dim: number; // F
+  readonly pooling: Pooling;
   readonly layers: readonly number[]; // which hidden states, in `data` order
-  readonly data: readonly Float32Array[]; // data[k]: [n, C] for hidden state layers[k]
+  readonly data: readonly Float32Array[]; // data[k]: [n, F] for hidden state layers[k]
 }
 
 export function checkLayers(layers: readonly number[], nLayer: number): void {
@@ -32,19 +42,25 @@ export function checkLayers(layers: readonly number[], nLayer: number): void {
   if (new Set(layers).size !== layers.length) throw new UnlearningError('detector layers must not repeat', 'bad_option');
 }
 
-/** Computes mean-pooled base features. Holds a device copy of the embeddings once layer 0 is asked for; dispose(). */
+/** Computes pooled base features. Holds a device copy of the embeddings once layer 0 is asked for; dispose(). */
 export class BaseFeatures {
   private embeddings: { wte: tf.Tensor2D; wpe: tf.Tensor2D } | undefined;
 
   constructor(private readonly model: GPT2) {}
 
-  /** One [B, C] tensor per layer for ids [B, T] and mask [B, T] (1 token, 0 pad). Call inside tf.tidy. */
-  pooled(ids: tf.Tensor2D, mask: tf.Tensor2D, layers: readonly number[]): tf.Tensor2D[] {
+  /** One [B, F] tensor per layer for ids [B, T] and mask [B, T] (1 token, 0 pad). Call inside tf.tidy. */
+  pooled(ids: tf.Tensor2D, mask: tf.Tensor2D, layers: readonly number[], pooling: Pooling): tf.Tensor2D[] {
     const [b, t] = ids.shape;
     const c = this.model.config.nEmbd;
     const m = tf.expandDims(mask, 2); // [B, T, 1]
     const count = tf.maximum(tf.sum(mask, 1, true), 1); // [B, 1]
-    const pool = (h: tf.Tensor3D): tf.Tensor2D => tf.div(tf.sum(tf.mul(h, m), 1), count) as tf.Tensor2D; // [B, C]
+    const pool = (h: tf.Tensor3D): tf.Tensor2D => {
+      const mean = tf.div(tf.sum(tf.mul(h, m), 1), count) as tf.Tensor2D; // [B, C]
+      if (pooling === 'mean') return mean;
+      const meanSq = tf.div(tf.sum(tf.mul(tf.square(h), m), 1), count); // [B, C]
+      const std = tf.sqrt(tf.relu(tf.sub(meanSq, tf.square(mean)))); // relu: E[h²] − E[h]² can round below 0
+      return tf.concat([mean, std], 1) as tf.Tensor2D; // [B, 2C]
+    };
     const blocks = layers.some((l) => l > 0) ? this.model.forward(ids, undefined, { collectHiddens: true }).layers : []; // L × [B, T, C]
     return layers.map((l) => {
       if (l > 0) return pool(blocks[l - 1]!);
@@ -75,10 +91,10 @@ export class BaseFeatures {
 }
 
 /** Features of every row of `data` (or its subset, in subset order), computed in batches of `batchSize`. */
-export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly number[], batchSize = 32): LayerFeatures {
+export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly number[], pooling: Pooling, batchSize = 32): LayerFeatures {
   checkLayers(layers, model.config.nLayer);
   const rows = rowsOf(data);
-  const c = model.config.nEmbd;
+  const c = featureDim(model.config.nEmbd, pooling);
   const out = layers.map(() => new Float32Array(rows.length * c));
   const base = new BaseFeatures(model);
   try {
@@ -88,7 +104,7 @@ export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly
       const pooled = tf.tidy(() => {
         const ids = tf.tensor2d(batch.ids, [batch.size, batch.seqLen], 'int32');
         const mask = tf.tensor2d(batch.mask, [batch.size, batch.seqLen], 'float32');
-        return base.pooled(ids, mask, layers);
+        return base.pooled(ids, mask, layers, pooling);
       });
       pooled.forEach((p, k) => {
         out[k]!.set(p.dataSync() as Float32Array, at * c);
@@ -99,5 +115,5 @@ export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly
   } finally {
     base.dispose();
   }
-  return { n: rows.length, dim: c, layers: [...layers], data: out };
+  return { n: rows.length, dim: c, pooling, layers: [...layers], data: out };
 }

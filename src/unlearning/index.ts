@@ -10,12 +10,12 @@ export {
   trainUnlearningAdapter,
 } from './adapter.js';
 export type { TargetPolicy, UnlearningAdapterConfig, UnlearningAdapterResult, UnlearningTrainMetrics, UtilityAdapter } from './adapter.js';
-export { BaseFeatures, extractFeatures } from './features.js';
-export type { LayerFeatures } from './features.js';
+export { BaseFeatures, POOLINGS, extractFeatures, featureDim } from './features.js';
+export type { LayerFeatures, Pooling } from './features.js';
 export { DEFAULT_DETECTOR, DeviceDetector, detectorLayers, detectorScores, fitDetector } from './detector.js';
-export type { Detector, DetectorConfig, DetectorLayer, FittedDetector } from './detector.js';
+export type { Detector, DetectorConfig, DetectorLayer, FittedDetector, GaussianStats, ScoredSet } from './detector.js';
 export { DEFAULT_GATE, calibrateGate, gateWeight } from './gate.js';
-export type { Gate, GateConfig } from './gate.js';
+export type { CalibrationSet, Gate, GateConfig } from './gate.js';
 export { maxOverlap, orthogonalize, overlapRatio } from './orthogonality.js';
 export type { OverlapReport } from './orthogonality.js';
 export { UnlearningServing } from './serving.js';

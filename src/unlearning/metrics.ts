@@ -92,8 +92,8 @@ export function unlearningMetrics(
       if (a.seconds < after.seconds) after = a;
     }
     const layers = detector.layers.map((l) => l.layer);
-    const positives = detectorScores(detector, extractFeatures(model, sets.forgetHeldOut, layers, batchSize));
-    const negatives = detectorScores(detector, extractFeatures(model, sets.retain, layers, batchSize));
+    const positives = detectorScores(detector, extractFeatures(model, sets.forgetHeldOut, layers, detector.pooling, batchSize)).scores;
+    const negatives = detectorScores(detector, extractFeatures(model, sets.retain, layers, detector.pooling, batchSize)).scores;
     return {
       forget_acc: accuracyOf(sets.forget, batchSize, served, k).accuracy,
       forget_heldout_acc: accuracyOf(sets.forgetHeldOut, batchSize, served, k).accuracy,

@@ -2,8 +2,9 @@
  * An unlearning package: everything a server needs to serve request t, as one blob (the coordinator stores blobs by
  * SHA-256). The blob is a safetensors file:
  *   - the unlearning adapter's tensors under their usual names (h.{i}.{module}.lora_A.weight / lora_B.weight);
- *   - the detector: detector.{ℓ}.mean [C], detector.{ℓ}.precision [C, C], detector.{ℓ}.bank [m, C] (absent when
- *     bank-free), detector.weights [L];
+ *   - the detector, F = C (mean pooling) or 2C (mean+std): detector.{ℓ}.mean [F], detector.{ℓ}.precision [F, F],
+ *     detector.{ℓ}.bank [m, F] (absent when bank-free), detector.{ℓ}.reference_mean [F] and
+ *     detector.{ℓ}.reference_precision [F, F] (present when the detector is relative), detector.weights [L·K];
  *   - metadata key `lethe.unlearning`: JSON with the format version, t, the base geometry, the LoRA config, the
  *     detector's scalars, the gate and the metrics.
  * Decoding validates everything before anything is served: shapes against the base geometry, finite values, and the
@@ -16,11 +17,13 @@ import type { HostTensor, TensorMap } from '../tensors/host.js';
 import { nonFiniteTensors } from '../tensors/host.js';
 import { decodeSafetensors, encodeSafetensors } from '../tensors/safetensors.js';
 import type { Detector, DetectorLayer } from './detector.js';
+import { POOLINGS, featureDim, type Pooling } from './features.js';
 import { PackageError } from './errors.js';
 import type { Gate } from './gate.js';
 import { maxOverlap } from './orthogonality.js';
 
-export const PACKAGE_FORMAT = 1;
+/** 2: pooled mean+std features, the generic inputs' reference statistics, per-component weights (1: mean-pooled). */
+export const PACKAGE_FORMAT = 2;
 const METADATA_KEY = 'lethe.unlearning';
 
 export interface UnlearningPackage {
@@ -37,7 +40,7 @@ interface Header {
   index: number;
   model: { nEmbd: number; nLayer: number };
   lora: LoraConfig;
-  detector: { dim: number; bankSize: number; mahalanobisWeight: number; bias: number; layers: { layer: number; shrinkage: number }[] };
+  detector: { dim: number; pooling: Pooling; bankSize: number; bias: number; layers: { layer: number; shrinkage: number; referenceShrinkage?: number }[] };
   gate: Gate;
   metrics: Record<string, number>;
 }
@@ -50,14 +53,24 @@ export function encodeUnlearningPackage(pkg: UnlearningPackage, model: GPT2Confi
     tensors.set(`detector.${l.layer}.mean`, { shape: [d.dim], data: l.mean });
     tensors.set(`detector.${l.layer}.precision`, { shape: [d.dim, d.dim], data: l.precision });
     if (l.bank) tensors.set(`detector.${l.layer}.bank`, { shape: [d.bankSize, d.dim], data: l.bank });
+    if (l.reference) {
+      tensors.set(`detector.${l.layer}.reference_mean`, { shape: [d.dim], data: l.reference.mean });
+      tensors.set(`detector.${l.layer}.reference_precision`, { shape: [d.dim, d.dim], data: l.reference.precision });
+    }
   }
-  tensors.set('detector.weights', { shape: [d.layers.length], data: d.weights });
+  tensors.set('detector.weights', { shape: [d.weights.length], data: d.weights });
   const header: Header = {
     format: PACKAGE_FORMAT,
     index: pkg.index,
     model: { nEmbd: model.nEmbd, nLayer: model.nLayer },
     lora: { ...pkg.lora, targets: [...pkg.lora.targets] },
-    detector: { dim: d.dim, bankSize: d.bankSize, mahalanobisWeight: d.mahalanobisWeight, bias: d.bias, layers: d.layers.map((l) => ({ layer: l.layer, shrinkage: l.shrinkage })) },
+    detector: {
+      dim: d.dim,
+      pooling: d.pooling,
+      bankSize: d.bankSize,
+      bias: d.bias,
+      layers: d.layers.map((l) => ({ layer: l.layer, shrinkage: l.shrinkage, ...(l.reference ? { referenceShrinkage: l.reference.shrinkage } : {}) })),
+    },
     gate: { ...pkg.gate },
     metrics: { ...pkg.metrics },
   };
@@ -88,12 +101,13 @@ function parseHeader(metadata: Record<string, string>): Header {
   }
   const scalars: Record<string, unknown> = {
     'detector.bias': detector.bias,
-    'detector.mahalanobisWeight': detector.mahalanobisWeight,
     'gate.center': gate.center,
     'gate.slope': gate.slope,
     'gate.cutoff': gate.cutoff,
     'gate.memberCos': gate.memberCos,
+    'gate.maxDistance': gate.maxDistance,
     ...Object.fromEntries(detector.layers.map((l) => [`detector.${l.layer}.shrinkage`, l.shrinkage])),
+    ...Object.fromEntries(detector.layers.filter((l) => 'referenceShrinkage' in l).map((l) => [`detector.${l.layer}.referenceShrinkage`, l.referenceShrinkage])),
   };
   for (const [name, v] of Object.entries(scalars)) {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new PackageError(`package parameter ${name} is ${String(v)}, not a finite number`, 'non_finite');
@@ -134,10 +148,13 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
 
   const tensors = new Map(contents.tensors);
   const d = header.detector;
-  if (d.dim !== model.nEmbd || !Number.isInteger(d.bankSize) || d.bankSize < 0) {
-    throw new PackageError(`detector width ${d.dim} / bank size ${d.bankSize} do not fit a base of width ${model.nEmbd}`, 'bad_shape');
+  if (!POOLINGS.includes(d.pooling)) throw new PackageError(`detector pooling ${JSON.stringify(d.pooling)} is not one of ${POOLINGS.join(', ')}`, 'bad_format');
+  if (d.dim !== featureDim(model.nEmbd, d.pooling) || !Number.isInteger(d.bankSize) || d.bankSize < 0) {
+    throw new PackageError(`detector width ${d.dim} / bank size ${d.bankSize} do not fit a base of width ${model.nEmbd} with ${d.pooling} pooling`, 'bad_shape');
   }
-  const layers: DetectorLayer[] = d.layers.map(({ layer, shrinkage }) => {
+  const relative = d.layers.some((l) => l.referenceShrinkage !== undefined);
+  if (relative && !d.layers.every((l) => l.referenceShrinkage !== undefined)) throw new PackageError('detector layers must all have a reference, or none', 'bad_format');
+  const layers: DetectorLayer[] = d.layers.map(({ layer, shrinkage, referenceShrinkage }) => {
     if (!Number.isInteger(layer) || layer < 0 || layer > model.nLayer) throw new PackageError(`detector layer ${layer} is not a hidden state of the base`, 'bad_shape');
     const bankName = `detector.${layer}.bank`;
     const hasBank = tensors.has(bankName);
@@ -148,14 +165,23 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
       mean: take(tensors, `detector.${layer}.mean`, [d.dim]).data,
       precision: take(tensors, `detector.${layer}.precision`, [d.dim, d.dim]).data,
       ...(hasBank ? { bank: take(tensors, bankName, [d.bankSize, d.dim]).data } : {}),
+      ...(referenceShrinkage !== undefined
+        ? {
+            reference: {
+              mean: take(tensors, `detector.${layer}.reference_mean`, [d.dim]).data,
+              precision: take(tensors, `detector.${layer}.reference_precision`, [d.dim, d.dim]).data,
+              shrinkage: referenceShrinkage,
+            },
+          }
+        : {}),
     };
   });
   const detector: Detector = {
     dim: d.dim,
+    pooling: d.pooling,
     bankSize: d.bankSize,
-    mahalanobisWeight: d.mahalanobisWeight,
     layers,
-    weights: take(tensors, 'detector.weights', [layers.length]).data,
+    weights: take(tensors, 'detector.weights', [layers.length * (relative ? 2 : 1)]).data,
     bias: d.bias,
   };
   const lora: LoraConfig = Object.freeze({ ...header.lora, targets: Object.freeze([...header.lora.targets]) });

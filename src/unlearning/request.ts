@@ -45,16 +45,16 @@ export async function runUnlearningRequest(
 ): Promise<UnlearningPackage> {
   const trained = await trainUnlearningAdapter(model, utility, forget, priors, config.adapter);
   const layers = detectorLayers(config.detector, model.config.nLayer);
-  const inFeats = extractFeatures(model, forget, layers, config.featureBatchSize);
-  const outFeats = extractFeatures(model, generic, layers, config.featureBatchSize);
+  const inFeats = extractFeatures(model, forget, layers, config.detector.pooling, config.featureBatchSize);
+  const outFeats = extractFeatures(model, generic, layers, config.detector.pooling, config.featureBatchSize);
   const fitted = fitDetector(inFeats, outFeats, config.detector);
-  const gate = calibrateGate(fitted.heldInScores, fitted.outScores, config.gate);
+  const gate = calibrateGate(fitted.heldIn, fitted.out, config.gate);
   return {
     index: trained.index,
     lora: trained.lora,
     adapter: trained.adapter,
     detector: fitted.detector,
     gate,
-    metrics: { ...trained.metrics, calibration_auroc: auroc(fitted.heldInScores, fitted.outScores) },
+    metrics: { ...trained.metrics, calibration_auroc: auroc(fitted.heldIn.scores, fitted.out.scores) },
   };
 }

@@ -1,9 +1,10 @@
 /**
  * Inference with O3 unlearning (ALGORITHMS.md §6): h = W x + utility LoRA + Σ_t w_t(x)·(α/r) B_t A_t x.
  *
- * Per batch: (1) the mean-pooled frozen-base features of every layer any request's detector reads, computed once (one
- * embedding lookup for layer 0, one base forward pass for deeper layers; features.ts); (2) each request's detector scores them and its gate turns the score into w_t(x) per
- * example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
+ * Per batch: (1) the pooled frozen-base features of every layer any request's detector reads, computed once (one
+ * embedding lookup for layer 0, one base forward pass for deeper layers; features.ts) — mean+std when any detector
+ * pools so, of which a mean detector reads the first half; (2) each request's detector scores them (one quadratic form
+ * per layer, detector.ts) and its gate turns the score into w_t(x) per example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
  * example by w_t(x) (LoraParams.gate). Rows whose every gate is exactly 0 (below the gate cutoff) — most traffic —
  * run without the unlearning branches, so their cost is the utility forward plus step (1) and the scoring.
  *
@@ -22,7 +23,7 @@ import type { UtilityAdapter } from './adapter.js';
 import type { Detector } from './detector.js';
 import { DeviceDetector } from './detector.js';
 import { UnlearningError } from './errors.js';
-import { BaseFeatures } from './features.js';
+import { BaseFeatures, type Pooling } from './features.js';
 import type { Gate } from './gate.js';
 import { gateWeight } from './gate.js';
 
@@ -57,6 +58,7 @@ export class UnlearningServing {
   private readonly utility: LoraParams;
   private readonly requests: DeviceRequest[];
   private readonly featureLayers: number[]; // union of detector layers, sorted
+  private readonly pooling: Pooling; // mean+std when any detector needs it
   private readonly features: BaseFeatures;
   private disposed = false;
 
@@ -68,6 +70,7 @@ export class UnlearningServing {
   ) {
     if (utility.lora.numLabels < 1) throw new UnlearningError('the utility adapter must hold a classification head', 'bad_adapter');
     this.featureLayers = [...new Set(requests.flatMap((r) => r.detector.layers.map((l) => l.layer)))].sort((a, b) => a - b);
+    this.pooling = requests.some((r) => r.detector.pooling === 'mean+std') ? 'mean+std' : 'mean';
     this.features = new BaseFeatures(model);
     this.utility = { config: utility.lora, tensors: toTf(utility.adapter) };
     this.requests = requests.map((r) => ({
@@ -92,26 +95,31 @@ export class UnlearningServing {
     const scores = new Float32Array(b * nr);
     const gates = new Float32Array(b * nr);
     if (nr === 0) return { scores, gates };
-    const [z, near] = tf.tidy(() => {
-      const feats = this.features.pooled(ids, mask, this.featureLayers);
-      const per = this.requests.map((r) => {
-        const { scores: layer, nearest } = r.detector.layerScores(r.featureSlots.map((s) => feats[s]!));
-        return [r.detector.combine(layer), nearest] as const;
-      });
-      return [tf.stack(per.map((p) => p[0]), 1), tf.stack(per.map((p) => p[1]), 1)]; // [B, R] each
+    // One device→host read for all three outputs: each read waits for the device.
+    const outputs = tf.tidy(() => {
+      const feats = this.features.pooled(ids, mask, this.featureLayers, this.pooling);
+      const per = this.requests.map((r) => r.detector.score(r.featureSlots.map((s) => feats[s]!)));
+      const stack = (pick: (p: (typeof per)[number]) => tf.Tensor1D): tf.Tensor2D => tf.stack(per.map(pick), 1) as tf.Tensor2D; // [B, R]
+      return tf.stack([stack((p) => p.z), stack((p) => p.nearest), stack((p) => p.distance)]); // [3, B, R]
     });
-    scores.set(z.dataSync() as Float32Array);
-    const nearest = near.dataSync() as Float32Array;
-    z.dispose();
-    near.dispose();
-    for (let i = 0; i < scores.length; i++) gates[i] = gateWeight(this.requests[i % nr]!.gate, scores[i]!, nearest[i]!);
+    const host = outputs.dataSync() as Float32Array;
+    outputs.dispose();
+    const n = b * nr;
+    scores.set(host.subarray(0, n));
+    const nearest = host.subarray(n, 2 * n);
+    const distance = host.subarray(2 * n, 3 * n);
+    for (let i = 0; i < scores.length; i++) gates[i] = gateWeight(this.requests[i % nr]!.gate, scores[i]!, nearest[i]!, distance[i]!);
     if (this.combination === 'strongest') {
       // Strongest by gate logit k·(z − z₀), not by weight: weights saturate at 1 and would tie.
       for (let i = 0; i < b; i++) {
         let best = 0;
         // A member of request t's forget set (w = 1 by bank match) outranks any logit.
         const logit = (t: number): number =>
-          nearest[i * nr + t]! >= this.requests[t]!.gate.memberCos ? Infinity : this.requests[t]!.gate.slope * (scores[i * nr + t]! - this.requests[t]!.gate.center);
+          nearest[i * nr + t]! >= this.requests[t]!.gate.memberCos
+            ? Infinity
+            : gates[i * nr + t] === 0
+              ? -Infinity // outside its support or below its cutoff: never the strongest
+              : this.requests[t]!.gate.slope * (scores[i * nr + t]! - this.requests[t]!.gate.center);
         for (let t = 1; t < nr; t++) if (logit(t) > logit(best)) best = t;
         for (let t = 0; t < nr; t++) if (t !== best) gates[i * nr + t] = 0;
       }

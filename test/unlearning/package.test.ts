@@ -6,7 +6,7 @@ import type { GPT2Config } from '../../src/model/gpt2.js';
 import type { HostTensor } from '../../src/tensors/host.js';
 import { decodeSafetensors, encodeSafetensors } from '../../src/tensors/safetensors.js';
 import { UNLEARNING_LORA, initUnlearningAdapter } from '../../src/unlearning/adapter.js';
-import { fitDetector } from '../../src/unlearning/detector.js';
+import { DEFAULT_DETECTOR, fitDetector } from '../../src/unlearning/detector.js';
 import { PackageError } from '../../src/unlearning/errors.js';
 import type { LayerFeatures } from '../../src/unlearning/features.js';
 import { calibrateGate } from '../../src/unlearning/gate.js';
@@ -20,7 +20,7 @@ function features(n: number, shift: number, seed: string): LayerFeatures {
   const rng = seedrandom(seed);
   const d = MODEL.nEmbd;
   const layer = (): Float32Array => Float32Array.from({ length: n * d }, (_, i) => rng() - 0.5 + (i % d === 0 ? shift : 0));
-  return { n, dim: d, layers: [0, 1], data: [layer(), layer()] };
+  return { n, dim: d, pooling: 'mean', layers: [0, 1], data: [layer(), layer()] };
 }
 
 /** Re-encodes a package with one tensor or the metadata replaced. */
@@ -52,7 +52,7 @@ describe('unlearning package', () => {
       lora: LORA,
       adapter: initUnlearningAdapter(MODEL, LORA, []),
       detector: fitted.detector,
-      gate: calibrateGate(fitted.heldInScores, fitted.outScores),
+      gate: calibrateGate(fitted.heldIn, fitted.out),
       metrics: { max_overlap: 0, calibration_auroc: 1 },
     };
     bytes = encodeUnlearningPackage(pkg, MODEL);
@@ -74,12 +74,13 @@ describe('unlearning package', () => {
       expect(l.mean).toEqual(want.mean);
       expect(l.precision).toEqual(want.precision);
       expect(l.bank).toEqual(want.bank);
+      expect(l.reference).toEqual(want.reference);
     });
     expect(tf.memory().numTensors).toBe(0);
   });
 
   it('package – a bank-free detector travels without bank tensors', () => {
-    const fitted = fitDetector(features(40, 2, 'in'), features(60, 0, 'out'), { layers: 'all', bank: false, mahalanobisWeight: 'inverse-dim', ridge: 1e-2, folds: 5 });
+    const fitted = fitDetector(features(40, 2, 'in'), features(60, 0, 'out'), { ...DEFAULT_DETECTOR, layers: 'all', bank: false });
     const free = encodeUnlearningPackage({ ...pkg, detector: fitted.detector }, MODEL);
     expect([...decodeSafetensors(free).tensors.keys()].some((n) => n.includes('bank'))).toBe(false);
     const back = decodeUnlearningPackage(free, { model: MODEL });

@@ -11,6 +11,7 @@ import { DEFAULT_UNLEARNING_ADAPTER, UNLEARNING_LORA, trainUnlearningAdapter } f
 import { maxOverlap } from '../../src/unlearning/orthogonality.js';
 import type { UnlearningPackage } from '../../src/unlearning/package.js';
 import { decodeUnlearningPackage, encodeUnlearningPackage } from '../../src/unlearning/package.js';
+import { DEFAULT_GATE } from '../../src/unlearning/gate.js';
 import { DEFAULT_UNLEARNING_REQUEST, runUnlearningRequest } from '../../src/unlearning/request.js';
 import type { Prediction } from '../../src/unlearning/serving.js';
 import { UnlearningServing } from '../../src/unlearning/serving.js';
@@ -19,9 +20,12 @@ import { encode, groupSplit, SMALL, utilityScenario } from './fixtures.js';
 const FORGET = ['hard-ham-1', 'spam-2', 'easy-ham-2'] as const; // requests 1, 2, 3
 const RETAINED = ['easy-ham-1', 'spam-1'] as const;
 // r 4 at width 32: three requests' orthogonal A's use 12 of the 32 input directions, leaving each room to fit.
+// Each gate may take over up to retainBudget of the retained inputs (gate.ts); three requests served together add up,
+// so each gets a third of the 5-point allowance below (the default 3% is sized for one request on real data).
 const REQUEST = {
   ...DEFAULT_UNLEARNING_REQUEST,
   adapter: { ...DEFAULT_UNLEARNING_ADAPTER, lora: { ...UNLEARNING_LORA, r: 4, alpha: 8 }, steps: 80, batchSize: 24, lr: 3e-3 },
+  gate: { ...DEFAULT_GATE, retainBudget: 0.01 },
 };
 
 function predict(serving: UnlearningServing, data: TrainerData): Prediction {
