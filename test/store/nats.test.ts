@@ -253,7 +253,21 @@ describe('nats store', () => {
     const revived = a.blobs.writer(bytes.length);
     stream(revived);
     expect(await revived.commit(sha256)).toEqual({ sha256, created: true });
-    expect(Buffer.from((await b.blobs.get(sha256))!).equals(Buffer.from(bytes))).toBe(true);
+    expect(Buffer.from((await os.getBlob(sha256))!).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('nats store – the coordinator that streamed a blob serves it from memory; any other reads it from JetStream and verifies it', async () => {
+    const [a, b] = await pair();
+    const bytes = new Uint8Array(1_500_000).map((_, i) => (i * 17) % 251);
+    const sha256 = hex(bytes);
+    const writer = a.blobs.writer(bytes.length);
+    writer.write(bytes);
+    await writer.commit(sha256);
+    // Its chunks gone from the stream (as if damaged): only the writer's memory still has the bytes.
+    const jsm = await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstreamManager();
+    await jsm.streams.purge(`OBJ_${prefix}_blobs`, { filter: `$O.${prefix}_blobs.C.>` });
+    expect(Buffer.from((await a.blobs.get(sha256))!).equals(Buffer.from(bytes))).toBe(true);
+    await expect(b.blobs.get(sha256)).rejects.toBeInstanceOf(IntegrityError);
   });
 
   it('nats store – refuses a bucket prefix that is not a bucket name', async () => {

@@ -14,6 +14,10 @@
  * most of what closing a round of a thousand small updates cost. readAhead() starts verified reads of blobs about to
  * be asked for (a round's updates, listed by NatsUpdates.list) a few at a time, so the aggregator's one-by-one gets
  * find them in memory instead of waiting for each read in turn.
+ *
+ * Integrity: every byte read from JetStream is hashed against its name before it is returned. The exception, as in
+ * the SQLite store, is a bounded cache of what a writer was given with its hash moments before (an upload this
+ * coordinator verified with its running digest): the leader aggregates its own uploads without reading them back.
  */
 import { createHash } from 'node:crypto';
 import { Empty, headers, nuid, type JetStreamClient, type JetStreamManager } from 'nats';
@@ -21,6 +25,7 @@ import { joinPieces } from '../blob-writer.js';
 import { IntegrityError, InvalidArgumentError, NotFoundError, StoreClosedError, StoreIOError } from '../errors.js';
 import type { BlobStore, BlobWriter } from '../store.js';
 import { checkBytes, checkInt, checkSha256Hex } from '../validate.js';
+import { BlobCache } from '../sqlite/blob-cache.js';
 import type { NatsContext } from './context.js';
 import { isWrongLastSequence } from './errors.js';
 
@@ -66,6 +71,8 @@ export class NatsBlobs implements BlobStore {
   private readonly queued = new Map<string, number>();
   private reading = 0;
   private held = 0;
+  /** Bytes a writer was given with their hash moments ago (an upload this coordinator verified), by hash. */
+  private readonly recent: BlobCache;
 
   constructor(
     private readonly ctx: NatsContext,
@@ -78,6 +85,7 @@ export class NatsBlobs implements BlobStore {
     this.js = ctx.nc.jetstream({ timeout: timeoutMs });
     this.jsm = this.js.jetstreamManager(false);
     this.stream = `OBJ_${bucket}`;
+    this.recent = new BlobCache(readAheadConfig.maxBytes);
   }
 
   put(bytes: Uint8Array): Promise<{ sha256: string; created: boolean }> {
@@ -93,7 +101,7 @@ export class NatsBlobs implements BlobStore {
   }
 
   get(sha256: string): Promise<Uint8Array | undefined> {
-    return this.ctx.op('read a blob', () => this.take(checkSha256Hex(sha256, 'blob sha256')) ?? this.read(sha256));
+    return this.ctx.op('read a blob', async () => this.recent.get(checkSha256Hex(sha256, 'blob sha256')) ?? this.take(sha256) ?? this.read(sha256));
   }
 
   has(sha256: string): Promise<boolean> {
@@ -113,6 +121,7 @@ export class NatsBlobs implements BlobStore {
     const chunk = this.chunkBytes();
     const acks: Promise<unknown>[] = [];
     let pieces: Uint8Array[] = [];
+    const all: Uint8Array[] = [];
     let buffered = 0;
     let written = 0;
     let failure: unknown;
@@ -141,6 +150,7 @@ export class NatsBlobs implements BlobStore {
         if (written + bytes.byteLength > totalBytes) throw new InvalidArgumentError(`blob writer got more than the ${totalBytes} bytes announced`);
         written += bytes.byteLength;
         pieces.push(bytes);
+        all.push(bytes);
         buffered += bytes.byteLength;
         if (buffered >= chunk) flush(false);
       },
@@ -149,21 +159,23 @@ export class NatsBlobs implements BlobStore {
           checkSha256Hex(sha256, 'blob sha256');
           if (written !== totalBytes) throw new InvalidArgumentError(`blob writer got ${written} of the ${totalBytes} bytes announced`);
           flush(true);
+          let created = true;
           try {
             await Promise.allSettled(acks);
             if (failure !== undefined) throw failure;
             // Only if no metadata is there yet, so a new blob costs no lookup; a live object of the name wins.
-            if (await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'absent')) return { sha256, created: true };
-            if ((await this.info(sha256)) === undefined) {
-              await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'replace'); // a deleted object's name
-              return { sha256, created: true };
+            if (!(await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'absent'))) {
+              if ((await this.info(sha256)) === undefined) {
+                await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'replace'); // a deleted object's name
+              } else created = false;
             }
           } catch (err) {
             await purge();
             throw err;
           }
-          await purge(); // the same bytes are stored already: keep that object
-          return { sha256, created: false };
+          if (!created) await purge(); // the same bytes are stored already: keep that object
+          this.recent.set(sha256, joinPieces(all));
+          return { sha256, created };
         }),
       abort: () => purge(),
     };
@@ -181,7 +193,7 @@ export class NatsBlobs implements BlobStore {
    */
   readAhead(sha256s: readonly string[]): void {
     const now = Date.now();
-    for (const sha of sha256s) if (!this.ahead.has(sha) && !this.queued.has(sha)) this.queued.set(sha, now);
+    for (const sha of sha256s) if (!this.ahead.has(sha) && !this.queued.has(sha) && this.recent.get(sha) === undefined) this.queued.set(sha, now);
     this.startReads();
   }
 
