@@ -12,7 +12,8 @@
  *                            task, fetch the adapter and upload a prepared update at once: seconds from round.started
  *                            to round.aggregated.
  *   *_cpu_s                – CPU seconds (user + system) the two coordinator processes, and a nats-server running on
- *                            this machine, spent in each measured window (Linux /proc; null elsewhere). Wall times on
+ *                            this machine, spent in each measured window (Linux /proc; null elsewhere); for the round,
+ *                            also this process, which plays the clients. Wall times on
  *                            a shared, loaded machine mostly measure the queue for a core; CPU seconds do not.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
@@ -59,8 +60,12 @@ export interface NatsBenchResult {
   readonly ingest_cpu_s_nats_server: number | null;
   readonly round_overhead_s_1000: number;
   readonly round_clients: number;
+  /** Of round_overhead_s_1000, the seconds from the last acknowledged upload to round.aggregated (closing the round). */
+  readonly round_aggregate_s: number;
   readonly round_cpu_s_coordinators: number | null;
   readonly round_cpu_s_nats_server: number | null;
+  /** CPU seconds of this process, which plays the clients (signing, gRPC), in the round window. */
+  readonly round_cpu_s_clients: number;
   readonly coordinators: number;
   /** The machine's 1-minute load average at the end, and its CPU count: the numbers depend on both. */
   readonly load_average_1m: number;
@@ -116,11 +121,12 @@ function cpuOf(pids: readonly (number | undefined)[]): number | null {
 /** CPU meter over a window: coordinators' and local nats-servers' CPU seconds spent since start(). */
 function cpuMeter(coordinators: readonly (number | undefined)[]) {
   const nats = localNatsServers();
-  const before = { coordinators: cpuOf(coordinators), nats: cpuOf(nats) };
+  const before = { coordinators: cpuOf(coordinators), nats: cpuOf(nats), clients: process.cpuUsage() };
   return () => {
     const after = { coordinators: cpuOf(coordinators), nats: cpuOf(nats) };
     const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : b - a);
-    return { coordinators: delta(before.coordinators, after.coordinators), nats: delta(before.nats, after.nats) };
+    const clients = process.cpuUsage(before.clients);
+    return { coordinators: delta(before.coordinators, after.coordinators), nats: delta(before.nats, after.nats), clients: (clients.user + clients.system) / 1e6 };
   };
 }
 
@@ -231,8 +237,9 @@ async function measureRoundOverhead(servers: readonly string[], clientCount: num
     );
     progress(`one round with ${clientCount} clients`);
     await env.createRun({ name: 'overhead', rounds: 1, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
-    const [t0, t1] = await Promise.all([opened, closed, work]);
-    return { seconds: (t1 - t0) / 1000, cpu: cpu() };
+    const uploaded = work.then(() => performance.now());
+    const [t0, t1, tUploaded] = await Promise.all([opened, closed, uploaded]);
+    return { seconds: (t1 - t0) / 1000, aggregateS: (t1 - tUploaded) / 1000, cpu: cpu() };
   } finally {
     await env.tearDown();
   }
@@ -255,8 +262,10 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_cpu_s_nats_server: ingest.cpu.nats,
     round_overhead_s_1000: overhead.seconds,
     round_clients: roundClients,
+    round_aggregate_s: overhead.aggregateS,
     round_cpu_s_coordinators: overhead.cpu.coordinators,
     round_cpu_s_nats_server: overhead.cpu.nats,
+    round_cpu_s_clients: overhead.cpu.clients,
     coordinators: COORDINATORS,
     load_average_1m: loadavg()[0]!,
     cpus: cpus().length,
