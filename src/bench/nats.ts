@@ -13,8 +13,8 @@
  *                            to round.aggregated.
  *   *_cpu_s                – CPU seconds (user + system) the two coordinator processes, and a nats-server running on
  *                            this machine, spent in each measured window (Linux /proc; null elsewhere); for the round,
- *                            also this process, which plays the clients. Wall times on
- *                            a shared, loaded machine mostly measure the queue for a core; CPU seconds do not.
+ *                            also this process, which plays the clients. Wall times on a shared, loaded machine
+ *                            mostly measure the queue for a core; CPU seconds do not.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
  */
