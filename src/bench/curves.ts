@@ -8,12 +8,20 @@
  * denseRound (seed replay, ESSA generation) and strategy stack (src/coordinator). The gRPC hop is left out because
  * it changes no value (the wire is lossless float32; tests/coordinator check that), and it would only add time.
  *
- * Per mode the local settings differ, because the methods differ (each from its reference defaults, scaled to the
- * tiny model): backprop 15 AdamW steps at 5e-3 (the demo); MeZO 60 SGD steps at lr 2e-3, ε 1e-2 (8 forward passes of
- * work per backprop step's ~3); ESSA 8 antithetic pairs on 64 local examples per client per round, σ 0.02, Adam lr
- * 0.01. ESSA searches only the singular values of B·A and never the head, so from a fresh adapter (B = 0, a random
- * head) it can barely move; 'essa-warm' starts it where ESSA is meant to start, after one round of backprop.
- * Output: one JSON line per mode with per-round eval accuracy and loss, and upload bytes per client per round.
+ * Per mode the local settings differ, because the methods differ: backprop 15 AdamW steps at 5e-3 (the demo); MeZO
+ * 40 SGD steps at lr 6e-3, batch 8, ε 1e-2, for 3× the rounds (issue #5 compares at equal rounds × 3); ESSA 8
+ * antithetic pairs on 64 local examples per client per round, σ 0.05, Adam lr 0.05 (one ES generation per round).
+ *
+ * Why MeZO is slow here (measured, BENCHMARKS.md): it is SGD on a badly conditioned problem. The head starts at
+ * N(0, 0.02²) and lora_B at 0, so ∂L/∂B (∝ head) is tiny while the head itself has high curvature; MeZO's one lr for
+ * all 4,224 trainable values is capped by the head (lr 1.2e-2 diverged after 5 rounds; head-only lr 0.1 too) and B
+ * barely moves. Progress tracks lr × steps; backprop's AdamW normalises per coordinate and does not have this problem.
+ *
+ * ESSA searches only the singular values of B·A (32 values here) and never the head, so from a fresh adapter (B = 0, a
+ * random head) it cannot move the prediction; 'essa-warm' starts it where ESSA is meant to start, after one round of
+ * backprop, and can then only rescale the directions backprop found.
+ * Output: one JSON line per mode with per-round eval accuracy and loss, wall seconds, and upload bytes (per client
+ * per round, and in total).
  */
 import { computeUpdate } from '../client/train-task.js';
 import { DEFAULT_PARTITION_SEED, LocalData, loadLocalData } from '../client/local-data.js';
@@ -70,6 +78,13 @@ export interface Curve {
 }
 
 /**
+ * ESSA's settings. After one backprop round the 32 singular values lie in 0.014 .. 0.40, and a round is one ES
+ * generation, so the reference σ 0.02 / Adam lr 0.01 can move each value by at most 0.05 in five rounds (it stayed
+ * flat); σ 0.05 / lr 0.05 perturbs the mid-sized values by ~25% and lets them move ~0.25.
+ */
+const ESSA_LOCAL = Object.freeze({ essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.05, essa_lr: 0.05 });
+
+/**
  * The run config of one mode: the demo's, with that mode's local settings. `overrides` are run-config keys laid over
  * it (`local` merges into the mode's local settings).
  */
@@ -79,9 +94,9 @@ export function curveRunConfig(mode: CurveMode, rounds: number, overrides: Recor
   const byMode: Record<CurveMode, Record<string, unknown>> = {
     backprop: local,
     'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 40, batch_size: 8, mezo_lr: 6e-3, mezo_eps: 1e-2 },
-    essa: { mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
+    essa: { mode: 'essa', ...ESSA_LOCAL },
     // Round 1 backprop (the demo's settings), then ESSA: ESSA's intended start, an adapter after supervised steps.
-    'essa-warm': { ...local, mode: 'essa', essa_pairs: 8, essa_eval_examples: 64, essa_sigma: 0.02, essa_lr: 0.01 },
+    'essa-warm': { ...local, mode: 'essa', ...ESSA_LOCAL },
   };
   const { local: localOverrides, ...runOverrides } = overrides;
   return parseRunConfig({ ...demo, ...runOverrides, local: { ...byMode[mode], ...(localOverrides as Record<string, unknown> | undefined) } });
