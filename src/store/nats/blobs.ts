@@ -223,6 +223,7 @@ export class NatsBlobs implements BlobStore {
 
   /** The read-ahead read of `sha256`, now the caller's (undefined when none was started). */
   private take(sha256: string): Promise<Uint8Array | undefined> | undefined {
+    this.queued.delete(sha256); // asked for before its turn came: the caller reads it now, not twice
     const entry = this.ahead.get(sha256);
     if (entry === undefined) return undefined;
     this.ahead.delete(sha256);
