@@ -148,8 +148,7 @@ export class UnlearningServing {
     const b = ids.shape[0];
     const nr = this.requests.length;
     const gated: number[] = [];
-    const plain: number[] = [];
-    for (let i = 0; i < b; i++) (gates.subarray(i * nr, (i + 1) * nr).some((w) => w > 0) ? gated : plain).push(i);
+    for (let i = 0; i < b; i++) if (gates.subarray(i * nr, (i + 1) * nr).some((w) => w > 0)) gated.push(i);
     const k = this.utility.config.numLabels;
     const probabilities = new Float32Array(b * k);
     const run = (rows: number[], withGates: boolean): void => {
@@ -166,7 +165,9 @@ export class UnlearningServing {
       p.dispose();
       rows.forEach((row, j) => probabilities.set(host.subarray(j * k, (j + 1) * k), row * k));
     };
-    run(plain, false);
+    // The utility pass covers the whole batch, gated rows included (overwritten below): slicing the plain rows out would
+    // cost a gather and a second shape of every kernel, and a gated row or two per batch is the common case.
+    if (gated.length < b) run(Array.from({ length: b }, (_, i) => i), false);
     run(gated, true);
     return { probabilities, gates, scores };
   }
