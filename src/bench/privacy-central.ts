@@ -52,6 +52,8 @@ export interface CentralDpBenchOptions {
   readonly localSteps: number;
   readonly localBatch: number;
   readonly lr: number;
+  /** The server's FedAvg step size η on the (noisy) mean update; 1 = plain FedAvg. */
+  readonly serverLr: number;
   /** Dirichlet α of the label skew (the demo's 0.5). */
   readonly alpha: number;
   /** Held-out examples scored (a prefix of the demo's eval split). */
@@ -69,6 +71,7 @@ export const CENTRAL_DP_DEFAULTS: Omit<CentralDpBenchOptions, 'dataDir' | 'onPro
   localSteps: 2,
   localBatch: 8,
   lr: 5e-3,
+  serverLr: 1,
   alpha: DEFAULT_DEMO.alpha,
   testExamples: 512,
 });
@@ -88,6 +91,7 @@ export interface CentralDpPoint {
   readonly mean_sampled: number;
   readonly rounds: number;
   readonly clip: number;
+  readonly server_lr: number;
   readonly accuracy_before: number;
   readonly accuracy: number;
   readonly loss: number;
@@ -102,6 +106,7 @@ export function centralRunConfig(opts: CentralDpBenchOptions, epsilon: number): 
     sample_rate: opts.samplingRate,
     min_clients: 1,
     local: { mode: 'backprop', steps: opts.localSteps, batch_size: opts.localBatch, lr: opts.lr },
+    server_optimizer: { kind: 'fedavg', lr: opts.serverLr },
     ...(Number.isFinite(epsilon) ? { privacy: { mode: 'central', epsilon, delta: opts.delta, clip: opts.clip, noise_multiplier: 'auto' } } : {}),
   });
 }
@@ -181,6 +186,7 @@ async function runOne(epsilon: number, model: GPT2, clients: readonly SimClient[
     mean_sampled: sampledTotal / config.rounds,
     rounds: config.rounds,
     clip: opts.clip,
+    server_lr: opts.serverLr,
     accuracy_before: before.accuracy,
     accuracy: after.accuracy,
     loss: after.loss,
