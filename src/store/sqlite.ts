@@ -28,7 +28,7 @@ export interface SqliteStoreConfig {
   readonly busyTimeoutMs: number;
   /** Date.now: the clock for created/updated/recorded times (injected so tests can pin it). */
   readonly clock: () => number;
-  /** 512 MiB: bytes of recently written or verified blob files kept in memory (sqlite/blob-cache.ts). */
+  /** 512 MiB: bytes of recently written or verified blob files kept in memory (blob-cache.ts). */
   readonly blobCacheBytes: number;
 }
 

@@ -73,7 +73,7 @@ describe('sqlite store – blob files', () => {
     setUp.close();
     const file = join(sqliteBlobDir(path), sha256);
     const altered = Buffer.from(bytes);
-    altered[1000] ^= 1;
+    altered[1000] = altered[1000]! ^ 1;
     for (const damage of [() => writeFileSync(file, altered), () => truncateSync(file, bytes.length - 1), () => rmSync(file)]) {
       damage();
       // A fresh store: the one that wrote the blob serves it from memory, where it was hashed.

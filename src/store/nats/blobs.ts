@@ -25,7 +25,7 @@ import { joinPieces } from '../blob-writer.js';
 import { IntegrityError, InvalidArgumentError, NotFoundError, StoreClosedError, StoreIOError } from '../errors.js';
 import type { BlobStore, BlobWriter } from '../store.js';
 import { checkBytes, checkInt, checkSha256Hex } from '../validate.js';
-import { BlobCache } from '../sqlite/blob-cache.js';
+import { BlobCache } from '../blob-cache.js';
 import type { NatsContext } from './context.js';
 import { isWrongLastSequence } from './errors.js';
 

@@ -6,7 +6,7 @@
  * large row cost more than receiving it: SQLite copies it into the WAL and again into the database file.
  *
  * Integrity: every byte read from disk is hashed against its address before it is returned (IntegrityError if not).
- * The exception is the cache (blob-cache.ts) of bytes this process itself hashed moments before: what a writer was
+ * The exception is the cache (../blob-cache.ts) of bytes this process itself hashed moments before: what a writer was
  * given with its hash (the coordinator's verified running digest), what put hashed, and what get verified.
  */
 import { createHash } from 'node:crypto';
@@ -15,7 +15,7 @@ import { joinPieces } from '../blob-writer.js';
 import { IntegrityError, InvalidArgumentError } from '../errors.js';
 import type { BlobStore, BlobWriter } from '../store.js';
 import { checkBytes, checkSha256Hex } from '../validate.js';
-import { BlobCache } from './blob-cache.js';
+import { BlobCache } from '../blob-cache.js';
 import { BlobDir, type TempBlobFile } from './blob-files.js';
 import { asBuffer, type SqliteContext } from './context.js';
 
