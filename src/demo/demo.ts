@@ -12,7 +12,7 @@
  */
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { credentials as grpcCredentials } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, status as Status } from '@grpc/grpc-js';
 import { readAdminToken } from '../auth/admin-token.js';
 import { enroll } from '../client/enroll.js';
 import { DEFAULT_PARTITION_SEED } from '../client/local-data.js';
@@ -27,6 +27,7 @@ import { evaluate } from '../train/evaluate.js';
 import { baseDir, ensurePretrainedBase, TINY_BASE_NAME, type PretrainProgress } from '../train/pretrain.js';
 import type { RoundInfo, Run } from '../wire/admin-messages.js';
 import { loadLetheProto } from '../wire/proto.js';
+import { RpcError } from '../wire/errors.js';
 import { AdminApi } from './admin.js';
 import { DEMO_RUN_SEED, demoRunConfig, type DemoOptions, type EvalRunFields } from './config.js';
 import { delay, ProcessGroup, type ChildHandle } from './processes.js';
@@ -76,6 +77,8 @@ export interface DemoResult {
 const TERMINAL = new Set(['RUN_STATE_COMPLETED', 'RUN_STATE_FAILED', 'RUN_STATE_BUDGET_EXHAUSTED', 'RUN_STATE_STOPPED']);
 const FINISHED = new Set(['ROUND_STATE_COMPLETED', 'ROUND_STATE_FAILED']);
 const POLL_MS = 1000;
+/** Statuses of an admin call that a busy but live coordinator answers with; the demo asks again. */
+const BUSY = new Set<Status>([Status.DEADLINE_EXCEEDED, Status.UNAVAILABLE]);
 
 interface Session {
   readonly root: string;
@@ -232,14 +235,19 @@ async function follow(admin: AdminApi, runId: string, o: DemoOptions, io: DemoIo
       throw new Error(`the coordinator process exited (${await coordinator.exited}); see ${coordinator.logPath}`);
     }
   };
-  // An admin call that fails because the coordinator died should say so, not "connection dropped".
+  // An admin call that fails because the coordinator died should say so, not "connection dropped". A live coordinator
+  // that misses the call's deadline is busy (it evaluates each round's adapter on the test split, which on a loaded
+  // 2-core machine can hold its event loop for longer than one call may wait): ask again, within the round deadline.
   const ask = async <T>(call: () => Promise<T>): Promise<T> => {
-    try {
-      return await call();
-    } catch (err) {
-      await delay(200);
-      await coordinatorGone();
-      throw err;
+    const giveUp = Date.now() + o.roundDeadlineS * 1000;
+    for (;;) {
+      try {
+        return await call();
+      } catch (err) {
+        await delay(200);
+        await coordinatorGone();
+        if (!(err instanceof RpcError && BUSY.has(err.status)) || Date.now() > giveUp) throw err;
+      }
     }
   };
   let run = await ask(() => admin.getRun(runId));
