@@ -3,7 +3,7 @@
  * is handed to it before any training round (PullTask/Heartbeat go through findTask, which asks here first). The
  * task id is "<run>/0/<client>" (round 0: no training round has that number). Assignment is a compare-and-set
  * queued → assigned, so one request is processed once; an assignment older than its deadline (the run's round
- * deadline) goes back to queued when the client next asks, so a client that crashed mid-way starts it again.
+ * deadline, scaled by the task's extra steps) goes back to queued when the client next asks, so a client that crashed mid-way starts it again.
  * The upload (UPDATE_KIND_UNLEARNING: the package's tensors plus its JSON header in UpdateHeader.unlearning_metadata)
  * moves the request assigned → training → verifying, then unlearning.ts verifies and activates it.
  */
@@ -29,8 +29,15 @@ export function unlearningTaskId(runId: string, clientId: string): string {
   return `${runId}/0/${clientId}`;
 }
 
+/**
+ * The run's round deadline, scaled by how many more optimisation steps an unlearning task runs than a round's local
+ * training (150 against the demo's 15): a task held to one round's deadline on a busy machine was requeued before it
+ * could finish, again and again.
+ */
 async function deadlineOf(runs: RunRegistry, record: UnlearningRequestRecord): Promise<number> {
-  return record.updatedAt + (await runs.context(record.runId)).config.roundDeadlineS * 1000;
+  const { config } = await runs.context(record.runId);
+  const factor = Math.max(1, Math.ceil(DEFAULT_UNLEARNING_ADAPTER.steps / config.local.steps));
+  return record.updatedAt + factor * config.roundDeadlineS * 1000;
 }
 
 /**

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../src/coordinator/coordinator.js';
 import type { UnlearningRequest } from '../../src/wire/admin-messages.js';
+import { DEFAULT_UNLEARNING_ADAPTER } from '../../src/unlearning/index.js';
 import { callUnary } from '../../src/wire/services.js';
 import { Admin, adminMetadata, proto, runJson, tempDir, TestClient, writeTestModel } from './helpers.js';
 
@@ -13,7 +14,9 @@ describe('unlearning tasks', () => {
   let client: TestClient;
 
   async function setup(deadlineS: number): Promise<{ runId: string; requestId: string }> {
-    const { runId } = await admin.createRun(runJson(await writeTestModel(dir.path), { min_clients: 5, round_deadline_s: deadlineS }));
+    // local steps = the unlearning adapter's, so the unlearning task's deadline is exactly the round deadline
+    const local = { steps: DEFAULT_UNLEARNING_ADAPTER.steps };
+    const { runId } = await admin.createRun(runJson(await writeTestModel(dir.path), { min_clients: 5, round_deadline_s: deadlineS, local }));
     const r = await callUnary(admin.client, 'SubmitUnlearning', { runId, clientIds: [client.id], forget: { group: 'spam-2' }, reason: 'test' }, { metadata: adminMetadata(coordinator.adminToken) });
     return { runId, requestId: r.requestId };
   }
