@@ -9,13 +9,14 @@
  * it changes no value (the wire is lossless float32; tests/coordinator check that), and it would only add time.
  *
  * Per mode the local settings differ, because the methods differ: backprop 15 AdamW steps at 5e-3 (the demo); MeZO
- * 40 SGD steps at lr 6e-3, batch 8, ε 1e-2, for 3× the rounds (issue #5 compares at equal rounds × 3); ESSA 8
+ * 40 SGD steps at lr 4e-3, batch 8, ε 1e-2, for 3× the rounds (issue #5 compares at equal rounds × 3); ESSA 8
  * antithetic pairs on 64 local examples per client per round, σ 0.05, Adam lr 0.05 (one ES generation per round).
  *
  * Why MeZO is slow here (measured, BENCHMARKS.md): it is SGD on a badly conditioned problem. The head starts at
  * N(0, 0.02²) and lora_B at 0, so ∂L/∂B (∝ head) is tiny while the head itself has high curvature; MeZO's one lr for
- * all 4,224 trainable values is capped by the head (lr 1.2e-2 diverged after 5 rounds; head-only lr 0.1 too) and B
- * barely moves. Progress tracks lr × steps; backprop's AdamW normalises per coordinate and does not have this problem.
+ * all 4,224 trainable values is capped by the head (lr 1.2e-2 spiked after 5 rounds, 6e-3 peaked at round 8 and
+ * drifted back down after round 11, head-only lr 0.1 diverged) and B barely moves. Progress tracks lr × steps;
+ * backprop's AdamW normalises per coordinate and does not have this problem (FedAdam on the server did not help).
  *
  * ESSA searches only the singular values of B·A (32 values here) and never the head, so from a fresh adapter (B = 0, a
  * random head) it cannot move the prediction; 'essa-warm' starts it where ESSA is meant to start, after one round of
@@ -93,7 +94,7 @@ export function curveRunConfig(mode: CurveMode, rounds: number, overrides: Recor
   const local = demo.local as Record<string, unknown>;
   const byMode: Record<CurveMode, Record<string, unknown>> = {
     backprop: local,
-    'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 40, batch_size: 8, mezo_lr: 6e-3, mezo_eps: 1e-2 },
+    'mezo-seeds': { mode: 'mezo', mezo_upload: 'seeds', steps: 40, batch_size: 8, mezo_lr: 4e-3, mezo_eps: 1e-2 },
     essa: { mode: 'essa', ...ESSA_LOCAL },
     // Round 1 backprop (the demo's settings), then ESSA: ESSA's intended start, an adapter after supervised steps.
     'essa-warm': { ...local, mode: 'essa', ...ESSA_LOCAL },
