@@ -12,7 +12,8 @@
  *                      d 768, 12 heads, vocab 50257; only shapes are needed, no weights) with a run config that sets
  *                      nothing but the aggregation, so LoRA is the run's default (r 8, α 16, c_attn + c_proj):
  *                      `ffa` (the default: lora_B and the head travel) and `fedavg` (lora_A travels too, the upload
- *                      FedKSeed compares against). Each with its ratio to seeds_bytes; gpt2_small names the geometry.
+ *                      FedKSeed compares against). Each with its ratio to seeds_bytes; gpt2_small_geometry names
+ *                      the model and adapter.
  * The seed upload does not grow with the model; the dense one grows with depth, width, rank and the adapted modules.
  */
 import { parseRunConfig } from '../coordinator/run-config.js';
@@ -38,8 +39,8 @@ export interface CommsBenchResult {
   readonly seeds_k: number;
   readonly essa_bytes: number;
   readonly essa_pairs: number;
-  /** The model and adapter the gpt2_small_* numbers are for. */
-  readonly gpt2_small: { readonly n_layer: number; readonly n_embd: number; readonly n_head: number; readonly vocab_size: number; readonly lora_r: number; readonly lora_targets: readonly string[] };
+  /** The model and adapter the gpt2_small_* numbers are for, in words (one line in the text output too). */
+  readonly gpt2_small_geometry: string;
   readonly gpt2_small_ffa_dense_bytes: number;
   readonly gpt2_small_ffa_dense_over_seeds: number;
   readonly gpt2_small_fedavg_dense_bytes: number;
@@ -94,7 +95,9 @@ export function benchComms(proto: LetheProto): CommsBenchResult {
     seeds_k: k,
     essa_bytes: essa,
     essa_pairs: pairs,
-    gpt2_small: { n_layer: GPT2_SMALL.nLayer, n_embd: GPT2_SMALL.nEmbd, n_head: GPT2_SMALL.nHead, vocab_size: GPT2_SMALL.vocabSize, lora_r: lora.r, lora_targets: lora.targets },
+    gpt2_small_geometry:
+      `GPT-2 small: ${GPT2_SMALL.nLayer} layers, d ${GPT2_SMALL.nEmbd}, ${GPT2_SMALL.nHead} heads, vocab ${GPT2_SMALL.vocabSize}; ` +
+      `LoRA r ${lora.r} on ${lora.targets.join(' + ')}`,
     gpt2_small_ffa_dense_bytes: ffa,
     gpt2_small_ffa_dense_over_seeds: ffa / seeds,
     gpt2_small_fedavg_dense_bytes: fedavg,
