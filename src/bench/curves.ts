@@ -1,7 +1,8 @@
 /**
  * `lethe bench curves`: learning curves of federated MeZO (seed uploads), federated ESSA and federated backprop on
  * the demo task (the demo's run config: SpamAssassin, the shipped tiny GPT-2, 8 clients on Dirichlet(0.5) shares of
- * the train split, FFA-LoRA r 8), evaluated on the demo's held-out split after every round.
+ * the train split, FFA-LoRA r 8, but seq 64 and LoRA on attention only: MEASURED_ADAPTER), evaluated on the demo's
+ * held-out split after every round.
  *
  * Everything that decides the numbers is the production code path, minus the transport: each client's upload is
  * computeUpdate (src/client/train-task.ts) on its task, and each round is aggregated by the coordinator's own
@@ -79,6 +80,13 @@ export interface Curve {
 }
 
 /**
+ * The sequence length and LoRA targets the curves in BENCHMARKS.md were measured with (the demo's until 9ffd5ad moved
+ * it to seq 128 and attention + MLP). Pinned so those numbers reproduce and the bench stays affordable: seq 128
+ * doubles every forward pass, and MeZO runs 18 rounds of them. Re-measure all modes before changing it.
+ */
+const MEASURED_ADAPTER = Object.freeze({ seq_len: 64, lora: { r: DEFAULT_DEMO.rank, alpha: 2 * DEFAULT_DEMO.rank, targets: ['attn.c_attn', 'attn.c_proj'], seed: 'lethe' } });
+
+/**
  * ESSA's settings. After one backprop round the 32 singular values lie in 0.014 .. 0.40, and a round is one ES
  * generation, so the reference σ 0.02 / Adam lr 0.01 can move each value by at most 0.05 in five rounds (it stayed
  * flat); σ 0.05 / lr 0.05 perturbs the mid-sized values by ~25% and lets them move ~0.25.
@@ -90,7 +98,7 @@ const ESSA_LOCAL = Object.freeze({ essa_pairs: 8, essa_eval_examples: 64, essa_s
  * it (`local` merges into the mode's local settings).
  */
 export function curveRunConfig(mode: CurveMode, rounds: number, overrides: Record<string, unknown> = {}): RunConfig {
-  const demo = demoRunConfig({ ...DEFAULT_DEMO, dataDir: '', rounds });
+  const demo: Record<string, unknown> = { ...demoRunConfig({ ...DEFAULT_DEMO, dataDir: '', rounds }), ...MEASURED_ADAPTER };
   const local = demo.local as Record<string, unknown>;
   const byMode: Record<CurveMode, Record<string, unknown>> = {
     backprop: local,

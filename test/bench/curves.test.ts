@@ -15,6 +15,9 @@ describe('learning-curves benchmark settings', () => {
     expect(mezo.rounds).toBe(18);
     expect(curveRunConfig('essa', 6).local.mode).toBe('essa');
     expect(curveRunConfig('backprop', 6).local.mode).toBe('backprop');
+    // The adapter and sequence length BENCHMARKS.md's curves were measured with, whatever the demo uses now.
+    expect(mezo.seqLen).toBe(64);
+    expect(mezo.lora.targets).toEqual(['attn.c_attn', 'attn.c_proj']);
     // The same run otherwise: the comparison is between local methods only.
     expect({ ...mezo, local: null, rounds: 0 }).toEqual({ ...curveRunConfig('backprop', 6), local: null, rounds: 0 });
   });
