@@ -9,7 +9,7 @@
  * The base model comes from ensurePretrainedBase (trained on first use, with a progress bar). Each --mode is one
  * entry of LOCAL_TRAINERS below, all with the same signature.
  */
-import { DEFAULT_LORA, LORA_TARGETS, type LoraConfig, initAdapter, savePeftAdapter } from '../../model/lora.js';
+import { DEFAULT_LORA, LORA_TARGETS, type LoraConfig, initAdapter, loadPeftAdapter, savePeftAdapter, validateAdapter } from '../../model/lora.js';
 import { DEFAULT_BUILTIN_SPLIT } from '../../client/local-data.js';
 import { GPT2 } from '../../model/gpt2.js';
 import { tokenizerFor } from '../../model/tokenizer.js';
@@ -110,7 +110,7 @@ export const trainCommand: Command = {
   summary: 'train one LoRA adapter locally (non-federated baseline) and report test accuracy',
   usage:
     `--local --mode ${Object.keys(LOCAL_TRAINERS).join('|')} [--data builtin:spam|FILE] [--steps N] [--batch B] [--lr LR] ` +
-    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--limit N] [--eps ε (mezo)] [--pairs N] [--sigma σ] [--fitness loss|accuracy (essa)] [--dp-sigma σ [--dp-clip C] [--dp-delta δ]] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
+    `[--lora-r R] [--trainable ${TRAINABLE_KINDS.join('|')}] [--seed S] [--seq-len T] [--limit N] [--eps ε (mezo)] [--pairs N] [--sigma σ] [--fitness loss|accuracy (essa)] [--dp-sigma σ [--dp-clip C] [--dp-delta δ]] [--init ADAPTER_DIR] [--out DIR] [--data-dir DIR] [--backend NAME] [--json]`,
   async run(argv) {
     const flags = parseFlags(argv, {
       local: { type: 'boolean' },
@@ -128,6 +128,7 @@ export const trainCommand: Command = {
       'dp-clip': { type: 'string' },
       'dp-delta': { type: 'string' },
       out: { type: 'string' },
+      init: { type: 'string' },
       'data-dir': { type: 'string' },
       backend: { type: 'string' },
       json: { type: 'boolean' },
@@ -176,11 +177,23 @@ export const trainCommand: Command = {
     const train = encodeExamples(split.train.examples.slice(0, Math.max(1, limit - nTest)), tokenizer, seqLen);
     const test = encodeExamples(split.test.examples.slice(0, nTest), tokenizer, seqLen);
 
-    // alpha/r = 2 at every rank (the reference r 8, alpha 16), so --lora-r does not change the step size.
-    const lora: LoraConfig = Object.freeze({ ...DEFAULT_LORA, r, alpha: 2 * r, targets: TRAIN_DEFAULTS.loraTargets, numLabels: dataset.labels.length, seed: `lora:${seed}` });
+    // alpha/r = 2 at every rank (the reference r 8, alpha 16), so --lora-r does not change the step size. --init starts
+    // from a saved (PEFT) adapter instead, with its own LoRA shape: ESSA searches the singular values of a trained B·A
+    // and keeps the head, so from the untrained adapter (B = 0) it has nothing to search.
+    const init = str(flags.init);
+    const loaded = init === undefined ? undefined : await loadPeftAdapter(init);
+    const lora: LoraConfig = loaded?.lora ?? Object.freeze({ ...DEFAULT_LORA, r, alpha: 2 * r, targets: TRAIN_DEFAULTS.loraTargets, numLabels: dataset.labels.length, seed: `lora:${seed}` });
+    if (loaded) {
+      try {
+        validateAdapter(loaded.adapter, base.config, lora);
+      } catch (err) {
+        throw new UsageError(`--init ${init}: ${(err as Error).message}`, { cause: err });
+      }
+      if (lora.numLabels !== dataset.labels.length) throw new UsageError(`--init ${init} has a ${lora.numLabels}-class head; ${dataset.name} has ${dataset.labels.length} labels`);
+    }
     const model = new GPT2(base.config, base.weights);
     try {
-      const start = initAdapter(base.config, lora);
+      const start = loaded?.adapter ?? initAdapter(base.config, lora);
       const before = evaluate(model, lora, start, test);
       const bar = progressReporter(`train ${mode}`);
       const began = performance.now();
@@ -200,7 +213,7 @@ export const trainCommand: Command = {
         data: dataset.name,
         trainable,
         trainable_params: result.trainable.reduce((a, n) => a + result.adapter.get(n)!.data.length, 0),
-        lora_r: r,
+        lora_r: lora.r,
         lora_targets: lora.targets.join(","),
         batch: batchSize,
         lr,

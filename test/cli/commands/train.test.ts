@@ -69,15 +69,20 @@ describe('lethe train --local', () => {
     expect(Number.isFinite(report.dp_epsilon)).toBe(true);
   });
 
-  it('train – runs the forward-only modes (mezo, essa) with their own flags and default learning rates', async () => {
+  it('train – runs the forward-only modes (mezo, essa) with their own flags and default learning rates; --init starts from a saved adapter', async () => {
     const common = ['--local', '--steps', '2', '--batch', '4', '--seq-len', '16', '--lora-r', '2', '--limit', '100', '--data-dir', dataDir, '--backend', 'wasm', '--json'];
     const mezo = await capture([...common, '--mode', 'mezo', '--eps', '0.005']);
     expect(mezo.code).toBe(0);
     expect(JSON.parse(mezo.stdout.trim())).toMatchObject({ mode: 'mezo', trainable: 'ffa', steps: 2, lr: 6e-3 });
-    const essa = await capture([...common, '--mode', 'essa', '--pairs', '2', '--fitness', 'accuracy']);
+    // ESSA searches the spectrum of a trained B·A, so it starts (--init) from a saved adapter.
+    const warm = join(dataDir, 'warm');
+    expect((await capture([...common, '--mode', 'backprop', '--out', warm])).code).toBe(0);
+    const essa = await capture([...common, '--mode', 'essa', '--pairs', '2', '--fitness', 'accuracy', '--init', warm]);
     expect(essa.code).toBe(0);
     const report = JSON.parse(essa.stdout.trim()) as Record<string, number | string>;
-    expect(report).toMatchObject({ mode: 'essa', steps: 2, lr: 1e-2 });
+    expect(report).toMatchObject({ mode: 'essa', steps: 2, lr: 1e-2, lora_r: 2 });
+    const fresh = JSON.parse(mezo.stdout.trim()) as Record<string, number>;
+    expect(report.test_loss_before).not.toBe(fresh.test_loss_before); // scored the warm adapter, not a fresh one
     expect(report.accuracy_after).toBeGreaterThanOrEqual(0);
     await expect(capture([...common, '--mode', 'essa', '--dp-sigma', '1'])).rejects.toThrow(/no DP variant/);
   });
