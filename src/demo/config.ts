@@ -3,10 +3,12 @@
  * in a few minutes and the global accuracy climbs visibly. The tiny base ships with Lethe (models/tiny-gpt2), so no
  * pretraining happens unless that is missing (then 350 steps took 54 s of CPU on the build machine).
  *
- * Measured on the 2-core build machine while other jobs shared it (load 10-15): the default demo (8 clients × 8
- * rounds × 15 local steps) used 2.2 min of CPU over all its processes and took 3.5-6 min wall; test accuracy went
- * 25.8% (untrained adapter) → 74.4% (round 1) → 82.0% (round 8, best 83.6%). With lr 1e-2 instead of 5e-3 the
- * local loss rose again after round 3 (client drift on the skewed shares).
+ * Measured on the 2-core build machine while other jobs shared it. Seq 64, attention-only LoRA (load 10-15): 2.2 min
+ * of CPU over all its processes, 3.5-6 min wall, test accuracy 25.8% (untrained adapter) → 82.0% (round 8). The
+ * current defaults (seq 128, LoRA on attention + MLP) at load 22-31: 4.3 min of CPU, 15 min wall (with
+ * --round-deadline 900), 25.8% → 76.2% (round 1) → 79.5% (round 8, best 85.7%); at that load heartbeats lagged, so
+ * rounds 2-8 sampled only 4-6 of the 8 clients and the label mix of each round swung. With lr 1e-2 instead of 5e-3
+ * the local loss rose again after round 3 (client drift on the skewed shares).
  */
 import { LORA_TARGETS } from '../model/lora.js';
 
