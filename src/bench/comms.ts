@@ -5,15 +5,15 @@
  * length prefix per message; HTTP/2 frame headers and TLS records are left out.
  *
  *   dense_lora_bytes   the demo run's dense upload (its config from demoRunConfig: the built-in tiny GPT-2, LoRA r 8
- *                      on c_attn + c_proj, FFA: the lora_B tensors and the head travel)
+ *                      on the attention and MLP projections, FFA: the lora_B tensors and the head travel)
  *   seeds_bytes        FedKSeed's upload: K = 4096 float32 scalars in one message (target ≤ 16384 + 512)
  *   essa_bytes         ESSA's upload: (F+, F−) for the run's default 8 member pairs
  *   gpt2_small_*       issue #5's "≥ 100× on a GPT-2-small-width model", measured on GPT-2 small itself (12 layers,
- *                      d 768, 12 heads, vocab 50257; only shapes are needed, no weights) with a run config that sets
- *                      nothing but the aggregation, so LoRA is the run's default (r 8, α 16, c_attn + c_proj):
- *                      `ffa` (the default: lora_B and the head travel) and `fedavg` (lora_A travels too, the upload
- *                      FedKSeed compares against). Each with its ratio to seeds_bytes; gpt2_small_geometry names
- *                      the model and adapter.
+ *                      d 768, 12 heads, vocab 50257; only shapes are needed, no weights) with the demo run's LoRA
+ *                      (r 8 on c_attn, attn.c_proj, c_fc, mlp.c_proj): `ffa` (the demo's: lora_B and the head travel)
+ *                      and `fedavg` (lora_A travels too, the upload FedKSeed compares against). Each with its ratio
+ *                      to seeds_bytes; gpt2_small_geometry names the model and adapter. (Attention-only LoRA, the
+ *                      run config's default, halves the FFA upload: 71×.)
  * The seed upload does not grow with the model; the dense one grows with depth, width, rank and the adapted modules.
  */
 import { parseRunConfig } from '../coordinator/run-config.js';
@@ -85,8 +85,8 @@ export function benchComms(proto: LetheProto): CommsBenchResult {
   const pairs = config.local.essaPairs;
   const seeds = pushUpdateWireBytes(proto, new Map([['seed_scalars', hostTensor([k])]]), 'UPDATE_KIND_SEED_SCALARS');
   const essa = pushUpdateWireBytes(proto, new Map([['fitness', hostTensor([pairs, 2])]]), 'UPDATE_KIND_ESSA_FITNESS');
-  const small = (aggregation: 'ffa' | 'fedavg') => denseBytes(proto, GPT2_SMALL, { aggregation });
-  const { lora } = parseRunConfig({});
+  const small = (aggregation: 'ffa' | 'fedavg') => denseBytes(proto, GPT2_SMALL, { lora: demo.lora, aggregation });
+  const { lora } = config;
   const ffa = small('ffa');
   const fedavg = small('fedavg');
   return {
