@@ -49,7 +49,7 @@ export const SAMPLE_DP_DEFAULTS: Omit<SampleDpBenchOptions, 'dataDir' | 'onProgr
   epsilon: 8,
   delta: 1e-5,
   steps: 40,
-  batch: 128,
+  batch: 256,
   lr: 5e-3,
   clip: 0.5,
   seqLen: 64,
