@@ -5,9 +5,10 @@
  *
  * Measured on the 2-core build machine while other jobs shared it. Seq 64, attention-only LoRA (load 10-15): 2.2 min
  * of CPU over all its processes, 3.5-6 min wall, test accuracy 25.8% (untrained adapter) → 82.0% (round 8). The
- * current defaults (seq 128, LoRA on attention + MLP) at load 22-31: 4.3 min of CPU, 15 min wall (with
- * --round-deadline 900), 25.8% → 76.2% (round 1) → 79.5% (round 8, best 85.7%); at that load heartbeats lagged, so
- * rounds 2-8 sampled only 4-6 of the 8 clients and the label mix of each round swung. With lr 1e-2 instead of 5e-3
+ * current defaults (seq 128, LoRA on attention + MLP) at load 11-23: 5.8 min of CPU, 6.6 min wall, 25.8% → 76.2%
+ * (round 1) → 85.0% (round 8, best 88.5%); the central baseline (`lethe train --local`, 300 steps) scores 91.2% on
+ * the same 512 eval mails. At load 22-31 heartbeats lagged, rounds 2-8 sampled only 4-6 of the 8 clients and round 8
+ * reached 79.5% (15 min wall with --round-deadline 900). With lr 1e-2 instead of 5e-3
  * the local loss rose again after round 3 (client drift on the skewed shares).
  */
 import { LORA_TARGETS } from '../model/lora.js';
