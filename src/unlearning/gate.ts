@@ -31,7 +31,8 @@ export interface GateConfig {
   readonly inQuantile: number; // held-in forget inputs at or above this quantile get w ≥ high
   readonly low: number; // the weight at the out anchor
   readonly high: number; // the weight at the in anchor
-  readonly retainBudget: number; // poor separation: share of generic inputs allowed a weight ≥ ½
+  readonly retainBudget: number; // poor separation: share of generic inputs allowed a weight ≥ ½ …
+  readonly budgetLowQuantile: number; // … and generic inputs at or below this quantile get w ≤ low
   readonly supportQuantile: number; // held-in support distances at or below this quantile …
   readonly supportMargin: number; // … times this margin are inside D_t's support
   readonly cutoff: number; // weights below this are exactly 0
@@ -44,6 +45,9 @@ export const DEFAULT_GATE: GateConfig = Object.freeze({
   low: 0.01,
   high: 0.99,
   retainBudget: 0.03,
+  // The ramp from low to ½ spans the generic inputs' 90th–97th percentiles: the rest of them, and text as unlike D_t
+  // as they are, get 0 (a ramp from the median let a tenth of ordinary inputs through at weights 0.05–0.5).
+  budgetLowQuantile: 0.9,
   supportQuantile: 0.99,
   supportMargin: 1.5,
   // Weights this small barely move a prediction, but each input above the cutoff sends its batch down the slower
@@ -74,6 +78,9 @@ function validate(c: GateConfig): void {
     throw new UnlearningError('gate quantiles and anchor weights must lie strictly between 0 and 1', 'bad_option');
   }
   if (!(c.retainBudget > 0 && c.retainBudget < 0.5)) throw new UnlearningError(`gate retainBudget must be in (0, 0.5), got ${c.retainBudget}`, 'bad_option');
+  if (!(c.budgetLowQuantile >= 0.5 && c.budgetLowQuantile < 1 - c.retainBudget)) {
+    throw new UnlearningError(`gate budgetLowQuantile must be in [0.5, 1 − retainBudget), got ${c.budgetLowQuantile}`, 'bad_option');
+  }
   if (!(c.low < c.high)) throw new UnlearningError(`gate low (${c.low}) must be below high (${c.high})`, 'bad_option');
   if (!(c.cutoff >= 0 && c.cutoff < 0.5)) throw new UnlearningError(`gate cutoff must be in [0, 0.5), got ${c.cutoff}`, 'bad_option');
   if (!(c.memberCos > 0 && c.memberCos <= 1)) throw new UnlearningError(`gate memberCos must be in (0, 1], got ${c.memberCos}`, 'bad_option');
@@ -86,7 +93,7 @@ function validate(c: GateConfig): void {
  * Fits the gate to the detector outputs of held-in forget examples (cross-fitted: how unseen forget-like inputs score)
  * and of generic inputs. Well separated (in's inQuantile above out's outQuantile, generic inputs inside the support
  * only): the two anchors of the header. Poorly separated: w = ½ where the retained budget is spent and w = low at the
- * supported generic inputs' median, or steeper where that leaves the held-in median below `high` — the gate spends its
+ * supported generic inputs' budgetLowQuantile, or steeper where that leaves the held-in median below `high` — the gate spends its
  * retained budget and no more, whatever the overlap.
  */
 export function calibrateGate(heldIn: CalibrationSet, out: CalibrationSet, config: GateConfig = DEFAULT_GATE): Gate {
@@ -110,7 +117,7 @@ export function calibrateGate(heldIn: CalibrationSet, out: CalibrationSet, confi
   // The budget counts every generic input; those outside the support already get 0.
   const share = (config.retainBudget * out.scores.length) / inside.length;
   const center = share >= 1 ? Math.min(...inside) : quantile(inside, 1 - share);
-  const toLow = -logit(config.low) / Math.max(center - quantile(inside, 0.5), 1e-6);
+  const toLow = -logit(config.low) / Math.max(center - quantile(inside, config.budgetLowQuantile), 1e-6);
   const toHigh = inMedian > center ? logit(config.high) / (inMedian - center) : 0;
   return { center, slope: Math.max(toLow, toHigh), ...fixed };
 }
