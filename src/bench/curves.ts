@@ -27,10 +27,11 @@
  */
 import { computeUpdate } from '../client/train-task.js';
 import { DEFAULT_PARTITION_SEED, LocalData, loadLocalData } from '../client/local-data.js';
-import { denseRound, essaConfigOf, essaMemberSeeds, KIND_OF_MODE, poolSeedOf, uploadLayoutOf, type StoredUpdate } from '../coordinator/forward-only.js';
+import { denseRound, essaConfigOf, KIND_OF_MODE, poolSeedOf, uploadLayoutOf, type StoredUpdate } from '../coordinator/forward-only.js';
 import { layoutBytes, runLayout } from '../coordinator/layout.js';
 import { parseRunConfig, type RunConfig } from '../coordinator/run-config.js';
 import { buildStrategy } from '../coordinator/run-strategy.js';
+import { essaParams, taskOf } from '../coordinator/tasks.js';
 import type { RunContext } from '../coordinator/runs.js';
 import { loadDataset, trainTestSplit } from '../data/index.js';
 import { encodeExamples, type EncodedExamples } from '../data/encode.js';
@@ -123,32 +124,18 @@ function roundMode(mode: CurveMode, round: number): CurveMode {
   return mode === 'essa-warm' && round === 1 ? 'backprop' : mode;
 }
 
-/** The task a coordinator would hand this client (src/coordinator/tasks.ts buildTask, without the store). */
+/** The task a coordinator would hand this client in this round (the basis hash is not checked in process). */
 function taskFor(ctx: RunContext, mode: CurveMode, round: number, clientId: string): Task {
-  const { config } = ctx;
   const training = TRAINING_MODE[mode];
-  return {
-    taskId: `${ctx.id}/${round}/${clientId}`,
-    runId: ctx.id,
-    round,
+  const { local } = ctx.config;
+  return taskOf(ctx, round, clientId, {
+    training,
     deadlineMs: Number.MAX_SAFE_INTEGER,
-    mode: training,
     adapterSha256: Buffer.alloc(32),
-    baseModel: config.baseModel,
-    dataset: config.task,
-    labels: [...config.labels],
-    seqLen: config.seqLen,
-    lora: { rank: config.lora.r, alpha: config.lora.alpha, targetModules: [...config.lora.targets], initSeed: config.lora.seed, aggregation: 'AGGREGATION_MODE_FFA' },
-    training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: mode === 'mezo-seeds' ? config.local.mezoLr : config.local.lr, weightDecay: 0, seed: (round * 7919 + Number(clientId.slice(1))) >>> 0 },
-    mezo: mode === 'mezo-seeds' ? { eps: config.local.mezoEps, seedPoolSize: config.local.seedPoolK, poolSeed: poolSeedOf(ctx), poolScalarsSha256: Buffer.alloc(0) } : null,
-    essa:
-      training === 'TRAINING_MODE_ESSA'
-        ? { sigma: config.local.essaSigma, memberSeeds: essaMemberSeeds(ctx, round, clientId), topFraction: 1, fitness: config.local.essaFitness, evalExamples: config.local.essaEvalExamples, basisSha256: Buffer.alloc(32) }
-        : null,
+    mezo: mode === 'mezo-seeds' ? { eps: local.mezoEps, seedPoolSize: local.seedPoolK, poolSeed: poolSeedOf(ctx), poolScalarsSha256: Buffer.alloc(0) } : null,
+    essa: training === 'TRAINING_MODE_ESSA' ? essaParams(ctx, round, clientId, Buffer.alloc(32)) : null,
     privacy: null,
-    unlearning: null,
-    uploadTensors: [...uploadLayoutOf(ctx, KIND_OF_MODE[training]!).keys()],
-  };
+  });
 }
 
 async function runCurve(mode: CurveMode, model: GPT2, shards: readonly EncodedExamples[], test: EncodedExamples, opts: CurvesOptions): Promise<Curve> {

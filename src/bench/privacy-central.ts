@@ -22,6 +22,7 @@ import { denseRound, type StoredUpdate } from '../coordinator/forward-only.js';
 import { runLayout } from '../coordinator/layout.js';
 import { parseRunConfig, type RunConfig } from '../coordinator/run-config.js';
 import { buildStrategy, privacyInstructions, privacyPlan, roundRelease, type StrategyState } from '../coordinator/run-strategy.js';
+import { taskOf } from '../coordinator/tasks.js';
 import type { RunContext } from '../coordinator/runs.js';
 import { expectedParticipants, sampleClients } from '../coordinator/sampling.js';
 import { encodeExamples, loadDataset, partitionDirichlet, trainTestSplit, type EncodedExamples } from '../data/index.js';
@@ -34,7 +35,6 @@ import { InMemoryLedgerStore, PrivacyLedger } from '../privacy/ledger.js';
 import type { HostTensor } from '../tensors/host.js';
 import { evaluate } from '../train/evaluate.js';
 import { ensurePretrainedBase } from '../train/pretrain.js';
-import type { Task } from '../wire/messages.js';
 
 export interface CentralDpBenchOptions {
   readonly dataDir: string;
@@ -117,30 +117,6 @@ interface SimClient {
   readonly data: EncodedExamples;
 }
 
-/** The backprop task a coordinator would hand `client` (src/coordinator/tasks.ts buildTask, without the store). */
-function backpropTask(ctx: RunContext, round: number, client: SimClient, clipNorm: number): Task {
-  const { config } = ctx;
-  return {
-    taskId: `${ctx.id}/${round}/${client.id}`,
-    runId: ctx.id,
-    round,
-    deadlineMs: Number.MAX_SAFE_INTEGER,
-    mode: 'TRAINING_MODE_BACKPROP',
-    adapterSha256: Buffer.alloc(32),
-    baseModel: config.baseModel,
-    dataset: config.task,
-    labels: [...config.labels],
-    seqLen: config.seqLen,
-    lora: { rank: config.lora.r, alpha: config.lora.alpha, targetModules: [...config.lora.targets], initSeed: config.lora.seed, aggregation: 'AGGREGATION_MODE_FFA' },
-    training: { steps: config.local.steps, batchSize: config.local.batchSize, learningRate: config.local.lr, weightDecay: 0, seed: (round * 7919 + Number(client.id.slice(1))) >>> 0 },
-    mezo: null,
-    essa: null,
-    privacy: privacyInstructions(config, ctx.plan, clipNorm, client.numExamples),
-    unlearning: null,
-    uploadTensors: [...ctx.layout.upload.keys()],
-  };
-}
-
 async function runOne(epsilon: number, model: GPT2, clients: readonly SimClient[], test: EncodedExamples, opts: CentralDpBenchOptions): Promise<CentralDpPoint> {
   const began = performance.now();
   const config = centralRunConfig(opts, epsilon);
@@ -161,7 +137,16 @@ async function runOne(epsilon: number, model: GPT2, clients: readonly SimClient[
     const built = buildStrategy(config, plan, state, m);
     const stored: StoredUpdate[] = [];
     for (const client of sampled) {
-      const out = await computeUpdate(backpropTask(ctx, round, client, built.clipNorm), { model, global, data: client.data, noise: gaussianNoise });
+      const out = await computeUpdate(
+        taskOf(ctx, round, client.id, {
+          training: 'TRAINING_MODE_BACKPROP',
+          deadlineMs: Number.MAX_SAFE_INTEGER,
+          adapterSha256: Buffer.alloc(32),
+          mezo: null,
+          essa: null,
+          privacy: privacyInstructions(ctx.config, ctx.plan, built.clipNorm, client.numExamples),
+        }),
+        { model, global, data: client.data, noise: gaussianNoise });
       stored.push({ clientId: client.id, numExamples: out.numExamples, kind: out.kind, tensors: out.tensors, metrics: out.metrics });
     }
     const dense = denseRound(ctx, round, global, stored, undefined, plan ? 'equal' : 'examples');

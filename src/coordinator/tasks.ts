@@ -5,11 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { ClientRecord, RoundRecord } from '../store/store.js';
-import type { AggregationMode, EssaParams, MezoParams, Task } from '../wire/messages.js';
+import type { AggregationMode, EssaParams, MezoParams, PrivacyInstructions, Task, TrainingMode } from '../wire/messages.js';
 import type { CoordinatorCore } from './core.js';
 import { InvalidRequestError } from './errors.js';
 import { essaConfigOf, essaMemberSeeds, KIND_OF_MODE, poolSeedOf, uploadLayoutOf } from './forward-only.js';
-import { currentStrategyState, privacyInstructions, type EssaRefs, type StrategyState } from './run-strategy.js';
+import { currentStrategyState, privacyInstructions, type StrategyState } from './run-strategy.js';
 import { modeFor, type RunContext, type RunRegistry } from './runs.js';
 import { buildUnlearningTask, currentUnlearning } from './unlearning-tasks.js';
 
@@ -46,7 +46,7 @@ function mezoParams(ctx: RunContext, seeds: boolean, state: StrategyState): Mezo
 }
 
 /** The ESSA task: this client's member seeds and the basis (prepared when the round opened; see round-driver.ts). */
-function essaParams(ctx: RunContext, round: number, clientId: string, essa: EssaRefs): EssaParams {
+export function essaParams(ctx: RunContext, round: number, clientId: string, basisSha256: Buffer): EssaParams {
   const { local } = ctx.config;
   return {
     sigma: local.essaSigma,
@@ -54,7 +54,55 @@ function essaParams(ctx: RunContext, round: number, clientId: string, essa: Essa
     topFraction: essaConfigOf(ctx.config).topFraction,
     fitness: local.essaFitness,
     evalExamples: local.essaEvalExamples,
-    basisSha256: Buffer.from(essa.basis, 'hex'),
+    basisSha256,
+  };
+}
+
+/** What a task takes from the coordinator's state; the rest follows from the run config (taskOf). */
+export interface TaskParts {
+  readonly training: TrainingMode;
+  readonly deadlineMs: number;
+  readonly adapterSha256: Buffer;
+  readonly mezo: MezoParams | null;
+  readonly essa: EssaParams | null;
+  readonly privacy: PrivacyInstructions | null;
+}
+
+/** The task of `clientId` in `round` of `ctx`. Pure: benchmarks that simulate clients in process build theirs here. */
+export function taskOf(ctx: RunContext, round: number, clientId: string, parts: TaskParts): Task {
+  const { config } = ctx;
+  const id = taskId(ctx.id, round, clientId);
+  const mezo = parts.training === 'TRAINING_MODE_MEZO_DENSE' || parts.training === 'TRAINING_MODE_MEZO_SEEDS';
+  return {
+    taskId: id,
+    runId: ctx.id,
+    round,
+    deadlineMs: parts.deadlineMs,
+    mode: parts.training,
+    adapterSha256: parts.adapterSha256,
+    baseModel: config.baseModel,
+    dataset: config.task,
+    labels: [...config.labels],
+    seqLen: config.seqLen,
+    lora: {
+      rank: config.lora.r,
+      alpha: config.lora.alpha,
+      targetModules: [...config.lora.targets],
+      initSeed: config.lora.seed,
+      aggregation: AGGREGATION_MODE[config.aggregation]!,
+    },
+    training: {
+      steps: config.local.steps,
+      batchSize: config.local.batchSize,
+      learningRate: mezo ? config.local.mezoLr : config.local.lr,
+      weightDecay: 0,
+      seed: taskSeed(id),
+    },
+    mezo: parts.mezo,
+    essa: parts.essa,
+    privacy: parts.privacy,
+    unlearning: null,
+    uploadTensors: [...uploadLayoutOf(ctx, KIND_OF_MODE[parts.training]!).keys()],
   };
 }
 
@@ -72,43 +120,19 @@ export async function pendingRound(core: CoordinatorCore, runs: RunRegistry, run
 export async function buildTask(core: CoordinatorCore, ctx: RunContext, round: RoundRecord, client: ClientRecord): Promise<Task | undefined> {
   const candidate = modeFor(ctx, client);
   if (!candidate) return undefined; // its capabilities changed since it was sampled
-  const { config, layout, plan } = ctx;
+  const { config, plan } = ctx;
   const state = currentStrategyState(await core.store.runs.getStrategyState(ctx.id), (r) => r < round.round);
   // ESSA since it was sampled (its capabilities changed): no generation was prepared for this round.
   if (candidate.mode === 'essa' && !state.essa) return undefined;
-  const id = taskId(ctx.id, round.round, client.id);
   const seeds = candidate.training === 'TRAINING_MODE_MEZO_SEEDS';
-  return {
-    taskId: id,
-    runId: ctx.id,
-    round: round.round,
+  return taskOf(ctx, round.round, client.id, {
+    training: candidate.training,
     deadlineMs: round.deadlineAt,
-    mode: candidate.training,
     adapterSha256: Buffer.from(round.adapterShaBefore ?? '', 'hex'),
-    baseModel: config.baseModel,
-    dataset: config.task,
-    labels: [...config.labels],
-    seqLen: config.seqLen,
-    lora: {
-      rank: config.lora.r,
-      alpha: config.lora.alpha,
-      targetModules: [...config.lora.targets],
-      initSeed: config.lora.seed,
-      aggregation: AGGREGATION_MODE[config.aggregation]!,
-    },
-    training: {
-      steps: config.local.steps,
-      batchSize: config.local.batchSize,
-      learningRate: candidate.mode === 'mezo' ? config.local.mezoLr : config.local.lr,
-      weightDecay: 0,
-      seed: taskSeed(id),
-    },
     mezo: candidate.mode === 'mezo' ? mezoParams(ctx, seeds, state) : null,
-    essa: candidate.mode === 'essa' && state.essa ? essaParams(ctx, round.round, client.id, state.essa) : null,
+    essa: candidate.mode === 'essa' && state.essa ? essaParams(ctx, round.round, client.id, Buffer.from(state.essa.basis, 'hex')) : null,
     privacy: privacyInstructions(config, plan, state.clipNorm ?? plan?.clip ?? 0, candidate.numExamples),
-    unlearning: null,
-    uploadTensors: [...uploadLayoutOf(ctx, KIND_OF_MODE[candidate.training]!).keys()],
-  };
+  });
 }
 
 /**
