@@ -31,7 +31,7 @@ export async function benchPrivacy(opts: PrivacyBenchOptions): Promise<PrivacyBe
 }
 
 export const PRIVACY_BENCH_USAGE =
-  '[--parts sample,central] [--epsilon 8] [--steps 40] [--batch 256] [--lr 5e-3] [--clip 0.5] [--limit N] ' +
+  '[--parts sample,central] [--epsilon 8] [--steps 40] [--batch 512] [--lr 1e-2] [--clip 5] [--limit N] ' +
   '[--epsilons 1,2,4,8,inf] [--clients 500] [--q 0.1] [--rounds 20] [--central-clip 0.5] [--local-steps 2] [--server-lr 1] [--data-dir DIR] [--backend NAME] [--json]';
 
 /** The suite's options from its flags (defaults: SAMPLE_DP_DEFAULTS, CENTRAL_DP_DEFAULTS). */
