@@ -65,6 +65,21 @@ export interface AggregateBenchResult {
   readonly round_clients: number;
 }
 
+/**
+ * Lightweight clients (the round-overhead measurements here and in nats.ts): each long-polls for its task, fetches the
+ * adapter and uploads a prepared update of the SMALL model's r 8 shapes at once, no training.
+ */
+export function answerOneTask(clients: readonly BenchClient[]): Promise<void[]> {
+  return Promise.all(
+    clients.map(async (c, k) => {
+      const task = await c.pullTask(30_000);
+      await c.fetch(task);
+      const shapes = new Map(task.uploadTensors.map((n) => [n, n === 'score.weight' ? [2, SMALL.nEmbd] : shapeOfB(n, SMALL, 8)] as const));
+      await c.push(task, preparedUpdate(task, shapes, k));
+    }),
+  );
+}
+
 /** One enrolled identity calling the fleet service (src/bench/nats.ts reuses it). */
 export class BenchClient {
   id = '';
@@ -284,14 +299,7 @@ export async function measureRoundOverhead(clientCount: number): Promise<number>
     const opened = nextEvent(env.coordinator, (e) => e.type === 'round_opened');
     const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
     // Everyone long-polls before the run exists, like idle clients waiting for work.
-    const work = Promise.all(
-      env.clients.map(async (c, k) => {
-        const task = await c.pullTask(30_000);
-        await c.fetch(task);
-        const shapes = new Map(task.uploadTensors.map((n) => [n, n === 'score.weight' ? [2, SMALL.nEmbd] : shapeOfB(n, SMALL, 8)] as const));
-        await c.push(task, preparedUpdate(task, shapes, k));
-      }),
-    );
+    const work = answerOneTask(env.clients);
     await env.createRun({ name: 'overhead', rounds: 1, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
     const [t0, t1] = await Promise.all([opened, closed, work]);
     return (t1 - t0) / 1000;

@@ -34,7 +34,7 @@ import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
-import { ALL_TARGETS, BenchClient, preparedUpdate, shapeOfB, SMALL, WIDE } from './aggregate.js';
+import { ALL_TARGETS, answerOneTask, BenchClient, preparedUpdate, shapeOfB, SMALL, WIDE } from './aggregate.js';
 
 export interface NatsBenchOptions {
   /** 'nats://127.0.0.1:4222': the NATS server(s) with JetStream. */
@@ -227,14 +227,7 @@ async function measureRoundOverhead(servers: readonly string[], clientCount: num
     const closed = env.next('round.aggregated');
     const cpu = env.cpu(); // includes the long polls' setup and the run's creation: an upper bound
     // Everyone long-polls before the run exists, like idle clients waiting for work.
-    const work = Promise.all(
-      env.clients.map(async (c, k) => {
-        const task = await c.pullTask(30_000);
-        await c.fetch(task);
-        const shapes = new Map(task.uploadTensors.map((n) => [n, n === 'score.weight' ? [2, SMALL.nEmbd] : shapeOfB(n, SMALL, 8)] as const));
-        await c.push(task, preparedUpdate(task, shapes, k));
-      }),
-    );
+    const work = answerOneTask(env.clients);
     progress(`one round with ${clientCount} clients`);
     await env.createRun({ name: 'overhead', rounds: 1, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
     const uploaded = work.then(() => performance.now());
