@@ -65,8 +65,8 @@ export const demoCommand: Command = {
   path: ['demo'],
   summary: 'federated LoRA fine-tuning with a coordinator and N client processes on this machine',
   usage:
-    '[--clients 8] [--rounds 8] [--alpha 0.5] [--data-dir DIR] [--port 0] [--privacy] [--unlearn] [--backend B] ' +
-    '[--base-model builtin:tiny|DIR] [--seq-len 128] [--local-steps 15] [--batch-size 16] [--lr 5e-3] [--round-deadline 180]',
+    '[--clients 8] [--rounds 10] [--alpha 0.5] [--data-dir DIR] [--port 0] [--privacy] [--unlearn] [--backend B] ' +
+    '[--base-model builtin:tiny|DIR] [--seq-len 128] [--local-steps 25] [--batch-size 16] [--lr 5e-3] [--round-deadline 180]',
   async run(argv) {
     const options = demoOptions(argv);
     const script = process.argv[1];
