@@ -18,7 +18,7 @@ import type { GPT2Config } from '../../src/model/gpt2.js';
 import type { Run } from '../../src/wire/admin-messages.js';
 import { loadLetheProto } from '../../src/wire/proto.js';
 import { tempDir, writeTestModel } from '../client/helpers.js';
-import { events, freePort, lethe, requireFreshBuild, waitUntil, type LetheProcess } from './harness.js';
+import { events, freePort, killAll, lethe, printOutputs, requireFreshBuild, type LetheProcess, waitUntil } from './harness.js';
 
 /** Wider than the unit tests' model so that the spam signal is learnable in a few rounds; still milliseconds per step. */
 const E2E_MODEL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
@@ -89,15 +89,12 @@ describe('end to end', () => {
 
   // A failed step says what the processes said.
   beforeEach(({ onTestFailed }) => {
-    onTestFailed(() => {
-      process.stderr.write(`--- coordinator output ---\n${coordinator?.output().slice(-4000)}\n`);
-      clients.forEach((c, i) => process.stderr.write(`--- client ${i} output ---\n${c.output().slice(-2000)}\n`));
-    });
+    onTestFailed(() => printOutputs(coordinator, clients));
   });
 
   afterAll(async () => {
     admin?.close();
-    await Promise.all([...clients.map((c) => c.kill('SIGKILL')), coordinator?.kill('SIGKILL')]);
+    await killAll(coordinator, clients);
     dir.remove();
   });
 

@@ -118,3 +118,14 @@ export async function waitUntil<T>(check: () => Promise<T | undefined> | T | und
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** For a failed test: the tail of what the coordinator and each client process printed. */
+export function printOutputs(coordinator: LetheProcess | undefined, clients: readonly LetheProcess[]): void {
+  process.stderr.write(`--- coordinator output ---\n${coordinator?.output().slice(-4000)}\n`);
+  clients.forEach((c, i) => process.stderr.write(`--- client ${i} output ---\n${c.output().slice(-3000)}\n`));
+}
+
+/** Teardown: SIGKILL every process of the scenario (the state dies with the temp dir). */
+export async function killAll(coordinator: LetheProcess | undefined, clients: readonly LetheProcess[]): Promise<void> {
+  await Promise.all([...clients.map((c) => c.kill('SIGKILL')), coordinator?.kill('SIGKILL')]);
+}

@@ -17,7 +17,7 @@ import { callUnary, createClient } from '../../src/wire/services.js';
 import { loadLetheProto } from '../../src/wire/proto.js';
 import { adminMetadata } from '../coordinator/helpers.js';
 import { tempDir, writeTestModel } from '../client/helpers.js';
-import { freePort, lethe, requireFreshBuild, waitUntil, type LetheProcess } from './harness.js';
+import { freePort, killAll, lethe, printOutputs, requireFreshBuild, type LetheProcess, waitUntil } from './harness.js';
 
 const E2E_MODEL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
 const CLIENTS = 2;
@@ -71,15 +71,12 @@ describe('unlearning end to end', () => {
   let runId = '';
 
   beforeEach(({ onTestFailed }) => {
-    onTestFailed(() => {
-      process.stderr.write(`--- coordinator output ---\n${coordinator?.output().slice(-4000)}\n`);
-      clients.forEach((c, i) => process.stderr.write(`--- client ${i} output ---\n${c.output().slice(-3000)}\n`));
-    });
+    onTestFailed(() => printOutputs(coordinator, clients));
   });
 
   afterAll(async () => {
     admin?.close();
-    await Promise.all([...clients.map((c) => c.kill('SIGKILL')), coordinator?.kill('SIGKILL')]);
+    await killAll(coordinator, clients);
     dir.remove();
   });
 
