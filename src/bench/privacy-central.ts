@@ -91,6 +91,8 @@ export interface CentralDpPoint {
   readonly mean_sampled: number;
   readonly rounds: number;
   readonly clip: number;
+  readonly local_steps: number;
+  readonly local_lr: number;
   readonly server_lr: number;
   readonly accuracy_before: number;
   readonly accuracy: number;
@@ -171,6 +173,8 @@ async function runOne(epsilon: number, model: GPT2, clients: readonly SimClient[
     mean_sampled: sampledTotal / config.rounds,
     rounds: config.rounds,
     clip: opts.clip,
+    local_steps: opts.localSteps,
+    local_lr: opts.lr,
     server_lr: opts.serverLr,
     accuracy_before: before.accuracy,
     accuracy: after.accuracy,

@@ -32,7 +32,7 @@ export async function benchPrivacy(opts: PrivacyBenchOptions): Promise<PrivacyBe
 
 export const PRIVACY_BENCH_USAGE =
   '[--parts sample,central] [--epsilon 8] [--steps 40] [--batch 512] [--lr 1e-2] [--clip 5] [--limit N] ' +
-  '[--epsilons 1,2,4,8,inf] [--clients 500] [--q 0.1] [--rounds 20] [--central-clip 0.5] [--local-steps 2] [--server-lr 1] [--data-dir DIR] [--backend NAME] [--json]';
+  '[--epsilons 1,2,4,8,inf] [--clients 500] [--q 0.1] [--rounds 20] [--central-clip 0.5] [--local-steps 2] [--local-lr 5e-3] [--server-lr 1] [--data-dir DIR] [--backend NAME] [--json]';
 
 /** The suite's options from its flags (defaults: SAMPLE_DP_DEFAULTS, CENTRAL_DP_DEFAULTS). */
 export function privacyBenchOptions(flags: Flags, onProgress?: (line: string) => void): PrivacyBenchOptions {
@@ -75,6 +75,7 @@ export function privacyBenchOptions(flags: Flags, onProgress?: (line: string) =>
       rounds: intFlag('rounds', flags.rounds, c.rounds),
       clip: positive('central-clip', c.clip),
       localSteps: intFlag('local-steps', flags['local-steps'], c.localSteps),
+      lr: positive('local-lr', c.lr),
       serverLr: positive('server-lr', c.serverLr),
       ...(onProgress ? { onProgress } : {}),
     },
@@ -83,7 +84,7 @@ export function privacyBenchOptions(flags: Flags, onProgress?: (line: string) =>
 
 /** `lethe bench privacy …` (bench.ts SUITES calls this with the arguments after the suite name). */
 export async function benchPrivacyMain(argv: string[]): Promise<number> {
-  const names = ['parts', 'epsilon', 'steps', 'batch', 'lr', 'clip', 'limit', 'epsilons', 'clients', 'q', 'rounds', 'central-clip', 'local-steps', 'server-lr', 'data-dir', 'backend'];
+  const names = ['parts', 'epsilon', 'steps', 'batch', 'lr', 'clip', 'limit', 'epsilons', 'clients', 'q', 'rounds', 'central-clip', 'local-steps', 'local-lr', 'server-lr', 'data-dir', 'backend'];
   const flags = parseFlags(argv, { json: { type: 'boolean' }, ...Object.fromEntries(names.map((n) => [n, { type: 'string' as const }])) });
   const opts = privacyBenchOptions(flags, (line) => process.stderr.write(`${line}\n`));
   await startBackend(str(flags.backend));

@@ -13,7 +13,7 @@ describe('privacy benchmark', () => {
 
   it('bench – the sample-level and central parts run at toy scale and report accuracy, σ and ε at the target', async () => {
     // Prepare: flags as `lethe bench privacy` parses them, scaled down
-    const flags = { limit: '40', steps: '2', batch: '8', epsilons: '8,inf', clients: '16', q: '0.5', rounds: '1', 'local-steps': '1' };
+    const flags = { limit: '40', steps: '2', batch: '8', epsilons: '8,inf', clients: '16', q: '0.5', rounds: '1', 'local-steps': '1', 'local-lr': '2e-3' };
     const opts = privacyBenchOptions(flags);
     // Execute
     const { sample, central } = await benchPrivacy({ ...opts, central: { ...opts.central, testExamples: 16 } });
@@ -28,7 +28,7 @@ describe('privacy benchmark', () => {
     // Assert: one point per ε, the private one spending its budget through the ledger, the non-private one none
     expect(central!.map((p) => p.epsilon_target)).toEqual([8, null]);
     const [dp, plain] = central!;
-    expect(dp).toMatchObject({ suite: 'privacy-central', clients: 16, q: 0.5, expected_per_round: 8, rounds: 1 });
+    expect(dp).toMatchObject({ suite: 'privacy-central', clients: 16, q: 0.5, expected_per_round: 8, rounds: 1, local_steps: 1, local_lr: 2e-3 });
     expect(dp!.sigma).toBeGreaterThan(0);
     expect(dp!.epsilon_spent).toBeLessThanOrEqual(8);
     expect(dp!.epsilon_spent).toBeGreaterThan(7.99);
