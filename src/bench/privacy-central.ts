@@ -135,7 +135,7 @@ async function runOne(epsilon: number, model: GPT2, clients: readonly SimClient[
     const rand = seedrandom(`${config.seed}/${ctx.id}/round/${round}`); // round-driver.ts's per-round stream
     const sampled = sampleClients(clients, config.sampling, () => rand());
     sampledTotal += sampled.length;
-    if (plan && sampled.length > 0) await ledger.reserve(ctx.id, roundRelease(config, plan, sampled.map((c) => c.numExamples)));
+    if (plan && sampled.length > 0) await ledger.reserve(ctx.id, round, roundRelease(config, plan, sampled.map((c) => c.numExamples)));
     const built = buildStrategy(config, plan, state, m);
     const stored: StoredUpdate[] = [];
     for (const client of sampled) {

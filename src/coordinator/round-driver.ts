@@ -18,13 +18,12 @@ import { crashPointForTests } from '../privacy/crash-point.js';
 import { BudgetExceededError } from '../privacy/errors.js';
 import type { RoundRecord } from '../store/store.js';
 import type { TensorMap } from '../tensors/host.js';
-import { refreshBudget } from './budget.js';
+import { chargeRound, refreshBudget } from './budget.js';
 import type { CoordinatorCore } from './core.js';
 import { announce } from './peers.js';
 import { prepareEssa } from './forward-only.js';
 import { closeRound } from './round-close.js';
-import { roundRelease } from './run-strategy.js';
-import type { RunContext, RunRegistry } from './runs.js';
+import type { RunCandidate, RunContext, RunRegistry } from './runs.js';
 import { expectedParticipants, sampleClients } from './sampling.js';
 
 /** Evaluates a run's new global adapter (eval accuracy and loss), or returns undefined when the run has no eval data. */
@@ -158,15 +157,12 @@ export class RunDriver {
       return;
     }
     const rand = seedrandom(`${config.seed}/${ctx.id}/round/${round}`);
-    const sampled = sampleClients(candidates, config.sampling, () => rand());
+    let sampled: readonly RunCandidate[] = sampleClients(candidates, config.sampling, () => rand());
     if (ctx.plan && sampled.length > 0) {
-      const release = roundRelease(config, ctx.plan, sampled.map((c) => c.numExamples), sampled.every((c) => c.mode === 'mezo'));
       try {
         await refreshBudget(this.core, ctx); // RaiseBudget may have reached another coordinator
-        // Each round opened under DP holds one entry; one more is a reservation whose open a crash interrupted.
-        const claimed = (await this.core.store.rounds.list(ctx.id)).filter((r) => r.sampledClientIds.length > 0).length;
-        await this.core.ledger.reserve(ctx.id, release, { beforeAppend: () => this.fence(), claimed });
-        crashPointForTests('ledger-record');
+        sampled = await chargeRound(this.core, ctx, round, sampled, () => this.fence());
+        crashPointForTests('ledger-record', round);
       } catch (err) {
         if (!(err instanceof BudgetExceededError)) throw err;
         const left = err.shortfall.remainingEpsilon;

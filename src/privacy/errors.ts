@@ -8,7 +8,8 @@ export type PrivacyErrorCode =
   | 'accountant_state'
   | 'budget_exceeded'
   | 'no_budget'
-  | 'invalid_update';
+  | 'invalid_update'
+  | 'release_conflict';
 
 /** Base class: every error this package throws is a PrivacyError. */
 export class PrivacyError extends Error {
@@ -52,6 +53,40 @@ export class NoBudgetError extends PrivacyError {
   constructor(readonly runId: string) {
     super(`no privacy budget is set for run "${runId}": call setBudget(runId, { epsilon, delta }) first`, 'no_budget');
   }
+}
+
+/** A release as the ledger sees it (ledger.ts PlannedRelease), for messages. */
+interface ReleaseShape {
+  readonly kind: string;
+  readonly q: number;
+  readonly sigma: number;
+  readonly steps: number;
+}
+
+/**
+ * A round is already charged in the ledger for a release that does not cover the one now planned for it (the plan
+ * samples more of each client's data, adds steps or less noise). Nothing was recorded: the round may open only with a
+ * release the recorded charge covers, since charging it again would count the round twice.
+ */
+export class ReleaseConflictError extends PrivacyError {
+  override name = 'ReleaseConflictError';
+  constructor(
+    readonly runId: string,
+    readonly round: number,
+    readonly recorded: ReleaseShape,
+    readonly planned: ReleaseShape,
+  ) {
+    super(
+      `round ${round} of run "${runId}" is already charged for ${describeRelease(recorded)}, which does not cover the planned ` +
+        `${describeRelease(planned)}; open the round with a release the charge covers (q ≤ ${recorded.q}, σ ≥ ${recorded.sigma}, ` +
+        `steps ≤ ${recorded.steps}, kind ${recorded.kind})`,
+      'release_conflict',
+    );
+  }
+}
+
+export function describeRelease(r: ReleaseShape): string {
+  return `${r.steps} ${r.kind} release${r.steps === 1 ? '' : 's'} (q=${r.q}, σ=${r.sigma})`;
 }
 
 /** What a refused release would have cost, and what the run has left. */

@@ -2,13 +2,17 @@
  * The privacy ledger: every noisy release of a run (a round aggregate, a clip-count release, a DPZero scalar step) is
  * recorded durably BEFORE its result is published, and a release that would push the run's ε past its budget is
  * refused before it happens (ALGORITHMS.md §2). ε is never stored: it is recomputed from the entries through the RDP
- * accountant, so a crash between reserving and releasing can only over-count, never under-count; a step redone after
- * such a crash reuses its unused entry where that is provably sound (reserve's `claimed`), so it is not counted twice.
+ * accountant, so a crash between recording and releasing can only over-count, never under-count.
  *
- * Storage is behind `LedgerStore` (the SQLite implementation lives in src/store); this file holds the logic.
+ * Each entry is tagged with what it pays for, (run, round, kind), and a run holds at most one entry per tag: a step
+ * redone after a crash (kill -9 between the ledger write and opening the round) finds its round's charge instead of
+ * adding a second, so no release is counted twice.
+ *
+ * Storage is behind `LedgerStore` (the SQLite and JetStream implementations live in src/store); this file holds the
+ * logic.
  */
 import { RdpAccountant } from './accountant.js';
-import { BudgetExceededError, InvalidPrivacyParameterError, NoBudgetError } from './errors.js';
+import { BudgetExceededError, InvalidPrivacyParameterError, NoBudgetError, ReleaseConflictError, describeRelease } from './errors.js';
 import { DEFAULT_ORDERS, checkDelta, checkStepParameters } from './rdp.js';
 
 export type ReleaseKind = 'aggregate' | 'clip_count' | 'scalar';
@@ -26,16 +30,25 @@ export interface LedgerEntry extends PlannedRelease {
   readonly runId: string;
   /** 0, 1, 2, ... per run, in the order the releases were reserved. */
   readonly seq: number;
+  /**
+   * The round this release pays for (1, 2, ...); with `runId` and `kind` the entry's tag, unique per run. null on
+   * entries recorded before entries were tagged (SQLite schema ≤ 2): they count towards ε but match no tag.
+   */
+  readonly round: number | null;
   /** When it was reserved, ms since the Unix epoch. */
   readonly at: number;
 }
 
 /**
- * Durable storage of ledger entries. `append` must not return (or resolve) until the entry would survive a crash,
- * and must reject an entry whose (runId, seq) already exists. `list` returns a run's entries in seq order.
+ * Durable storage of ledger entries. `append` must not return (or resolve) until the entry would survive a crash.
+ * It is idempotent on the entry's tag (runId, round, kind): when the run already holds an entry with that tag and the
+ * same (q, σ, steps), it returns that entry and writes nothing; with another (q, σ, steps) it rejects with a conflict
+ * (the src/store stores: ConflictError 'ledger_tag'). Otherwise it appends and returns `entry`, rejecting a seq that is
+ * not the run's next one (ConflictError 'ledger_seq': another writer came first). `list` returns a run's entries in
+ * seq order.
  */
 export interface LedgerStore {
-  append(entry: LedgerEntry): void | Promise<void>;
+  append(entry: LedgerEntry): LedgerEntry | Promise<LedgerEntry>;
   list(runId: string): readonly LedgerEntry[] | Promise<readonly LedgerEntry[]>;
 }
 
@@ -94,39 +107,45 @@ export class PrivacyLedger {
     return { epsilon, order, delta: budget.delta, releases: entries.length };
   }
 
+  /** The entries that pay for round `round` of the run (none before it was charged). */
+  async charges(runId: string, round: number): Promise<LedgerEntry[]> {
+    return (await this.store.list(runId)).filter((e) => e.round === round);
+  }
+
   /**
-   * Records `release` durably if the run's ε after it stays within budget, and returns the entry; otherwise throws
-   * BudgetExceededError (stating what is left and what the release would cost) and records nothing. Call it BEFORE
-   * drawing the release's noise or publishing its result.
+   * Charges round `round` of the run for `release`: records it durably, tagged (runId, round, release.kind), if the
+   * run's ε after it stays within budget, and returns the entry; otherwise throws BudgetExceededError (stating what
+   * is left and what the release would cost) and records nothing. Call it BEFORE drawing the release's noise or
+   * publishing its result.
    *
-   * Several processes may share one ledger store: when another one appended the seq this one computed (the store
-   * refuses it with a conflict on 'ledger_seq'), the entries are read again and the budget checked again, up to
-   * `seqAttempts` times. `beforeAppend` runs before every append attempt (a coordinator checks there that it still
-   * leads the run) and can abort the reservation by throwing.
+   * A tag is charged once. When the run already holds an entry with this tag (the caller is redoing a step a crash
+   * interrupted after the charge), that entry is returned and nothing is appended, provided it covers `release`:
+   * same kind, q no higher, σ no lower, no more steps, so the recorded charge is at least what the release costs. An
+   * entry that does not cover it throws ReleaseConflictError: the caller must shrink the release to what was charged.
    *
-   * `claimed`: how many of the run's entries stand for releases the caller has started (a coordinator: the rounds it
-   * opened under DP). More entries than that means a process reserved and then died before starting its release
-   * (kill -9 between the ledger write and opening the round), and the caller is now redoing that step. When every
-   * entry of the run equals `release` (central and local DP: one fixed (q, σ) per round), such an unused entry is
-   * returned and nothing is appended, so the redone step is counted once. When the entries differ (sample-level DP,
-   * whose q follows the sampled clients' data sizes), a count cannot tell an unused entry from a used one, so a new
-   * one is appended: the crash then over-counts, never under-counts. Without `claimed` every call appends.
+   * Several processes may share one ledger store: when another one appended first (the store refuses the seq this one
+   * computed, or the tag with a different release), the entries are read again and the checks redone, up to
+   * SEQ_ATTEMPTS times. `beforeAppend` runs before every append attempt (a coordinator checks there that it still leads
+   * the run) and can abort the reservation by throwing.
    */
   async reserve(
     runId: string,
+    round: number,
     release: PlannedRelease,
-    options: { readonly beforeAppend?: () => Promise<void>; readonly claimed?: number } = {},
+    options: { readonly beforeAppend?: () => Promise<void> } = {},
   ): Promise<LedgerEntry> {
     checkRelease(release);
-    const budget = this.requireBudget(runId);
-    const { claimed } = options;
-    if (claimed !== undefined && !(Number.isInteger(claimed) && claimed >= 0)) {
-      throw new InvalidPrivacyParameterError(`claimed must be a non-negative integer, got ${claimed}`);
+    if (!Number.isInteger(round) || round < 1) {
+      throw new InvalidPrivacyParameterError(`a release pays for a round 1, 2, ...; got round ${round}`);
     }
+    const budget = this.requireBudget(runId);
     const attempt = async (): Promise<LedgerEntry> => {
       const entries = await this.store.list(runId);
-      const unused = claimed === undefined ? undefined : unusedReservation(entries, claimed, release);
-      if (unused) return unused;
+      const recorded = entries.find((e) => e.round === round && e.kind === release.kind);
+      if (recorded) {
+        if (covers(recorded, release)) return recorded;
+        throw new ReleaseConflictError(runId, round, recorded, release);
+      }
       const before = this.accountantFor(entries);
       const spentEpsilon = before.getEpsilon(budget.delta).epsilon;
       before.step(release.q, release.sigma, release.steps);
@@ -142,21 +161,20 @@ export class PrivacyLedger {
             remainingEpsilon: Math.max(0, budget.epsilon - spentEpsilon),
             releaseCost: epsilonAfter - spentEpsilon,
           },
-          describe(release),
+          describeRelease(release),
         );
       }
       const seq = entries.reduce((s, e) => Math.max(s, e.seq + 1), 0);
-      const entry: LedgerEntry = Object.freeze({ runId, seq, ...pick(release), at: this.now() });
+      const entry: LedgerEntry = Object.freeze({ runId, seq, round, ...pick(release), at: this.now() });
       await options.beforeAppend?.();
-      await this.store.append(entry);
-      return entry;
+      return await this.store.append(entry);
     };
     const run = async (): Promise<LedgerEntry> => {
       for (let n = 1; ; n++) {
         try {
           return await attempt();
         } catch (err) {
-          if (!isSeqConflict(err) || n >= SEQ_ATTEMPTS) throw err;
+          if (!isLostRace(err) || n >= SEQ_ATTEMPTS) throw err;
         }
       }
     };
@@ -178,15 +196,21 @@ export class PrivacyLedger {
   }
 }
 
-/** Keeps entries in memory only: NOT durable, for unit tests. */
+/** Keeps entries in memory only: NOT durable, for unit tests. Same tag and seq rules as the durable stores. */
 export class InMemoryLedgerStore implements LedgerStore {
   private readonly entries: LedgerEntry[] = [];
 
-  append(entry: LedgerEntry): void {
+  append(entry: LedgerEntry): LedgerEntry {
+    const recorded = entry.round === null ? undefined : this.entries.find((e) => sameTag(e, entry));
+    if (recorded) {
+      if (sameRelease(recorded, entry)) return recorded;
+      throw new InvalidPrivacyParameterError(`round ${entry.round} of run "${entry.runId}" is already charged for ${describeRelease(recorded)}`);
+    }
     if (this.entries.some((e) => e.runId === entry.runId && e.seq === entry.seq)) {
       throw new InvalidPrivacyParameterError(`ledger already has entry ${entry.seq} for run "${entry.runId}"`);
     }
     this.entries.push(entry);
+    return entry;
   }
 
   list(runId: string): readonly LedgerEntry[] {
@@ -194,12 +218,31 @@ export class InMemoryLedgerStore implements LedgerStore {
   }
 }
 
-/** Re-read-and-retry rounds of one reservation that lost its seq to another writer before giving up. */
+/** Both entries pay for the same thing: one run's round, one kind of release. Untagged entries match nothing. */
+export function sameTag(a: LedgerEntry, b: LedgerEntry): boolean {
+  return a.round !== null && a.runId === b.runId && a.round === b.round && a.kind === b.kind;
+}
+
+/** The same mechanism, the same number of times. */
+export function sameRelease(a: PlannedRelease, b: PlannedRelease): boolean {
+  return a.kind === b.kind && a.q === b.q && a.sigma === b.sigma && a.steps === b.steps;
+}
+
+/**
+ * `charged` costs at least what `release` does at every RDP order: the subsampled Gaussian's RDP grows with q and with
+ * the number of steps and shrinks as σ grows (Mironov, Talwar, Zhang 2019, §3.3).
+ */
+function covers(charged: PlannedRelease, release: PlannedRelease): boolean {
+  return charged.kind === release.kind && charged.q >= release.q && charged.sigma <= release.sigma && charged.steps >= release.steps;
+}
+
+/** Re-read-and-retry rounds of one reservation that lost its seq or tag to another writer before giving up. */
 const SEQ_ATTEMPTS = 16;
 
-/** The store refused the seq because another writer appended it first (src/store ConflictError what='ledger_seq'). */
-function isSeqConflict(err: unknown): boolean {
-  return (err as { code?: unknown; what?: unknown } | null)?.code === 'conflict' && (err as { what?: unknown }).what === 'ledger_seq';
+/** The store refused the append because another writer came first (src/store ConflictError 'ledger_seq' or 'ledger_tag'). */
+function isLostRace(err: unknown): boolean {
+  const e = err as { code?: unknown; what?: unknown } | null;
+  return e?.code === 'conflict' && (e.what === 'ledger_seq' || e.what === 'ledger_tag');
 }
 
 function checkRelease(r: PlannedRelease): void {
@@ -212,17 +255,6 @@ function checkRelease(r: PlannedRelease): void {
   }
 }
 
-/** An entry reserved but never used that can stand for `release` (see PrivacyLedger.reserve's `claimed`), if any. */
-function unusedReservation(entries: readonly LedgerEntry[], claimed: number, release: PlannedRelease): LedgerEntry | undefined {
-  if (entries.length <= claimed) return undefined;
-  const same = (e: PlannedRelease): boolean => e.kind === release.kind && e.q === release.q && e.sigma === release.sigma && e.steps === release.steps;
-  return entries.every(same) ? entries[entries.length - 1] : undefined;
-}
-
 function pick(r: PlannedRelease): PlannedRelease {
   return { kind: r.kind, q: r.q, sigma: r.sigma, steps: r.steps };
-}
-
-function describe(r: PlannedRelease): string {
-  return `${r.steps} ${r.kind} release${r.steps === 1 ? '' : 's'} (q=${r.q}, σ=${r.sigma})`;
 }

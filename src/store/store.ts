@@ -228,12 +228,13 @@ export interface BlobWriter {
 
 /**
  * The privacy ledger's storage is the contract src/privacy/ledger.ts defines (`LedgerStore`): the ledger logic
- * assigns seq (0, 1, 2, ... per run) and the time; `append` resolves only once the entry is on stable storage
- * (fsync'd) and rejects a (runId, seq) that exists with ConflictError ('ledger_seq'), so two writers that computed
- * the same next seq cannot both spend budget.
+ * assigns seq (0, 1, 2, ... per run), the tag (run, round, kind) and the time; `append` resolves only once the entry
+ * is on stable storage (fsync'd). It returns the entry already recorded under the tag when that is the same release,
+ * and rejects another release under a recorded tag with ConflictError ('ledger_tag') and a seq that is not the run's
+ * next with ConflictError ('ledger_seq'), so two writers can neither both spend budget nor charge one round twice.
  */
 export interface LedgerStoreContract extends LedgerStore {
-  append(entry: LedgerEntry): Promise<void>;
+  append(entry: LedgerEntry): Promise<LedgerEntry>;
   list(runId: string): Promise<LedgerEntry[]>;
 }
 

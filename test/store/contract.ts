@@ -331,24 +331,60 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
     });
 
     describe('privacy', () => {
-      const entry = (runId: string, seq: number, q = 0.1) =>
-        ({ runId, seq, kind: 'aggregate', q, sigma: 1.1, steps: 1, at: 1_700_000_000_000 + seq }) as const;
+      /** Entry `seq` of a run, paying for round seq + 1 unless told otherwise. */
+      const entry = (runId: string, seq: number, q = 0.1, round: number | null = seq + 1) =>
+        ({ runId, seq, round, kind: 'aggregate', q, sigma: 1.1, steps: 1, at: 1_700_000_000_000 + seq }) as const;
 
-      it('store – ledger entries round-trip in seq order per run', async () => {
+      it('store – ledger entries round-trip in seq order per run, with the round they pay for', async () => {
         await store.runs.create({ id: 'run-1', config: {} });
         await store.runs.create({ id: 'run-2', config: {} });
         await store.ledger.append(entry('run-1', 0));
         await store.ledger.append(entry('run-2', 0));
         await store.ledger.append({ ...entry('run-1', 1), kind: 'clip_count', sigma: 20, steps: 3 });
-        expect(await store.ledger.list('run-1')).toEqual([entry('run-1', 0), { ...entry('run-1', 1), kind: 'clip_count', sigma: 20, steps: 3 }]);
+        await store.ledger.append(entry('run-1', 2, 0.1, null));
+        expect(await store.ledger.list('run-1')).toEqual([
+          entry('run-1', 0),
+          { ...entry('run-1', 1), kind: 'clip_count', sigma: 20, steps: 3 },
+          entry('run-1', 2, 0.1, null),
+        ]);
         expect(await store.ledger.list('run-3')).toEqual([]);
       });
 
-      it('store – the ledger refuses a seq that exists, so two writers cannot both spend', async () => {
+      it('store – the ledger appends only at the run\'s next seq, so two writers cannot both spend', async () => {
         await store.runs.create({ id: 'run-1', config: {} });
         await store.ledger.append(entry('run-1', 0));
-        await expect(store.ledger.append(entry('run-1', 0, 0.5))).rejects.toMatchObject({ what: 'ledger_seq' });
+        await expect(store.ledger.append(entry('run-1', 0, 0.5, 7))).rejects.toMatchObject({ what: 'ledger_seq' });
+        await expect(store.ledger.append(entry('run-1', 2))).rejects.toMatchObject({ what: 'ledger_seq' });
         expect(await store.ledger.list('run-1')).toEqual([entry('run-1', 0)]);
+      });
+
+      it('store – a second write of a recorded (run, round, kind) returns the recorded entry and adds none', async () => {
+        // Prepare
+        await store.runs.create({ id: 'run-1', config: {} });
+        const recorded = await store.ledger.append(entry('run-1', 0));
+        // Execute: the same charge again, as a redo computes it (next seq, a later time), and as a retried append
+        const again = await store.ledger.append({ ...entry('run-1', 1, 0.1, 1), at: 1_800_000_000_000 });
+        const retried = await store.ledger.append(entry('run-1', 0));
+        // Assert
+        expect(recorded).toEqual(entry('run-1', 0));
+        expect(again).toEqual(recorded);
+        expect(retried).toEqual(recorded);
+        expect(await store.ledger.list('run-1')).toEqual([recorded]);
+      });
+
+      it('store – another release under a recorded (run, round, kind) is a conflict and records nothing', async () => {
+        await store.runs.create({ id: 'run-1', config: {} });
+        await store.ledger.append(entry('run-1', 0));
+        await expect(store.ledger.append(entry('run-1', 1, 0.2, 1))).rejects.toMatchObject({ code: 'conflict', what: 'ledger_tag' });
+        await expect(store.ledger.append({ ...entry('run-1', 1, 0.1, 1), steps: 2 })).rejects.toThrow(
+          /round 1 of run run-1 is already charged for 1 aggregate release \(q=0\.1, σ=1\.1\)/,
+        );
+        // The same round's other kind of release is another tag
+        await store.ledger.append({ ...entry('run-1', 1, 0.1, 1), kind: 'clip_count' });
+        expect((await store.ledger.list('run-1')).map((e) => [e.seq, e.round, e.kind])).toEqual([
+          [0, 1, 'aggregate'],
+          [1, 1, 'clip_count'],
+        ]);
       });
 
       it('store – the ledger refuses out-of-range parameters and unknown runs', async () => {
@@ -357,6 +393,7 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
         await expect(store.ledger.append({ ...entry('run-1', 0), sigma: Number.POSITIVE_INFINITY })).rejects.toBeInstanceOf(
           InvalidArgumentError,
         );
+        await expect(store.ledger.append(entry('run-1', 0, 0.1, 0))).rejects.toThrow(/ledger round/);
         await expect(store.ledger.append(entry('ghost', 0))).rejects.toBeInstanceOf(NotFoundError);
       });
 
@@ -472,7 +509,7 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
       it('store – data survives closing and reopening', async () => {
         const [a] = await runWithOpenRound(store);
         await store.updates.put(update(a!));
-        await store.ledger.append({ runId: 'run-1', seq: 0, kind: 'aggregate', q: 1, sigma: 1, steps: 1, at: 5 });
+        await store.ledger.append({ runId: 'run-1', seq: 0, round: 1, kind: 'aggregate', q: 1, sigma: 1, steps: 1, at: 5 });
         store = await harness.reopen();
         expect((await store.updates.get('run-1', 1, a!))?.numExamples).toBe(10);
         expect(await store.ledger.list('run-1')).toHaveLength(1);
@@ -485,7 +522,7 @@ export function describeStoreContract(name: string, make: (clock: ManualClock) =
         expect(store.isClosed).toBe(true);
         await expect(store.runs.get('run-1')).rejects.toBeInstanceOf(StoreClosedError);
         await expect(store.runs.create({ id: '', config: {} })).rejects.toBeInstanceOf(StoreClosedError);
-        await expect(store.ledger.append({ runId: 'r', seq: 0, kind: 'aggregate', q: 1, sigma: 1, steps: 1, at: 0 })).rejects.toThrow(
+        await expect(store.ledger.append({ runId: 'r', seq: 0, round: 1, kind: 'aggregate', q: 1, sigma: 1, steps: 1, at: 0 })).rejects.toThrow(
           /store is closed/,
         );
         store[Symbol.dispose]();

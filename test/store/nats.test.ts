@@ -126,11 +126,40 @@ describe('nats store', () => {
   it('nats store – two coordinators appending the same ledger seq: exactly one spends', async () => {
     const [a, b] = await pair();
     await a.runs.create({ id: 'run-1', config: {} });
-    const entry = { runId: 'run-1', seq: 0, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 1 } as const;
-    const outcomes = await Promise.allSettled([a.ledger.append(entry), b.ledger.append({ ...entry, q: 0.2 })]);
+    const entry = { runId: 'run-1', seq: 0, round: 1, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 1 } as const;
+    const outcomes = await Promise.allSettled([a.ledger.append(entry), b.ledger.append({ ...entry, round: 2, q: 0.2 })]);
     expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
     expect(outcomes.find((o) => o.status === 'rejected')).toMatchObject({ reason: { what: 'ledger_seq' } });
     expect(await b.ledger.list('run-1')).toHaveLength(1);
+  });
+
+  it('nats store – two coordinators charging one round at once: one entry, both told so; another release conflicts', async () => {
+    // Prepare
+    const [a, b] = await pair();
+    await a.runs.create({ id: 'run-1', config: {} });
+    const entry = { runId: 'run-1', seq: 0, round: 1, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 1 } as const;
+    // Execute: the same charge through both at once, then round 2 at once with different releases
+    const same = await Promise.all([a.ledger.append(entry), b.ledger.append({ ...entry, at: 2 })]);
+    const next = { ...entry, seq: 1, round: 2 };
+    const differing = await Promise.allSettled([a.ledger.append(next), b.ledger.append({ ...next, q: 0.3 })]);
+    // Assert
+    expect(same[1]).toEqual(same[0]);
+    expect(differing.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    expect(differing.find((o) => o.status === 'rejected')).toMatchObject({ reason: { code: 'conflict', what: 'ledger_tag' } });
+    expect((await b.ledger.list('run-1')).map((e) => e.round)).toEqual([1, 2]);
+  });
+
+  it('nats store – ledger entries written before entries named their round read back untagged and count', async () => {
+    // Prepare: an entry as an older build stored it, without a round
+    const [a] = await pair();
+    await a.runs.create({ id: 'run-1', config: {} });
+    const kv = await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstream().views.kv(`${prefix}_ledger`);
+    const legacy = { runId: 'run-1', seq: 0, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 1 } as const;
+    await kv.create(`${Buffer.from('run-1').toString('base64url')}.0`, JSON.stringify(legacy));
+    // Execute
+    const charged = await a.ledger.append({ ...legacy, seq: 1, round: 1, at: 2 });
+    // Assert
+    expect(await a.ledger.list('run-1')).toEqual([{ ...legacy, round: null }, charged]);
   });
 
   it('nats store – concurrent unlearning requests of one run get distinct indexes 1..n', async () => {
@@ -295,7 +324,7 @@ describe('nats store outage', () => {
         const ids = await runWithOpenRound(store, 'run-1', 4);
         for (const id of ids) await store.updates.put({ runId: 'run-1', round: 1, clientId: id, sha256: hex(id), numExamples: 2, metrics: {} });
         for (let seq = 0; seq < 5; seq++) {
-          await store.ledger.append({ runId: 'run-1', seq, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: seq });
+          await store.ledger.append({ runId: 'run-1', seq, round: seq + 1, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: seq });
         }
         const { sha256 } = await store.blobs.put(new Uint8Array(1_500_000).fill(7)); // two object-store chunks
 
@@ -321,7 +350,7 @@ describe('nats store outage', () => {
         expect(await store.rounds.get('run-1', 1)).toMatchObject({ updatesReceived: 4, examplesReceived: 8 });
         expect(await store.updates.list('run-1', 1)).toHaveLength(4);
         expect((await store.blobs.get(sha256))?.length).toBe(1_500_000);
-        await store.ledger.append({ runId: 'run-1', seq: 5, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 5 });
+        await store.ledger.append({ runId: 'run-1', seq: 5, round: 6, kind: 'aggregate', q: 0.1, sigma: 1, steps: 1, at: 5 });
         expect(await store.ledger.list('run-1')).toHaveLength(6);
       } finally {
         store.close();

@@ -1,19 +1,23 @@
 /**
  * The privacy ledger and the per-run (ε, δ) budgets in JetStream KV.
  *
- * Ledger: one key per entry, `<run>.<seq>`, written with kv.create, so of two writers that computed the same next
- * seq exactly one succeeds and the other gets ConflictError('ledger_seq'): budget cannot be spent twice. The write
- * resolves when JetStream acknowledges it, i.e. once the stream leader (and, with replicas, a quorum) has stored it.
- * Whether that is fsync'd depends on the server's `jetstream { sync_interval }` (deploy/ sets `always`).
+ * Ledger: one key per entry, `<run>.<seq>`, written with kv.create at the run's next seq only. That makes the seq a
+ * compare-and-set on the whole run's ledger: a writer reads the run's entries (a stream-ordered snapshot), checks the
+ * entry's tag (run, round, kind) against them, and creates `<run>.<next>`; if another writer appended meanwhile, the
+ * create fails (ConflictError 'ledger_seq') and the caller re-reads. So every stored entry was checked against all
+ * entries before it: a tag is recorded once and budget cannot be spent twice. A write resolves when JetStream
+ * acknowledges it, i.e. once the stream leader (and, with replicas, a quorum) has stored it. Whether that is fsync'd
+ * depends on the server's `jetstream { sync_interval }` (deploy/ sets `always`). Entries written before tags existed
+ * have no round and read back untagged (round null).
  *
  * Budgets: one document per run holding the current budget and its whole audit trail, so a change and its audit
  * entry are one compare-and-set.
  */
 import type { KV } from 'nats';
-import type { LedgerEntry, ReleaseKind } from '../../privacy/ledger.js';
-import { ConflictError } from '../errors.js';
+import { type LedgerEntry, sameRelease, sameTag } from '../../privacy/ledger.js';
+import { checkEntry, seqConflict, tagConflict } from '../ledger.js';
 import type { Budget, BudgetChange, BudgetStore, LedgerStoreContract } from '../store.js';
-import { checkId, checkInt, checkNumber, checkText } from '../validate.js';
+import { checkId, checkNumber, checkText } from '../validate.js';
 import { keyToken, type NatsContext } from './context.js';
 import type { NatsRuns } from './runs.js';
 
@@ -31,30 +35,42 @@ export class NatsLedger implements LedgerStoreContract {
     private readonly runs: NatsRuns,
   ) {}
 
-  append(entry: LedgerEntry): Promise<void> {
+  append(entry: LedgerEntry): Promise<LedgerEntry> {
     return this.ctx.op('append to the privacy ledger', async () => {
-      const runId = checkId(entry.runId, 'run id');
-      const seq = checkInt(entry.seq, 'ledger seq');
-      const kind = checkId(entry.kind, 'ledger kind') as ReleaseKind;
-      const q = checkNumber(entry.q, 'q', 0, 1);
-      const sigma = checkNumber(entry.sigma, 'sigma', 0);
-      const steps = checkInt(entry.steps, 'steps', 1);
-      const at = checkInt(entry.at, 'ledger entry time');
-      await this.runs.require(runId);
-      const stored: LedgerEntry = { runId, seq, kind, q, sigma, steps, at };
-      if ((await this.ctx.create(this.kv, `${keyToken(runId)}.${seq}`, stored)) === undefined) {
-        throw new ConflictError(`ledger entry ${seq} of run ${runId} already exists; re-read the ledger and retry`, 'ledger_seq');
-      }
+      const checked = checkEntry(entry);
+      await this.runs.require(checked.runId);
+      const entries = await this.entries(checked.runId);
+      const recorded = entries.find((e) => sameTag(e, checked));
+      if (recorded) return sameOrConflict(recorded, checked);
+      const next = entries.reduce((s, e) => Math.max(s, e.seq + 1), 0);
+      if (checked.seq !== next) throw seqConflict(checked, next);
+      const key = `${keyToken(checked.runId)}.${checked.seq}`;
+      if ((await this.ctx.create(this.kv, key, checked)) !== undefined) return checked;
+      // Another writer took this seq first; if it recorded this very charge (a retried append), that is success.
+      const winner = (await this.ctx.get<LedgerEntry>(this.kv, key))?.doc;
+      if (winner && sameTag(withRound(winner), checked)) return sameOrConflict(withRound(winner), checked);
+      throw seqConflict(checked, next + 1);
     });
   }
 
   list(runId: string): Promise<LedgerEntry[]> {
-    return this.ctx.op('read the privacy ledger', async () => {
-      checkId(runId, 'run id');
-      const entries = await this.ctx.snapshot<LedgerEntry>(this.kv, `${keyToken(runId)}.*`);
-      return [...entries.values()].map((e) => e.doc).sort((a, b) => a.seq - b.seq);
-    });
+    return this.ctx.op('read the privacy ledger', async () => this.entries(checkId(runId, 'run id')));
   }
+
+  private async entries(runId: string): Promise<LedgerEntry[]> {
+    const stored = await this.ctx.snapshot<LedgerEntry>(this.kv, `${keyToken(runId)}.*`);
+    return [...stored.values()].map((e) => withRound(e.doc)).sort((a, b) => a.seq - b.seq);
+  }
+}
+
+/** A stored entry with `round` made explicit: null on entries written before entries were tagged. */
+function withRound(doc: LedgerEntry): LedgerEntry {
+  return doc.round === undefined ? { ...doc, round: null } : doc;
+}
+
+function sameOrConflict(recorded: LedgerEntry, entry: LedgerEntry): LedgerEntry {
+  if (sameRelease(recorded, entry)) return recorded;
+  throw tagConflict(recorded, entry);
 }
 
 export class NatsBudgets implements BudgetStore {

@@ -4,16 +4,17 @@
  * (ALGORITHMS.md §2), and a budget change must not be forgotten by a power cut.
  */
 import type Database from 'better-sqlite3';
-import type { LedgerEntry, ReleaseKind } from '../../privacy/ledger.js';
-import { ConflictError } from '../errors.js';
+import { type LedgerEntry, type ReleaseKind, sameRelease } from '../../privacy/ledger.js';
+import { checkEntry, seqConflict, tagConflict } from '../ledger.js';
 import type { Budget, BudgetChange, BudgetStore, LedgerStoreContract } from '../store.js';
-import { checkId, checkInt, checkNumber, checkText } from '../validate.js';
+import { checkId, checkNumber, checkText } from '../validate.js';
 import type { SqliteContext } from './context.js';
 import type { SqliteRuns } from './runs.js';
 
 interface LedgerRow {
   run_id: string;
   seq: number;
+  round: number | null;
   kind: ReleaseKind;
   q: number;
   sigma: number;
@@ -41,7 +42,7 @@ interface BudgetChangeRow {
 }
 
 function toEntry(row: LedgerRow): LedgerEntry {
-  return { runId: row.run_id, seq: row.seq, kind: row.kind, q: row.q, sigma: row.sigma, steps: row.steps, at: row.at };
+  return { runId: row.run_id, seq: row.seq, round: row.round, kind: row.kind, q: row.q, sigma: row.sigma, steps: row.steps, at: row.at };
 }
 
 function toBudget(row: BudgetRow): Budget {
@@ -62,10 +63,15 @@ function toChange(row: BudgetChangeRow): BudgetChange {
   };
 }
 
-/** The privacy ledger's storage (src/privacy/ledger.ts `LedgerStore`): append-only and fsync'd per entry. */
+/**
+ * The privacy ledger's storage (src/privacy/ledger.ts `LedgerStore`): append-only, fsync'd per entry, and idempotent
+ * on the entry's tag (run, round, kind), which a unique index enforces. The tag and seq checks and the insert are one
+ * write transaction, so of two processes on one file exactly one records a tag.
+ */
 export class SqliteLedger implements LedgerStoreContract {
   private readonly insert: Database.Statement;
-  private readonly exists: Database.Statement;
+  private readonly nextSeq: Database.Statement;
+  private readonly byTag: Database.Statement;
   private readonly entriesOf: Database.Statement;
 
   constructor(
@@ -73,25 +79,27 @@ export class SqliteLedger implements LedgerStoreContract {
     private readonly runs: SqliteRuns,
   ) {
     const db = ctx.db;
-    this.insert = db.prepare('INSERT INTO ledger (run_id, seq, kind, q, sigma, steps, at) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    this.exists = db.prepare('SELECT 1 FROM ledger WHERE run_id = ? AND seq = ?');
+    this.insert = db.prepare('INSERT INTO ledger (run_id, seq, round, kind, q, sigma, steps, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    this.nextSeq = db.prepare('SELECT coalesce(max(seq) + 1, 0) FROM ledger WHERE run_id = ?').pluck();
+    this.byTag = db.prepare('SELECT * FROM ledger WHERE run_id = ? AND round = ? AND kind = ?');
     this.entriesOf = db.prepare('SELECT * FROM ledger WHERE run_id = ? ORDER BY seq');
   }
 
-  append(entry: LedgerEntry): Promise<void> {
+  append(entry: LedgerEntry): Promise<LedgerEntry> {
     return this.ctx.durable('append to the privacy ledger', () => {
-      const runId = checkId(entry.runId, 'run id');
-      const seq = checkInt(entry.seq, 'ledger seq');
-      const kind = checkId(entry.kind, 'ledger kind');
-      const q = checkNumber(entry.q, 'q', 0, 1);
-      const sigma = checkNumber(entry.sigma, 'sigma', 0);
-      const steps = checkInt(entry.steps, 'steps', 1);
-      const at = checkInt(entry.at, 'ledger entry time');
+      const checked = checkEntry(entry);
+      const { runId, seq, round, kind } = checked;
       this.runs.require(runId);
-      if (this.exists.get(runId, seq) !== undefined) {
-        throw new ConflictError(`ledger entry ${seq} of run ${runId} already exists; re-read the ledger and retry`, 'ledger_seq');
+      const recorded = round === null ? undefined : (this.byTag.get(runId, round, kind) as LedgerRow | undefined);
+      if (recorded) {
+        const existing = toEntry(recorded);
+        if (sameRelease(existing, checked)) return existing;
+        throw tagConflict(existing, checked);
       }
-      this.insert.run(runId, seq, kind, q, sigma, steps, at);
+      const next = this.nextSeq.get(runId) as number;
+      if (seq !== next) throw seqConflict(checked, next);
+      this.insert.run(runId, seq, round, kind, checked.q, checked.sigma, checked.steps, checked.at);
+      return checked;
     });
   }
 
