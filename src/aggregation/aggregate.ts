@@ -68,28 +68,47 @@ export function weightedSumTensors(
   names: readonly string[],
 ): Map<string, HostTensor> {
   const kernel = new FoldKernel();
+  const sums = packedArrays(names.map((name) => deltas[0]!.get(name)!.data.length));
   const out = new Map<string, HostTensor>();
-  for (const name of names) {
-    const inputs = deltas.map((d) => d.get(name)!.data);
-    const first = deltas[0]!.get(name)!;
-    const sum = new Float32Array(first.data.length);
-    kernel.weightedSum(inputs, weights, sum);
-    out.set(name, hostTensor(first.shape, sum));
-  }
+  names.forEach((name, i) => {
+    kernel.weightedSum(
+      deltas.map((d) => d.get(name)!.data),
+      weights,
+      sums[i]!,
+    );
+    out.set(name, hostTensor(deltas[0]!.get(name)!.shape, sums[i]!));
+  });
   return out;
 }
 
-/** global + scale·update for the tensors in `update`; every other tensor of `global` is copied unchanged. */
+/**
+ * global + scale·update for the tensors in `update`; every other tensor of `global` is copied unchanged. The result's
+ * tensors lie back to back in one buffer, in `global`'s order: a global adapter in layout order is then already its
+ * own blob payload (coordinator/layout.ts packTensors returns a view instead of copying it).
+ */
 export function applyUpdate(global: TensorMap, update: TensorMap, scale = 1): Map<string, HostTensor> {
   const kernel = new FoldKernel();
+  const datas = packedArrays([...global.values()].map((t) => t.data.length));
   const out = new Map<string, HostTensor>();
-  for (const [name, t] of global) {
+  [...global].forEach(([name, t], i) => {
     const u = update.get(name);
-    const data = u === undefined ? t.data.slice() : new Float32Array(t.data.length);
-    if (u !== undefined) kernel.weightedSum([t.data, u.data], [1, scale], data);
+    const data = datas[i]!;
+    if (u === undefined) data.set(t.data);
+    else kernel.weightedSum([t.data, u.data], [1, scale], data);
     out.set(name, hostTensor(t.shape, data));
-  }
+  });
   return out;
+}
+
+/** Float32Arrays of these lengths, back to back in one new buffer (one allocation instead of one per tensor). */
+function packedArrays(lengths: readonly number[]): Float32Array[] {
+  const buffer = new ArrayBuffer(4 * lengths.reduce((a, b) => a + b, 0));
+  let offset = 0;
+  return lengths.map((n) => {
+    const a = new Float32Array(buffer, offset, n);
+    offset += 4 * n;
+    return a;
+  });
 }
 
 /** Index of the first NaN or ±Infinity, or −1. (x − x is 0 for finite x and NaN otherwise.) */

@@ -76,21 +76,43 @@ export function layoutBytes(layout: Layout): number {
   return n;
 }
 
-/** The payload bytes of `tensors` in `layout` order (they must match it exactly). */
-export function packTensors(tensors: TensorMap, layout: Layout): Buffer {
-  const out = Buffer.allocUnsafe(layoutBytes(layout));
-  let offset = 0;
+/**
+ * The payload bytes of `tensors` in `layout` order (they must match it exactly). When the tensors already lie back to
+ * back in one buffer in that order (as aggregation's outputs and viewTensors' results do), the result is a view of
+ * them, not a copy.
+ */
+export function packTensors(tensors: TensorMap, layout: Layout): Uint8Array {
+  const datas: Float32Array[] = [];
   for (const [name, shape] of layout) {
     const t = tensors.get(name);
     if (!t || t.data.length !== sizeOf(shape)) throw new InvalidRequestError(`tensor ${name} is missing or not of shape [${shape.join(', ')}]`);
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), offset);
-    offset += t.data.byteLength;
+    datas.push(t.data);
   }
   if (tensors.size !== layout.size) throw new InvalidRequestError(`expected ${layout.size} tensors, got ${tensors.size}`);
+  const packed = contiguousBytes(datas);
+  if (packed) return packed;
+  const out = Buffer.allocUnsafe(layoutBytes(layout));
+  let offset = 0;
+  for (const d of datas) {
+    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), offset);
+    offset += d.byteLength;
+  }
   return out;
 }
 
-/** Reads payload bytes laid out as `layout` (copied into fresh, aligned Float32Arrays). */
+/** The bytes of `datas` as one view when each starts where the one before ends in the same buffer; else undefined. */
+function contiguousBytes(datas: readonly Float32Array[]): Uint8Array | undefined {
+  const first = datas[0];
+  if (first === undefined) return undefined;
+  let end = first.byteOffset;
+  for (const d of datas) {
+    if (d.buffer !== first.buffer || d.byteOffset !== end) return undefined;
+    end += d.byteLength;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+}
+
+/** Reads payload bytes laid out as `layout` (copied into fresh, aligned Float32Arrays: the caller may write them). */
 export function unpackTensors(bytes: Uint8Array, layout: Layout): Map<string, HostTensor> {
   const total = layoutBytes(layout);
   if (bytes.byteLength !== total) throw new InvalidRequestError(`payload has ${bytes.byteLength} bytes; its layout needs ${total}`);
@@ -99,6 +121,25 @@ export function unpackTensors(bytes: Uint8Array, layout: Layout): Map<string, Ho
   for (const [name, shape] of layout) {
     const data = new Float32Array(sizeOf(shape));
     new Uint8Array(data.buffer).set(bytes.subarray(offset, offset + data.byteLength));
+    offset += data.byteLength;
+    out.set(name, { shape: [...shape], data });
+  }
+  return out;
+}
+
+/**
+ * Reads payload bytes laid out as `layout` as Float32Array views of `bytes` where they start 4-byte aligned (a blob
+ * read or received whole), copying only otherwise. For readers that never write the tensors, such as aggregation,
+ * which returns new ones: a view of a cached blob that was written would change what the cache serves.
+ */
+export function viewTensors(bytes: Uint8Array, layout: Layout): Map<string, HostTensor> {
+  if (bytes.byteOffset % 4 !== 0) return unpackTensors(bytes, layout);
+  const total = layoutBytes(layout);
+  if (bytes.byteLength !== total) throw new InvalidRequestError(`payload has ${bytes.byteLength} bytes; its layout needs ${total}`);
+  const out = new Map<string, HostTensor>();
+  let offset = bytes.byteOffset;
+  for (const [name, shape] of layout) {
+    const data = new Float32Array(bytes.buffer, offset, sizeOf(shape));
     offset += data.byteLength;
     out.set(name, { shape: [...shape], data });
   }

@@ -3,15 +3,20 @@
  * stack, store the new global adapter as a blob, persist the strategy state, and close the round (which moves the
  * run's global adapter in the same store transaction). A round with fewer than min_clients updates fails and keeps
  * the adapter. Everything is read from the store, so a round left aggregating by a crash closes the same way later.
+ *
+ * Nothing is copied on the way: the updates and the old adapter are read as Float32Array views of the stored bytes
+ * (often the very buffers ingest verified, from the store's cache), which the strategies only read, and the new
+ * adapter they return is stored as it lies.
  */
 import { UpdateRejectedError, type AggregateOutcome, type ClientFailure } from '../aggregation/index.js';
 import { crashPointForTests } from '../privacy/crash-point.js';
+import { putOwned } from '../store/blob-writer.js';
 import type { JsonObject, RoundRecord } from '../store/store.js';
 import type { HostTensor } from '../tensors/host.js';
 import type { CoordinatorCore } from './core.js';
 import { NotFoundError } from './errors.js';
 import { denseRound, ESSA_POPULATION, kindOfMetrics, loadEssaState, nextSeedPool, storeEssaState, UPDATE_KIND_METRIC, uploadLayoutOf, type StoredUpdate } from './forward-only.js';
-import { packTensors, unpackTensors } from './layout.js';
+import { packTensors, viewTensors } from './layout.js';
 import { buildStrategy, currentStrategyState, strategyDocument, type StrategyState } from './run-strategy.js';
 import type { RoundScratch, RunContext } from './runs.js';
 
@@ -51,7 +56,7 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
     const bytes = await blob(core, u.sha256, `update of client ${u.clientId}`);
     bytesUp += bytes.byteLength;
     const { [UPDATE_KIND_METRIC]: _, ...metrics } = finiteNumbers(u.metrics);
-    stored.push({ clientId: u.clientId, numExamples: u.numExamples, kind, tensors: unpackTensors(bytes, uploadLayoutOf(ctx, kind)), metrics });
+    stored.push({ clientId: u.clientId, numExamples: u.numExamples, kind, tensors: viewTensors(bytes, uploadLayoutOf(ctx, kind)), metrics });
   }
   const counts = {
     sampled: round.sampledClientIds.length,
@@ -68,7 +73,7 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
     return fail(`${updates.length} of ${counts.sampled} sampled clients sent an update before the deadline; min_clients is ${config.minClients}`);
   }
 
-  const global = unpackTensors(await blob(core, round.adapterShaBefore!, 'global adapter'), layout.adapter);
+  const global = viewTensors(await blob(core, round.adapterShaBefore!, 'global adapter'), layout.adapter);
   // The state after the previous aggregation, unless this round's own state was saved before a crash.
   const doc = await store.runs.getStrategyState(ctx.id);
   const state = currentStrategyState(doc, (r) => r < n);
@@ -98,7 +103,8 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
   }
   if (!outcome) return fail('the aggregation strategy kept the old adapter (too few usable updates)');
 
-  const { sha256 } = await store.blobs.put(packTensors(outcome.global, layout.adapter));
+  // Aggregation returns new tensors, back to back in layout order: packing is a view, and the store takes it as is.
+  const { sha256 } = await putOwned(store.blobs, packTensors(outcome.global, layout.adapter));
   const after: StrategyState = {
     ...built.exportState(),
     ...(dense.essa ? { essa: await storeEssaState(core, ctx, dense.essa) } : state.essa ? { essa: state.essa } : {}),

@@ -1,9 +1,21 @@
 /** Streaming blob writes on any BlobStore: its own writer when it has one, else pieces gathered and stored by `put`. */
+import { createHash } from 'node:crypto';
 import { IntegrityError } from './errors.js';
 import type { BlobStore, BlobWriter } from './store.js';
 
 export function openBlobWriter(blobs: BlobStore, totalBytes: number): BlobWriter {
   return blobs.writer?.(totalBytes) ?? new BufferedBlobWriter(blobs);
+}
+
+/**
+ * Stores bytes that the caller hands over and never modifies again (a freshly aggregated adapter). Unlike `put`, which
+ * copies because its caller may reuse the buffer, the store may keep these very bytes in its cache; and they are
+ * hashed while the store is already writing them.
+ */
+export function putOwned(blobs: BlobStore, bytes: Uint8Array): Promise<{ sha256: string; created: boolean }> {
+  const writer = openBlobWriter(blobs, bytes.byteLength);
+  writer.write(bytes);
+  return writer.commit(createHash('sha256').update(bytes).digest('hex'));
 }
 
 /** Gathers the pieces and stores them with `put`, which hashes them again; a different hash is an IntegrityError. */

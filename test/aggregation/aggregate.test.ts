@@ -101,6 +101,21 @@ describe('aggregate', () => {
     expect(out.get('kept')!.data).not.toBe(global.get('kept')!.data);
   });
 
+  it('applyUpdate – lays its result out back to back in one buffer, in the order of the global tensors', () => {
+    // Prepare
+    const global = new Map([
+      ['a', { shape: [3], data: ramp(3, (i) => i) }],
+      ['b', { shape: [2], data: ramp(2, () => 7) }],
+      ['c', { shape: [5], data: ramp(5, () => 1) }],
+    ]);
+    // Execute
+    const out = [...applyUpdate(global, new Map([['b', { shape: [2], data: ramp(2, () => 1) }]])).values()].map((t) => t.data);
+    // Assert
+    expect(out.map((d) => d.buffer === out[0]!.buffer)).toEqual([true, true, true]);
+    expect(out.map((d) => d.byteOffset)).toEqual([0, 12, 20]);
+    expect([...new Float32Array(out[0]!.buffer)]).toEqual([0, 1, 2, 8, 8, 1, 1, 1, 1, 1]);
+  });
+
   it('firstNonFinite – finds NaN and infinities and nothing in finite data', () => {
     expect(firstNonFinite(Float32Array.of(1, Number.NaN))).toBe(1);
     expect(firstNonFinite(Float32Array.of(Number.NEGATIVE_INFINITY))).toBe(0);

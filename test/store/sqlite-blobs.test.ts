@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openBlobWriter } from '../../src/store/blob-writer.js';
+import { openBlobWriter, putOwned } from '../../src/store/blob-writer.js';
 import { IntegrityError, InvalidArgumentError } from '../../src/store/errors.js';
 import { openSqliteStore, sqliteBlobDir, sqliteStorePath } from '../../src/store/sqlite.js';
 import { FILE_BLOB_MIN_BYTES } from '../../src/store/sqlite/blobs.js';
@@ -52,6 +52,26 @@ describe('sqlite store – blob files', () => {
     expect(readFileSync(join(sqliteBlobDir(path), sha256)).equals(bytes)).toBe(true);
     const row = new Database(path, { readonly: true }).prepare('SELECT length(bytes) AS n, file_bytes FROM blobs WHERE sha256 = ?').get(sha256);
     expect(row).toEqual({ n: 0, file_bytes: bytes.length });
+  });
+
+  it('sqlite blobs – putOwned stores bytes under their hash, durable and verified on a fresh read, and serves those very bytes from the cache', async () => {
+    // Prepare
+    const bytes = new Uint8Array(randomBytes(FILE_BLOB_MIN_BYTES + 12));
+    const store = openSqliteStore(path);
+    // Execute
+    const stored = await putOwned(store.blobs, bytes);
+    const cached = await store.blobs.get(hex(bytes));
+    const again = await putOwned(store.blobs, bytes.slice());
+    store.close();
+    const fresh = openSqliteStore(path);
+    const read = await fresh.blobs.get(hex(bytes));
+    fresh.close();
+    // Assert
+    expect(stored).toEqual({ sha256: hex(bytes), created: true });
+    expect(again).toEqual({ sha256: hex(bytes), created: false });
+    expect(cached!.buffer).toBe(bytes.buffer);
+    expect(Buffer.from(read!).equals(bytes)).toBe(true);
+    expect(readdirSync(sqliteBlobDir(path))).toEqual([hex(bytes)]);
   });
 
   it('sqlite blobs – small blobs stay rows, whether put or written in pieces', async () => {
