@@ -1,7 +1,7 @@
 /**
  * kill -9 of a real coordinator process between recording a privacy release in the ledger and publishing its result
  * (ALGORITHMS.md §2): after a restart on the same data directory the ledger holds at least what was released and
- * counts the round once, though the interrupted step is redone. The process kills itself at an exact point
+ * counts each round once, though the interrupted step is redone. The process kills itself at an exact point
  * (LETHE_TEST_CRASH_AFTER, src/privacy/crash-point.ts), which a kill from outside could only hit by chance.
  */
 import { existsSync } from 'node:fs';
@@ -12,8 +12,9 @@ import { RdpAccountant } from '../../src/privacy/accountant.js';
 import type { CrashPoint } from '../../src/privacy/crash-point.js';
 import type { LedgerEntry } from '../../src/privacy/ledger.js';
 import { openSqliteStore, sqliteStorePath } from '../../src/store/sqlite.js';
-import type { Task } from '../../src/wire/messages.js';
-import { Admin, makeDelta, runJson, tempDir, TestClient, waitFor, writeTestModel } from './helpers.js';
+import { callUnary } from '../../src/wire/services.js';
+import type { Capabilities, MessageInput, Task } from '../../src/wire/messages.js';
+import { Admin, makeDelta, proto, runJson, TEST_CAPABILITIES, tempDir, TestClient, waitFor, writeTestModel } from './helpers.js';
 import { BUILT, kill9, startProcess, type Running } from './process.js';
 
 const SIGMA = 1.5;
@@ -24,6 +25,12 @@ function epsilonAfter(rounds: number): number {
   const acc = new RdpAccountant();
   acc.step(1, SIGMA, rounds);
   return acc.getEpsilon(DELTA).epsilon;
+}
+
+/** A client declares new capabilities (here: how many examples it holds, which sets its sample-level Poisson rate). */
+async function updateCapabilities(client: TestClient, capabilities: MessageInput<Capabilities>): Promise<void> {
+  const body = proto.bodies.capabilities.encode(capabilities);
+  await callUnary(client.enrollment, 'UpdateCapabilities', { auth: client.auth('enrollment', 'UpdateCapabilities', body), body });
 }
 
 /** Resolves with the signal that ended the child. */
@@ -65,8 +72,8 @@ describe('privacy ledger across kill -9', () => {
 
   afterAll(() => dir.remove());
 
-  /** Starts a coordinator (that kills itself at `crashAt` when given); the clients are not live until `live`. */
-  async function start(crashAt?: CrashPoint): Promise<{ admin: Admin; clients: TestClient[]; close(): void }> {
+  /** Starts a coordinator (that kills itself at `crashAt`, in any round or in one, when given); the clients are not live until `live`. */
+  async function start(crashAt?: CrashPoint | `${CrashPoint}@${number}`): Promise<{ admin: Admin; clients: TestClient[]; close(): void }> {
     running = await startProcess(dataDir, crashAt ? { LETHE_TEST_CRASH_AFTER: crashAt } : {});
     const admin = new Admin(running.address, await readAdminToken(dataDir));
     const clients = identities.map((i) => new TestClient(running!.address, Date.now, i.keys, i.id));
@@ -93,15 +100,24 @@ describe('privacy ledger across kill -9', () => {
     }
   }
 
-  /**
-   * Every client pulls its round-1 task and uploads a small update. Settled, not awaited as successes: the last
-   * upload can close the round, and the 'aggregate' crash point may kill the process before that reply is written.
-   */
-  async function playRound(clients: readonly TestClient[]): Promise<void> {
+  /** Every client pulls its task of `round`. */
+  async function pullRound(clients: readonly TestClient[], round = 1): Promise<Task[]> {
     const tasks = (await Promise.all(clients.map((c) => c.pullTask(5000)))) as Task[];
-    expect(tasks.map((t) => t?.round)).toEqual([1, 1, 1]);
+    expect(tasks.map((t) => t?.round)).toEqual(clients.map(() => round));
+    return tasks;
+  }
+
+  /**
+   * Every client uploads a small update for its task. Settled, not awaited as successes: the last upload can close
+   * the round, and a crash point may kill the process before that reply is written.
+   */
+  async function pushRound(clients: readonly TestClient[], tasks: readonly Task[]): Promise<void> {
     const global = await clients[0]!.fetchAdapter(tasks[0]!);
     await Promise.allSettled(clients.map((c, k) => c.push(tasks[k]!, makeDelta(tasks[k]!, global, () => 0.01 * (k + 1)))));
+  }
+
+  async function playRound(clients: readonly TestClient[], round = 1): Promise<void> {
+    await pushRound(clients, await pullRound(clients, round));
   }
 
   /** After the restart the run completes with its one round closed and exactly one release in the ledger. */
@@ -156,6 +172,60 @@ describe('privacy ledger across kill -9', () => {
     try {
       // Assert: no client acts again; the round left aggregating closes at restart
       await expectCountedOnce(s.admin, runId);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('crash – sample-level DP, killed after round 2 is charged, before it opens: the restart charges each round exactly once', async () => {
+    // Arrange: the coordinator dies once round 2's charge is durable. Round 2 costs more than round 1 (the client with
+    // the least data sets q = B/N, and client 0 shrinks from 100 to 25 examples during round 1), so the two entries
+    // differ, the case a count of opened rounds could not tell apart.
+    const steps = 2;
+    let s = await start('ledger-record@2');
+    const died = exited(running!);
+    const { runId } = await s.admin.createRun(
+      runJson(baseModel, {
+        rounds: 2,
+        min_clients: 3,
+        sample_rate: 1,
+        round_deadline_s: 60,
+        local: { batch_size: 5, steps },
+        privacy: { mode: 'sample', epsilon: 50, delta: DELTA, clip: 1, noise_multiplier: SIGMA },
+      }),
+    );
+
+    // Act: round 1 is played; its close opens round 2, whose charge kills the process; restart without the hook
+    await live(s.clients);
+    const tasks = await pullRound(s.clients);
+    await updateCapabilities(s.clients[0]!, { ...TEST_CAPABILITIES, numExamples: 25 });
+    await pushRound(s.clients, tasks);
+    expect(await died).toBe('SIGKILL');
+    s.close();
+    expect((await ledgerOf(runId)).map((e) => e.q)).toEqual([0.05, 0.2]); // round 2 charged before it opened
+    s = await start();
+    try {
+      await live(s.clients);
+      await playRound(s.clients, 2);
+
+      // Assert: both rounds closed, one entry each, ε of exactly those two releases
+      const run = await waitFor(async () => {
+        const r = await s.admin.call('GetRun', { runId });
+        return r.state === 'RUN_STATE_COMPLETED' ? r : undefined;
+      }, 15_000, 'run completed');
+      const rounds = (await s.admin.call('ListRounds', { runId })).rounds;
+      expect(rounds.map((r) => [r.state, r.accepted])).toEqual([
+        ['ROUND_STATE_COMPLETED', 3],
+        ['ROUND_STATE_COMPLETED', 3],
+      ]);
+      expect((await ledgerOf(runId)).map((e) => [e.seq, e.round, e.kind, e.q, e.sigma, e.steps])).toEqual([
+        [0, 1, 'aggregate', 0.05, SIGMA, steps],
+        [1, 2, 'aggregate', 0.2, SIGMA, steps],
+      ]);
+      const reference = new RdpAccountant();
+      reference.step(0.05, SIGMA, steps);
+      reference.step(0.2, SIGMA, steps);
+      expect(run.privacy?.epsilonSpent).toBeCloseTo(reference.getEpsilon(DELTA).epsilon, 9);
     } finally {
       s.close();
     }
