@@ -1,6 +1,7 @@
 /**
  * Loads the lethe.v1 contract (proto/lethe/v1/*.proto) once, at an entry point, into everything the transport needs:
- * grpc service definitions, the package definition (for reflection), and codecs for the signed `body` messages.
+ * grpc service definitions (the fleet service's chunk messages serialised by hand: chunk-messages.ts), the package
+ * definition (for reflection), and codecs for the signed `body` messages.
  *
  * Decoding options, used for both RPC messages and bodies so they look the same everywhere (src/wire/messages.ts):
  * camelCase field names, 64-bit integers as numbers, enums as names, bytes as Buffer, defaults filled in.
@@ -10,6 +11,7 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { packageRoot } from '../paths.js';
+import { withChunkSerializers } from './chunk-messages.js';
 import { ProtocolError } from './errors.js';
 import type {
   Capabilities,
@@ -127,7 +129,7 @@ export function loadLetheProto(protoDir: string = defaultProtoDir()): LetheProto
     packageDefinition,
     services: Object.freeze({
       enrollment: service('enrollment'),
-      fleet: service('fleet'),
+      fleet: withChunkSerializers(service('fleet')),
       admin: service('admin'),
       inference: service('inference'),
     }),
