@@ -14,7 +14,7 @@ import { importPrivateKeyPem } from '../auth/keys.js';
 import type { Task } from '../wire/messages.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { createClient } from '../wire/services.js';
-import { BenchClient, preparedUpdate } from './aggregate.js';
+import { BenchClient, preparedUpdate } from './bench-client.js';
 
 export interface SenderJob {
   readonly address: string;

@@ -34,7 +34,8 @@ import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
-import { ALL_TARGETS, answerOneTask, BenchClient, preparedUpdate, shapeOfB, SMALL, WIDE } from './aggregate.js';
+import { ALL_TARGETS, answerOneTask, shapeOfB, SMALL, WIDE } from './aggregate.js';
+import { BenchClient, preparedUpdate } from './bench-client.js';
 
 export interface NatsBenchOptions {
   /** 'nats://127.0.0.1:4222': the NATS server(s) with JetStream. */
