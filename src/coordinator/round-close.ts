@@ -48,6 +48,10 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
   if (round.state === 'open' && !(await store.rounds.transition(ctx.id, n, 'open', 'aggregating'))) return { kind: 'lost' };
 
   const updates = await store.updates.list(ctx.id, n);
+  // The old adapter is read while the updates are (a store reading from the network overlaps the two), when the
+  // round has enough of them to aggregate.
+  const globalBytes = updates.length >= config.minClients ? blob(core, round.adapterShaBefore!, 'global adapter') : undefined;
+  globalBytes?.catch(() => undefined); // awaited below; this only keeps a failure from going unhandled meanwhile
   const uploaded = new Set(updates.map((u) => u.clientId));
   const stored: StoredUpdate[] = [];
   let bytesUp = 0;
@@ -73,7 +77,7 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
     return fail(`${updates.length} of ${counts.sampled} sampled clients sent an update before the deadline; min_clients is ${config.minClients}`);
   }
 
-  const global = viewTensors(await blob(core, round.adapterShaBefore!, 'global adapter'), layout.adapter);
+  const global = viewTensors(await globalBytes!, layout.adapter);
   // The state after the previous aggregation, unless this round's own state was saved before a crash.
   const doc = await store.runs.getStrategyState(ctx.id);
   const state = currentStrategyState(doc, (r) => r < n);

@@ -299,6 +299,22 @@ describe('nats store', () => {
     await expect(b.blobs.get(sha256)).rejects.toBeInstanceOf(IntegrityError);
   });
 
+  it('nats store – the coordinator that put a blob serves it from memory, a copy its caller may reuse; any other reads it from JetStream', async () => {
+    // Prepare
+    const [a, b] = await pair();
+    const bytes = new Uint8Array(1_500_000).map((_, i) => (i * 19) % 251);
+    const original = bytes.slice();
+    // Execute
+    const { sha256 } = await a.blobs.put(bytes);
+    bytes.fill(0); // the caller reuses its buffer
+    const jsm = await (a as unknown as { nc: import('nats').NatsConnection }).nc.jetstreamManager();
+    await jsm.streams.purge(`OBJ_${prefix}_blobs`, { filter: `$O.${prefix}_blobs.C.>` }); // only a's memory has the bytes now
+    // Assert
+    expect(sha256).toBe(hex(original));
+    expect(Buffer.from((await a.blobs.get(sha256))!).equals(Buffer.from(original))).toBe(true);
+    await expect(b.blobs.get(sha256)).rejects.toBeInstanceOf(IntegrityError);
+  });
+
   it('nats store – refuses a bucket prefix that is not a bucket name', async () => {
     await expect(openNatsStore({ servers: SERVERS, bucketPrefix: 'a.b' })).rejects.toThrow(/bucketPrefix/);
   });

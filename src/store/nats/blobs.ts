@@ -16,8 +16,9 @@
  * find them in memory instead of waiting for each read in turn.
  *
  * Integrity: every byte read from JetStream is hashed against its name before it is returned. The exception, as in
- * the SQLite store, is a bounded cache of what a writer was given with its hash moments before (an upload this
- * coordinator verified with its running digest): the leader aggregates its own uploads without reading them back.
+ * the SQLite store, is a bounded cache of what this coordinator hashed itself moments before: what a writer was given
+ * with its hash (an upload verified with its running digest) and what put stored. The leader aggregates its own
+ * uploads, and reads the adapters it stored, without reading them back.
  */
 import { createHash } from 'node:crypto';
 import { Empty, headers, nuid, type JetStreamClient, type JetStreamManager } from 'nats';
@@ -96,6 +97,9 @@ export class NatsBlobs implements BlobStore {
       if ((await this.info(sha256)) !== undefined) return { sha256, created: false };
       // Two writers racing on new bytes both write (same content, same name): both report created.
       await this.write(sha256, bytes, digest);
+      // A copy (the caller may reuse its buffer), so that reading back what this coordinator just stored, such as a
+      // run's first adapter at its first round's close, costs no JetStream reads and no second hash.
+      this.recent.set(sha256, new Uint8Array(bytes));
       return { sha256, created: true };
     });
   }
