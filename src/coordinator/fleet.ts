@@ -5,6 +5,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { RequestAuthenticator } from '../auth/authenticator.js';
 import { encodeTensors, hexDigest, type EncodedTensors } from '../wire/codec.js';
+import { WorkerDigestVerifier } from '../wire/digest-worker.js';
 import type { FetchAdapterResponse, MessageInput, SignedRequest } from '../wire/messages.js';
 import { methodPath } from '../wire/proto.js';
 import { clientStreamHandler, serverStreamHandler, unaryHandler } from '../wire/server.js';
@@ -30,6 +31,8 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
   const options = handlerOptions(core);
   // Promises, so the clients of a round asking at once share one read and one encoding.
   const cache = new Map<string, Promise<EncodedTensors>>();
+  // Checks uploads' running digests off the event loop; its thread exists only while uploads arrive.
+  const digests = new WorkerDigestVerifier();
   const bodies = core.proto.bodies;
 
   async function signed(method: string, request: SignedRequest) {
@@ -120,7 +123,7 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
     PushUpdate: clientStreamHandler(async (call) => {
       guardOpen(core, 'accept an update');
       if (core.lifecycle.draining) throw new CoordinatorDrainingError('accept an update');
-      return ingestUpdate(core, runs, authenticator, call);
+      return ingestUpdate(core, runs, authenticator, call, digests);
     }, options),
 
     ReportFailure: unaryHandler(async (request: SignedRequest) => {

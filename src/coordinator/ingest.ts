@@ -9,7 +9,8 @@
  *   4. the payload: its kind must be the one the client's training mode answers with (forward-only.ts), the manifest
  *      must name exactly that kind's tensors with their shapes (dense: the task's upload tensors; seed scalars:
  *      seed_scalars [K]; ESSA: fitness [pairs, 2]) and is bounded by that layout's size, every chunk must match its
- *      running digest, the whole must hash to the manifest and hold only finite values;
+ *      running digest (checked on a worker thread for large payloads, all before step 5 commits), the whole must hash
+ *      to the manifest and hold only finite values;
  *   5. the payload is stored as a blob while it arrives (hashed once: the verified running digest is its address),
  *      made durable, then the update record (which bumps the round's counters) — and only then is the upload
  *      acknowledged, so an acknowledged update survives kill -9.
@@ -19,6 +20,7 @@ import type { RequestAuthenticator } from '../auth/authenticator.js';
 import { openBlobWriter } from '../store/blob-writer.js';
 import { InvalidTransitionError } from '../store/errors.js';
 import { hexDigest, TensorAssembler, type WireChunk } from '../wire/codec.js';
+import type { DigestVerifier } from '../wire/digest-worker.js';
 import { ProtocolError } from '../wire/errors.js';
 import type { MessageInput, PushUpdateRequest, PushUpdateResponse, TensorEntry, UpdateHeader, UpdateKind } from '../wire/messages.js';
 import type { ClientRecord } from '../store/store.js';
@@ -79,11 +81,16 @@ function duplicate(sha256: Buffer, bytes: number): MessageInput<PushUpdateRespon
   return { result: 'RESULT_DUPLICATE', sha256, storedBytes: bytes };
 }
 
+/** Payloads from this size on have their running digests checked on a worker thread (`digests`); smaller ones, such
+ * as seed-scalar uploads, on the event loop, where a check costs less than handing it over. */
+const OFF_THREAD_MIN_BYTES = 4 << 20;
+
 export async function ingestUpdate(
   core: CoordinatorCore,
   runs: RunRegistry,
   authenticator: RequestAuthenticator,
   call: AsyncIterable<PushUpdateRequest>,
+  digests?: DigestVerifier,
 ): Promise<MessageInput<PushUpdateResponse>> {
   const it = call[Symbol.asyncIterator]();
   const head = await it.next();
@@ -132,7 +139,8 @@ export async function ingestUpdate(
   }
 
   // The limit is the expected payload itself, so a client cannot make the coordinator buffer more than its task implies.
-  const assembler = new TensorAssembler(manifest, { maxTotalBytes: Math.min(core.config.maxUpdateBytes, layoutBytes(expected)), expected });
+  const limits = { maxTotalBytes: Math.min(core.config.maxUpdateBytes, layoutBytes(expected)), expected };
+  const assembler = new TensorAssembler(manifest, limits, manifest.totalBytes >= OFF_THREAD_MIN_BYTES ? digests : undefined);
   // Verified chunks go to the blob store as they arrive; the digest the assembler verified becomes the blob's address.
   const blob = openBlobWriter(store.blobs, manifest.totalBytes);
   try {
@@ -145,8 +153,10 @@ export async function ingestUpdate(
       feed(m.chunk);
     }
     assembler.finish(); // completeness, total digest, finiteness
+    await assembler.verified(); // every chunk's running digest, when checked on a worker thread
     if (core.config.clock() > round.deadlineAt) throw late();
   } catch (err) {
+    assembler.abandon();
     await blob.abort();
     throw err;
   }

@@ -12,6 +12,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { sizeOf, type HostTensor, type TensorMap } from '../tensors/host.js';
 import { ChunkError, LimitError, ManifestError, NonFiniteTensorError, PayloadError, ProtocolError } from './errors.js';
+import type { DeferredDigests, DigestVerifier } from './digest-worker.js';
 import { allFinite } from './finite-kernel.js';
 
 /** The only element type defined on the wire. */
@@ -203,10 +204,16 @@ function checkExpected(entries: readonly WireTensorEntry[], expected: ReadonlyMa
  * once, into one payload buffer of its own (allocated on the first chunk, so a stalled upload holds little memory;
  * not pooled, so aligned: a `bytes` field at an odd offset is never viewed as floats). The tensors it returns are
  * views into that buffer, and `payload` is the whole of it. After any error it refuses further input.
+ *
+ * With a DigestVerifier (digest-worker.ts) the running digests are checked on another thread instead: each chunk is
+ * copied first (into a shared buffer) and its check queued, a mismatch found meanwhile fails the next `push`, and
+ * nothing is verified until `verified()` has resolved. Without one, `verified()` resolves at once.
  */
 export class TensorAssembler {
   readonly limits: AssemblyLimits;
   private readonly hash: Hash = createHash('sha256');
+  private readonly offThread: DigestVerifier | undefined;
+  private deferred: DeferredDigests | undefined;
   private buffer: Buffer | undefined;
   private bits: Uint32Array | undefined;
   private readonly nonFinite = new Set<string>();
@@ -218,10 +225,13 @@ export class TensorAssembler {
   constructor(
     readonly manifest: WireManifest,
     limits: Partial<AssemblyLimits> = {},
+    /** Where running digests are checked; default this thread, as each chunk arrives. */
+    digests?: DigestVerifier,
   ) {
     requireLittleEndian();
     this.limits = { ...DEFAULT_ASSEMBLY_LIMITS, ...limits };
     checkManifest(manifest, this.limits);
+    this.offThread = digests;
   }
 
   get receivedBytes(): number {
@@ -268,6 +278,7 @@ export class TensorAssembler {
     if (this.received + data.length > total) {
       throw new ChunkError(`chunk ${chunk.index} ends at byte ${this.received + data.length}, past total_bytes ${total}`, 'chunk_overrun');
     }
+    if (this.offThread) return this.acceptDeferred(chunk);
     this.hash.update(data);
     const digest = this.hash.copy().digest();
     if (!digest.equals(chunk.runningSha256)) {
@@ -279,10 +290,29 @@ export class TensorAssembler {
     return copy;
   }
 
+  /** Copies the chunk and queues its digest check; a mismatch reported for an earlier chunk fails this one. */
+  private acceptDeferred(chunk: WireChunk): Uint8Array {
+    if (this.deferred?.failure) throw this.deferred.failure;
+    if (chunk.runningSha256.length !== SHA256_BYTES) {
+      throw new ChunkError(`chunk ${chunk.index} does not match its running sha256: corrupted or reordered in transit`, 'chunk_hash_mismatch');
+    }
+    const start = this.received;
+    const copy = this.copyIn(chunk.data);
+    this.deferred!.check(chunk.index, start, chunk.data.length, chunk.runningSha256);
+    this.nextIndex++;
+    this.lastDigest = Buffer.from(chunk.runningSha256); // claimed; verified() proves it
+    return copy;
+  }
+
   private copyIn(data: Uint8Array): Uint8Array {
     if (this.buffer === undefined) {
-      this.buffer = Buffer.allocUnsafeSlow(this.manifest.totalBytes);
-      this.bits = new Uint32Array(this.buffer.buffer, 0, this.manifest.totalBytes >> 2);
+      const total = this.manifest.totalBytes;
+      if (this.offThread) {
+        const shared = new SharedArrayBuffer(total);
+        this.deferred = this.offThread.open(shared);
+        this.buffer = Buffer.from(shared);
+      } else this.buffer = Buffer.allocUnsafeSlow(total);
+      this.bits = new Uint32Array(this.buffer.buffer, 0, total >> 2);
     }
     const start = this.received;
     this.buffer.set(data, start);
@@ -301,6 +331,19 @@ export class TensorAssembler {
       const hi = Math.min(to, (e.byteOffset + e.byteLength) >> 2);
       if (lo < hi && !finiteBits(this.bits!, lo, hi)) this.nonFinite.add(e.name);
     }
+  }
+
+  /**
+   * Resolves once every chunk's running digest has been checked and matched (at once when checked on this thread);
+   * rejects with the ChunkError of the first that did not. Call after `finish`, and trust the payload only then.
+   */
+  async verified(): Promise<void> {
+    await this.deferred?.verified();
+  }
+
+  /** Stops off-thread checks of a payload given up (after an error); nothing to do for checks on this thread. */
+  abandon(): void {
+    this.deferred?.drop();
   }
 
   /** The decoded tensors (in `limits.expected` order when given, else manifest order), views into `payload`. Callable once. */
