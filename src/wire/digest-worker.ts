@@ -48,7 +48,7 @@ parentPort.on('message', (m) => {
   }
   if (p.failed) return;
   p.hash.update(p.bytes.subarray(m.offset, m.offset + m.length));
-  if (!p.hash.copy().digest().equals(m.expected)) {
+  if (p.hash.copy().digest('hex') !== m.expected) {
     p.failed = true;
     parentPort.postMessage({ id: m.id, mismatch: m.index });
   }
@@ -97,8 +97,11 @@ export class WorkerDigestVerifier implements DigestVerifier {
       worker.postMessage({ type, id });
     };
     return {
-      // A copy of the digest: posting a view would clone the whole buffer it lies in (the received 1 MiB message).
-      check: (index, offset, length, runningSha256) => worker.postMessage({ type: 'chunk', id, index, offset, length, expected: new Uint8Array(runningSha256) }),
+      // Hex: cheaper to post than bytes, and a view would clone the whole buffer it lies in (the received message).
+      check: (index, offset, length, runningSha256) => {
+        const expected = Buffer.from(runningSha256.buffer, runningSha256.byteOffset, runningSha256.byteLength).toString('hex');
+        worker.postMessage({ type: 'chunk', id, index, offset, length, expected });
+      },
       get failure() {
         return failure;
       },
