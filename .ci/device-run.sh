@@ -7,6 +7,7 @@
 #
 #   .ci/device-run.sh                       # on the GPU machine (root: dpkg -x into /)
 #   LETHE_DEVICE_QUICK=1 LETHE_DEVICE_SKIP_GL=1 OUT=/tmp/o .ci/device-run.sh   # a short dry run on any x86-64 box
+#   LETHE_DEVICE_STEPS=doctor,parity-webgpu .ci/device-run.sh   # only the named steps (a probe before the full run)
 #
 # Two lanes, so the whole thing fits a few minutes: the GPU steps, then the coordinator benches (which use the many
 # cores) in the foreground; the single-threaded wasm baselines in the background (one core of the machine's 16).
@@ -51,6 +52,7 @@ check=("$root/app/dist/bench/gpu/check.js")
 step() {
   local name=$1 cap=$2 left t0 rc
   shift 2
+  if [ -n "${LETHE_DEVICE_STEPS:-}" ] && [[ ",$LETHE_DEVICE_STEPS," != *",$name,"* ]]; then return; fi
   left=$((budget - ($(date +%s) - start)))
   [ "$cap" -gt "$left" ] && cap=$left
   if [ "$cap" -lt 5 ]; then
