@@ -27,6 +27,7 @@ import { IntegrityError, InvalidArgumentError, NotFoundError, StoreClosedError, 
 import type { BlobStore, BlobWriter } from '../store.js';
 import { checkBytes, checkInt, checkSha256Hex } from '../validate.js';
 import { BlobCache } from '../blob-cache.js';
+import { ChunkPublisher } from './chunk-publisher.js';
 import type { NatsContext } from './context.js';
 import { isWrongLastSequence } from './errors.js';
 
@@ -123,31 +124,25 @@ export class NatsBlobs implements BlobStore {
     const id = nuid.next();
     const subject = `$O.${this.bucket}.C.${id}`;
     const chunk = this.chunkBytes();
-    const acks: Promise<unknown>[] = [];
+    const chunks = this.publisher(subject);
     let pieces: Uint8Array[] = [];
     const all: Uint8Array[] = [];
     let buffered = 0;
     let written = 0;
-    let failure: unknown;
-    const publish = (bytes: Uint8Array): void => {
-      const ack = this.ctx.isClosed ? Promise.reject(new StoreClosedError('store a blob')) : this.js.publish(subject, bytes);
-      ack.catch((err: unknown) => (failure ??= err));
-      acks.push(ack);
-    };
     /** Publishes every whole chunk gathered (and the tail too when `all`), keeping the rest for the next write. */
     const flush = (all: boolean): void => {
       const bytes = joinPieces(pieces);
       let offset = 0;
       for (; bytes.length - offset >= chunk || (all && offset < bytes.length); offset += chunk) {
-        publish(bytes.subarray(offset, Math.min(bytes.length, offset + chunk)));
+        chunks.publish(bytes.subarray(offset, Math.min(bytes.length, offset + chunk)));
       }
       const rest = bytes.subarray(Math.min(offset, bytes.length));
       pieces = rest.length > 0 ? [rest] : [];
       buffered = rest.length;
     };
     const purge = async (): Promise<void> => {
-      await Promise.allSettled(acks);
-      if (acks.length > 0) await (await this.jsm).streams.purge(this.stream, { filter: subject }).catch(() => undefined);
+      await chunks.cancel();
+      if (chunks.count > 0) await (await this.jsm).streams.purge(this.stream, { filter: subject }).catch(() => undefined);
     };
     return {
       write: (bytes) => {
@@ -165,12 +160,11 @@ export class NatsBlobs implements BlobStore {
           flush(true);
           let created = true;
           try {
-            await Promise.allSettled(acks);
-            if (failure !== undefined) throw failure;
+            await chunks.settled();
             // Only if no metadata is there yet, so a new blob costs no lookup; a live object of the name wins.
-            if (!(await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'absent'))) {
+            if (!(await this.publishMeta(sha256, id, written, chunks.count, chunk, Buffer.from(sha256, 'hex'), 'absent'))) {
               if ((await this.info(sha256)) === undefined) {
-                await this.publishMeta(sha256, id, written, acks.length, chunk, Buffer.from(sha256, 'hex'), 'replace'); // a deleted object's name
+                await this.publishMeta(sha256, id, written, chunks.count, chunk, Buffer.from(sha256, 'hex'), 'replace'); // a deleted object's name
               } else created = false;
             }
           } catch (err) {
@@ -281,19 +275,22 @@ export class NatsBlobs implements BlobStore {
     const id = nuid.next();
     const chunkSubject = `$O.${this.bucket}.C.${id}`;
     const chunk = this.chunkBytes();
-    let chunks = 0;
+    const chunks = this.publisher(chunkSubject);
     try {
-      const acks: Promise<unknown>[] = [];
-      for (let offset = 0; offset < bytes.length; offset += chunk, chunks++) {
-        acks.push(this.js.publish(chunkSubject, bytes.subarray(offset, Math.min(bytes.length, offset + chunk))));
-      }
-      await Promise.all(acks);
-      await this.publishMeta(name, id, bytes.length, chunks, chunk, digest);
+      for (let offset = 0; offset < bytes.length; offset += chunk) chunks.publish(bytes.subarray(offset, Math.min(bytes.length, offset + chunk)));
+      await chunks.settled();
+      await this.publishMeta(name, id, bytes.length, chunks.count, chunk, digest);
     } catch (err) {
+      await chunks.cancel();
       const jsm = await this.jsm;
       await jsm.streams.purge(this.stream, { filter: chunkSubject }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Publishes an object's chunks on `subject`, a few awaiting acknowledgement at a time. */
+  private publisher(subject: string): ChunkPublisher {
+    return new ChunkPublisher(this.js, subject, () => (this.ctx.isClosed ? new StoreClosedError('store a blob') : undefined));
   }
 
   /** As large as the server's max_payload allows, up to 1 MiB, less room for the headers. */
