@@ -6,6 +6,10 @@
  * Layers follow HF's `output_hidden_states` numbering: ℓ = 0 is the embedding output (token + position embeddings),
  * ℓ = 1 … nLayer the residual stream after block ℓ − 1. Layer 0 costs one embedding lookup; any deeper layer costs a
  * forward pass of the base — which doubles the cost of serving a tiny model, hence the choice of layers matters.
+ *
+ * Pooling: `mean`, or the mean followed by more statistics of the same tokens. Each pooling's columns start with the
+ * previous one's (mean | std | max | min, each C wide), so a detector fitted on a narrower pooling reads the first F
+ * columns of a wider one: serving computes the widest pooling its detectors need, once.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2 } from '../model/gpt2.js';
@@ -14,13 +18,19 @@ import type { TrainerData } from '../train/types.js';
 import { rowsOf } from '../train/types.js';
 import { UnlearningError } from './errors.js';
 
-/** How a hidden state's tokens are pooled into one feature vector. */
-export type Pooling = 'mean' | 'mean+std';
-export const POOLINGS: readonly Pooling[] = Object.freeze(['mean', 'mean+std']);
+/** How a hidden state's tokens are pooled into one feature vector: statistics over the real tokens, per channel. */
+export type Pooling = 'mean' | 'mean+std' | 'mean+std+max+min';
+/** Narrowest first; each one's columns are a prefix of the next one's (see the header). */
+export const POOLINGS: readonly Pooling[] = Object.freeze(['mean', 'mean+std', 'mean+std+max+min']);
 
 /** F: the feature width of a layer pooled with `pooling`, for a base of width C. */
 export function featureDim(c: number, pooling: Pooling): number {
-  return pooling === 'mean+std' ? 2 * c : c;
+  return c * pooling.split('+').length;
+}
+
+/** The pooling whose columns hold every one of `poolings` as a prefix (the widest; `mean` for none). */
+export function widestPooling(poolings: readonly Pooling[]): Pooling {
+  return POOLINGS[Math.max(0, ...poolings.map((p) => POOLINGS.indexOf(p)))]!;
 }
 
 /** Per detector layer, row-major [n, F] features of n examples. */
@@ -59,7 +69,13 @@ export class BaseFeatures {
       if (pooling === 'mean') return mean;
       const meanSq = tf.div(tf.sum(tf.mul(tf.square(h), m), 1), count); // [B, C]
       const std = tf.sqrt(tf.relu(tf.sub(meanSq, tf.square(mean)))); // relu: E[h²] − E[h]² can round below 0
-      return tf.concat([mean, std], 1) as tf.Tensor2D; // [B, 2C]
+      if (pooling === 'mean+std') return tf.concat([mean, std], 1) as tf.Tensor2D; // [B, 2C]
+      // Pads are pushed far below (above) every real value so they never win; a row without tokens gets 0, like its mean.
+      const far = tf.mul(tf.sub(1, m), 1e9); // [B, T, 1]
+      const any = tf.minimum(tf.sum(mask, 1, true), 1); // [B, 1]
+      const max = tf.mul(tf.max(tf.sub(h, far), 1), any);
+      const min = tf.mul(tf.min(tf.add(h, far), 1), any);
+      return tf.concat([mean, std, max, min], 1) as tf.Tensor2D; // [B, 4C]
     };
     const blocks = layers.some((l) => l > 0) ? this.model.forward(ids, undefined, { collectHiddens: true }).layers : []; // L × [B, T, C]
     return layers.map((l) => {

@@ -2,7 +2,7 @@
  * An unlearning package: everything a server needs to serve request t, as one blob (the coordinator stores blobs by
  * SHA-256). The blob is a safetensors file:
  *   - the unlearning adapter's tensors under their usual names (h.{i}.{module}.lora_A.weight / lora_B.weight);
- *   - the detector, F = C (mean pooling) or 2C (mean+std): detector.{ℓ}.mean [F], detector.{ℓ}.precision [F, F],
+ *   - the detector, F = C (mean pooling), 2C (mean+std) or 4C (mean+std+max+min): detector.{ℓ}.mean [F], detector.{ℓ}.precision [F, F],
  *     detector.{ℓ}.bank [m, F] (absent when bank-free), detector.{ℓ}.reference_mean [F] and
  *     detector.{ℓ}.reference_precision [F, F] (present when the detector is relative), detector.weights [L·K];
  *   - metadata key `lethe.unlearning`: JSON with the format version, t, the base geometry, the LoRA config, the
@@ -22,8 +22,16 @@ import { PackageError } from './errors.js';
 import type { Gate } from './gate.js';
 import { maxOverlap } from './orthogonality.js';
 
-/** 2: pooled mean+std features, the generic inputs' reference statistics, per-component weights (1: mean-pooled). */
-export const PACKAGE_FORMAT = 2;
+/**
+ * 3: the mean+std+max+min pooling. 2: pooled mean+std features, the generic inputs' reference statistics,
+ * per-component weights (1: mean-pooled). Format 2 packages are format 3 packages without the new pooling, so they
+ * still load.
+ */
+export const PACKAGE_FORMAT = 3;
+const READABLE_FORMATS: ReadonlyMap<number, readonly Pooling[]> = new Map([
+  [2, ['mean', 'mean+std']],
+  [3, POOLINGS],
+]);
 const METADATA_KEY = 'lethe.unlearning';
 
 export interface UnlearningPackage {
@@ -92,8 +100,11 @@ function parseHeader(metadata: Record<string, string>): Header {
   } catch (err) {
     throw new PackageError(`the package's "${METADATA_KEY}" metadata is not JSON: ${(err as Error).message}`, 'bad_format', { cause: err });
   }
-  if (header.format !== PACKAGE_FORMAT) {
-    throw new PackageError(`unlearning package format ${String(header.format)} is not supported (this build reads ${PACKAGE_FORMAT}); rebuild the package`, 'bad_version');
+  if (!READABLE_FORMATS.has(header.format)) {
+    throw new PackageError(
+      `unlearning package format ${String(header.format)} is not supported (this build reads ${[...READABLE_FORMATS.keys()].join(' and ')}); rebuild the package`,
+      'bad_version',
+    );
   }
   const { detector, gate } = header;
   if (!detector || !gate || !header.lora || !header.model || !Array.isArray(detector.layers)) {
@@ -148,7 +159,10 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
 
   const tensors = new Map(contents.tensors);
   const d = header.detector;
-  if (!POOLINGS.includes(d.pooling)) throw new PackageError(`detector pooling ${JSON.stringify(d.pooling)} is not one of ${POOLINGS.join(', ')}`, 'bad_format');
+  const poolings = READABLE_FORMATS.get(header.format)!;
+  if (!poolings.includes(d.pooling)) {
+    throw new PackageError(`detector pooling ${JSON.stringify(d.pooling)} is not one of format ${header.format}'s: ${poolings.join(', ')}`, 'bad_format');
+  }
   if (d.dim !== featureDim(model.nEmbd, d.pooling) || !Number.isInteger(d.bankSize) || d.bankSize < 0) {
     throw new PackageError(`detector width ${d.dim} / bank size ${d.bankSize} do not fit a base of width ${model.nEmbd} with ${d.pooling} pooling`, 'bad_shape');
   }

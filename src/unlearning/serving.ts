@@ -2,8 +2,8 @@
  * Inference with O3 unlearning (ALGORITHMS.md §6): h = W x + utility LoRA + Σ_t w_t(x)·(α/r) B_t A_t x.
  *
  * Per batch: (1) the pooled frozen-base features of every layer any request's detector reads, computed once (one
- * embedding lookup for layer 0, one base forward pass for deeper layers; features.ts) — mean+std when any detector
- * pools so, of which a mean detector reads the first half; (2) each request's detector scores them (one quadratic form
+ * embedding lookup for layer 0, one base forward pass for deeper layers; features.ts) — pooled as the widest pooling any
+ * detector uses, of which a narrower detector reads the first columns; (2) each request's detector scores them (one quadratic form
  * per layer, detector.ts) and its gate turns the score into w_t(x) per example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
  * example by w_t(x) (LoraParams.gate). Rows whose every gate is exactly 0 (below the gate cutoff) — most traffic —
  * run without the unlearning branches, so their cost is the utility forward plus step (1) and the scoring.
@@ -23,7 +23,7 @@ import type { UtilityAdapter } from './adapter.js';
 import type { Detector } from './detector.js';
 import { DeviceDetector } from './detector.js';
 import { UnlearningError } from './errors.js';
-import { BaseFeatures, type Pooling } from './features.js';
+import { BaseFeatures, type Pooling, widestPooling } from './features.js';
 import type { Gate } from './gate.js';
 import { gateWeight } from './gate.js';
 
@@ -58,7 +58,7 @@ export class UnlearningServing {
   private readonly utility: LoraParams;
   private readonly requests: DeviceRequest[];
   private readonly featureLayers: number[]; // union of detector layers, sorted
-  private readonly pooling: Pooling; // mean+std when any detector needs it
+  private readonly pooling: Pooling; // the widest any detector needs (features.ts: narrower ones read a prefix)
   private readonly features: BaseFeatures;
   private disposed = false;
 
@@ -70,7 +70,7 @@ export class UnlearningServing {
   ) {
     if (utility.lora.numLabels < 1) throw new UnlearningError('the utility adapter must hold a classification head', 'bad_adapter');
     this.featureLayers = [...new Set(requests.flatMap((r) => r.detector.layers.map((l) => l.layer)))].sort((a, b) => a - b);
-    this.pooling = requests.some((r) => r.detector.pooling === 'mean+std') ? 'mean+std' : 'mean';
+    this.pooling = widestPooling(requests.map((r) => r.detector.pooling));
     this.features = new BaseFeatures(model);
     this.utility = { config: utility.lora, tensors: toTf(utility.adapter) };
     this.requests = requests.map((r) => ({

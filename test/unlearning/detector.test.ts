@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/backend.js';
-import { DEFAULT_DETECTOR, detectorScores, fitDetector } from '../../src/unlearning/detector.js';
+import { DEFAULT_DETECTOR, DeviceDetector, detectorScores, fitDetector } from '../../src/unlearning/detector.js';
 import type { LayerFeatures } from '../../src/unlearning/features.js';
 import { auroc } from '../../src/unlearning/stats.js';
 
@@ -51,6 +51,35 @@ describe('unlearning detector', () => {
     // Assert: without a reference the generic inputs are scored by the full statistics in both paths
     served.scores.forEach((z, i) => expect(z).toBeCloseTo(fitted.out.scores[i]!, 3));
     served.distances.forEach((d, i) => expect(d).toBeCloseTo(fitted.out.distances[i]!, 3));
+  });
+
+  it('detector – a narrower-pooled detector scores the first columns of wider-pooled features as its own', () => {
+    // Arrange: serving pools once, as the widest pooling its detectors use (mean | std | max | min columns)
+    const c = 4;
+    const wide = (n: number, seed: string, shift: number): LayerFeatures => {
+      const f = gaussian(n, 0, 1, seed, shift);
+      const rng = seedrandom(`${seed}:extra`);
+      const data = Float32Array.from({ length: n * 4 * c }, (_, i) => (i % (4 * c) < D ? f.data[0]![Math.floor(i / (4 * c)) * D + (i % (4 * c))]! : rng()));
+      return { n, dim: 4 * c, pooling: 'mean+std+max+min', layers: [0], data: [data] };
+    };
+    const narrow = (f: LayerFeatures): LayerFeatures => ({
+      ...f,
+      dim: D,
+      pooling: 'mean+std',
+      data: [Float32Array.from({ length: f.n * D }, (_, i) => f.data[0]![Math.floor(i / D) * 4 * c + (i % D)]!)],
+    });
+    const probe = wide(12, 'probe', 1);
+    const detector = fitDetector(narrow(wide(30, 'in', 2)), narrow(wide(40, 'out', 0))).detector;
+    const device = new DeviceDetector(detector);
+
+    // Act
+    const fromWide = tf.tidy(() => device.score([tf.tensor2d(probe.data[0]!, [probe.n, 4 * c])]).z.dataSync());
+    device.dispose();
+    const fromNarrow = detectorScores(detector, narrow(probe)).scores;
+
+    // Assert
+    Array.from(fromNarrow).forEach((z, i) => expect(fromWide[i]).toBeCloseTo(z, 3));
+    expect(tf.memory().numTensors).toBe(0);
   });
 
   it('detector – refuses features of different widths or poolings for D_t and the generic inputs', () => {

@@ -97,6 +97,33 @@ describe('unlearning package', () => {
     expect(codeOf(() => decodeUnlearningPackage(future, { model: MODEL }))).toBe('bad_version');
   });
 
+  it('package – a format 2 package still loads; the pooling format 3 added is refused under format 2 (bad_format)', () => {
+    // Arrange: this package's detector pools `mean`, which format 2 knew; a mean+std+max+min detector needs format 3
+    const asFormat = (b: Uint8Array, format: number): Uint8Array =>
+      tamper(b, (_, meta) => {
+        meta['lethe.unlearning'] = JSON.stringify({ ...JSON.parse(meta['lethe.unlearning']!), format });
+      });
+    const wide = (n: number, shift: number, seed: string): LayerFeatures => {
+      const f = features(n, shift, seed);
+      const d = 4 * MODEL.nEmbd;
+      return { ...f, dim: d, pooling: 'mean+std+max+min', data: f.data.map((x) => Float32Array.from({ length: n * d }, (_, i) => x[(i * 7) % x.length]! + ((i % d) % 5) * 0.1)) };
+    };
+    const fitted = fitDetector(wide(40, 2, 'in'), wide(60, 0, 'out'), { ...DEFAULT_DETECTOR, layers: [0, 1] });
+    const rich = encodeUnlearningPackage({ ...pkg, detector: fitted.detector }, MODEL);
+
+    // Act
+    const old = decodeUnlearningPackage(asFormat(bytes, 2), { model: MODEL });
+    const back = decodeUnlearningPackage(rich, { model: MODEL });
+
+    // Assert
+    expect(old.detector.pooling).toBe('mean');
+    expect(old.detector.layers[0]!.mean).toEqual(pkg.detector.layers[0]!.mean);
+    expect(back.detector.pooling).toBe('mean+std+max+min');
+    expect(back.detector.layers[1]!.precision).toEqual(fitted.detector.layers[1]!.precision);
+    expect(codeOf(() => decodeUnlearningPackage(asFormat(rich, 2), { model: MODEL }))).toBe('bad_format');
+    expect(() => decodeUnlearningPackage(asFormat(bytes, 1), { model: MODEL })).toThrow(/format 1 is not supported \(this build reads 2 and 3\); rebuild/);
+  });
+
   it('package – rejects a mis-shaped or missing tensor (bad_shape) and another base (wrong_model)', () => {
     const shrunk = tamper(bytes, (t) => {
       t.set('h.0.attn.c_attn.lora_A.weight', { shape: [2, 8], data: new Float32Array(16) });
