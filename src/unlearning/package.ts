@@ -23,9 +23,9 @@ import type { Gate } from './gate.js';
 import { maxOverlap } from './orthogonality.js';
 
 /**
- * 3: the mean+std+max+min pooling. 2: pooled mean+std features, the generic inputs' reference statistics,
- * per-component weights (1: mean-pooled). Format 2 packages are format 3 packages without the new pooling, so they
- * still load.
+ * The newest format. 3: the mean+std+max+min pooling. 2: pooled mean+std features, the generic inputs' reference
+ * statistics, per-component weights (1: mean-pooled). Format 2 packages are format 3 packages without the new
+ * pooling: they still load, and a package that needs nothing newer is written as format 2, which older builds read.
  */
 export const PACKAGE_FORMAT = 3;
 const READABLE_FORMATS: ReadonlyMap<number, readonly Pooling[]> = new Map([
@@ -68,7 +68,7 @@ export function encodeUnlearningPackage(pkg: UnlearningPackage, model: GPT2Confi
   }
   tensors.set('detector.weights', { shape: [d.weights.length], data: d.weights });
   const header: Header = {
-    format: PACKAGE_FORMAT,
+    format: Math.min(...[...READABLE_FORMATS].filter(([, poolings]) => poolings.includes(d.pooling)).map(([format]) => format)),
     index: pkg.index,
     model: { nEmbd: model.nEmbd, nLayer: model.nLayer },
     lora: { ...pkg.lora, targets: [...pkg.lora.targets] },

@@ -97,7 +97,7 @@ describe('unlearning package', () => {
     expect(codeOf(() => decodeUnlearningPackage(future, { model: MODEL }))).toBe('bad_version');
   });
 
-  it('package – a format 2 package still loads; the pooling format 3 added is refused under format 2 (bad_format)', () => {
+  it('package – is written in the oldest format that holds it; a format 2 package still loads; the pooling format 3 added is refused under format 2 (bad_format)', () => {
     // Arrange: this package's detector pools `mean`, which format 2 knew; a mean+std+max+min detector needs format 3
     const asFormat = (b: Uint8Array, format: number): Uint8Array =>
       tamper(b, (_, meta) => {
@@ -111,11 +111,15 @@ describe('unlearning package', () => {
     const fitted = fitDetector(wide(40, 2, 'in'), wide(60, 0, 'out'), { ...DEFAULT_DETECTOR, layers: [0, 1] });
     const rich = encodeUnlearningPackage({ ...pkg, detector: fitted.detector }, MODEL);
 
+    const formatOf = (b: Uint8Array): number => (JSON.parse(decodeSafetensors(b).metadata['lethe.unlearning']!) as { format: number }).format;
+
     // Act
     const old = decodeUnlearningPackage(asFormat(bytes, 2), { model: MODEL });
     const back = decodeUnlearningPackage(rich, { model: MODEL });
 
-    // Assert
+    // Assert: each package is written in the oldest format that holds it
+    expect(formatOf(bytes)).toBe(2);
+    expect(formatOf(rich)).toBe(3);
     expect(old.detector.pooling).toBe('mean');
     expect(old.detector.layers[0]!.mean).toEqual(pkg.detector.layers[0]!.mean);
     expect(back.detector.pooling).toBe('mean+std+max+min');
