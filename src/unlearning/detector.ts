@@ -53,8 +53,8 @@ export const DEFAULT_DETECTOR: DetectorConfig = Object.freeze({
   // The embedding output alone: no second base forward at serving time (a deeper layer of the frozen base costs one,
   // since the served forward runs with adapters). Pooled mean+std, relative: held-out AUROC on SpamAssassin with the
   // tiny base 0.82–0.89 per group at 128 tokens (mean 0.85), against 0.54–0.75 for the mean-pooled plain Mahalanobis
-  // distance. mean+std+max+min reaches 0.81–0.89 (mean 0.86; hard-ham-1 0.88), every layer ('all') 0.87–0.92 (mean
-  // 0.89) for a second base forward per served batch — but with max and min the gate let unrelated short text through
+  // distance. mean+std+max+min reaches 0.81–0.89 (mean 0.86; hard-ham-1 0.88), and on every layer ('all') 0.87–0.92
+  // (mean 0.89) for a second base forward per served batch — but with max and min the gate let unrelated short text through
   // in the e2e test (a small forget set, a random base), so they stay an option (BENCHMARKS.md, Unlearning).
   layers: [0],
   pooling: 'mean+std',
