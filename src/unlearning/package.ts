@@ -4,7 +4,8 @@
  *   - the unlearning adapter's tensors under their usual names (h.{i}.{module}.lora_A.weight / lora_B.weight);
  *   - the detector, F = C (mean pooling), 2C (mean+std) or 4C (mean+std+max+min): detector.{ℓ}.mean [F],
  *     detector.{ℓ}.precision [F, F], detector.{ℓ}.bank [m, F] (absent when bank-free),
- *     detector.{ℓ}.reference_mean [F] and detector.{ℓ}.reference_precision [F, F] (present when the detector is relative), detector.weights [L·K];
+ *     detector.{ℓ}.reference_mean [F] and detector.{ℓ}.reference_precision [F, F] (present when the detector is
+ *     relative), detector.weights [L·K];
  *   - metadata key `lethe.unlearning`: JSON with the format version, t, the base geometry, the LoRA config, the
  *     detector's scalars, the gate and the metrics.
  * Decoding validates everything before anything is served: shapes against the base geometry, finite values, and the
