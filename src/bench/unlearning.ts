@@ -8,9 +8,9 @@
  * forget group's test-split mails, and the other groups' test-split mails (retained). Targets: forget accuracy within
  * 5 points of chance, retained accuracy drop ≤ 2 points, detector AUROC ≥ 0.95, gate overhead ≤ 0.10.
  *
- * `auroc_by_group`: the same detector protocol (fit on the group's train mails against a generic slice of the others,
- * score its test mails against the others' test mails) for every SpamAssassin group, so the forget group's number
- * reads against all of them; detectors only, no adapter is trained for these.
+ * `auroc_by_group`: the same detector protocol (fit on the group's train mails against a generic slice of the others
+ * and the request's public-text snippets, score its test mails against the others' test mails) for every SpamAssassin
+ * group, so the forget group's number reads against all of them; detectors only, no adapter is trained for these.
  */
 import { encodeExamples, spamAssassin, trainTestSplit } from '../data/index.js';
 import type { EncodedExamples, Example, LabeledDataset } from '../data/index.js';
@@ -22,7 +22,7 @@ import { trainBackprop } from '../train/backprop.js';
 import { evaluate } from '../train/evaluate.js';
 import { ensurePretrainedBase } from '../train/pretrain.js';
 import type { UnlearningRequestConfig } from '../unlearning/request.js';
-import { DEFAULT_UNLEARNING_REQUEST, runUnlearningRequest } from '../unlearning/request.js';
+import { DEFAULT_UNLEARNING_REQUEST, genericFeatures, runUnlearningRequest } from '../unlearning/request.js';
 import { unlearningMetrics } from '../unlearning/metrics.js';
 import { UnlearningServing } from '../unlearning/serving.js';
 import { detectorLayers, detectorScores, fitDetector, type DetectorConfig } from '../unlearning/detector.js';
@@ -93,7 +93,7 @@ function aurocByGroup(
       const inGroup = (e: Example): boolean => e.meta.group === g;
       const fitted = fitDetector(
         features(splits.train.examples.filter(inGroup)),
-        features(spread([...splits.train.examples.filter((e) => !inGroup(e))].reverse(), o.genericExamples)),
+        genericFeatures(model, encode(spread([...splits.train.examples.filter((e) => !inGroup(e))].reverse(), o.genericExamples)), layers, o.request),
         config,
       );
       const positives = detectorScores(fitted.detector, features(splits.test.examples.filter(inGroup))).scores;

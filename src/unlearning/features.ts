@@ -42,6 +42,20 @@ export interface LayerFeatures {
   readonly data: readonly Float32Array[]; // data[k]: [n, F] for hidden state layers[k]
 }
 
+/** The rows of `a` then those of `b`, which must come from the same layers and pooling. */
+export function concatFeatures(a: LayerFeatures, b: LayerFeatures): LayerFeatures {
+  if (a.layers.join() !== b.layers.join() || a.dim !== b.dim || a.pooling !== b.pooling) {
+    throw new UnlearningError('only features of the same layers and pooling can be concatenated', 'bad_data');
+  }
+  const data = a.data.map((x, k) => {
+    const out = new Float32Array(x.length + b.data[k]!.length);
+    out.set(x);
+    out.set(b.data[k]!, x.length);
+    return out;
+  });
+  return { ...a, n: a.n + b.n, data };
+}
+
 export function checkLayers(layers: readonly number[], nLayer: number): void {
   if (layers.length === 0) throw new UnlearningError('the detector needs at least one layer', 'bad_option');
   for (const l of layers) {

@@ -10,10 +10,13 @@ import type { UnlearningAdapterConfig, UtilityAdapter } from './adapter.js';
 import { DEFAULT_UNLEARNING_ADAPTER, trainUnlearningAdapter } from './adapter.js';
 import type { DetectorConfig } from './detector.js';
 import { DEFAULT_DETECTOR, detectorLayers, fitDetector } from './detector.js';
-import { extractFeatures } from './features.js';
+import { UnlearningError } from './errors.js';
+import type { LayerFeatures } from './features.js';
+import { concatFeatures, extractFeatures } from './features.js';
 import type { GateConfig } from './gate.js';
 import { DEFAULT_GATE, calibrateGate } from './gate.js';
 import type { UnlearningPackage } from './package.js';
+import { encodePublicSnippets } from './public-text.js';
 import { auroc } from './stats.js';
 
 export interface UnlearningRequestConfig {
@@ -21,6 +24,9 @@ export interface UnlearningRequestConfig {
   readonly detector: DetectorConfig;
   readonly gate: GateConfig;
   readonly featureBatchSize: number; // examples per base forward when extracting detector features
+  // Public-text snippets added to the generic inputs (public-text.ts): without them text unlike both D_t and the
+  // client's other data gets an arbitrary relative score. 0 calibrates against the client's data alone.
+  readonly publicSnippets: number;
 }
 
 export const DEFAULT_UNLEARNING_REQUEST: UnlearningRequestConfig = Object.freeze({
@@ -28,11 +34,25 @@ export const DEFAULT_UNLEARNING_REQUEST: UnlearningRequestConfig = Object.freeze
   detector: DEFAULT_DETECTOR,
   gate: DEFAULT_GATE,
   featureBatchSize: 32,
+  // 200 took short unrelated sentences gated next to a 60-mail spam forget set from 7 of 10 to 1 (pretrained base).
+  publicSnippets: 200,
 });
+
+/** Detector features of the generic inputs: `generic`, then `config.publicSnippets` public-text snippets. */
+export function genericFeatures(model: GPT2, generic: TrainerData, layers: readonly number[], config: UnlearningRequestConfig): LayerFeatures {
+  if (!Number.isInteger(config.publicSnippets) || config.publicSnippets < 0) {
+    throw new UnlearningError(`publicSnippets must be an integer ≥ 0, got ${config.publicSnippets}`, 'bad_option');
+  }
+  const own = extractFeatures(model, generic, layers, config.detector.pooling, config.featureBatchSize);
+  if (config.publicSnippets === 0) return own;
+  const snippets = encodePublicSnippets(config.publicSnippets, generic.seqLen);
+  return concatFeatures(own, extractFeatures(model, snippets, layers, config.detector.pooling, config.featureBatchSize));
+}
 
 /**
  * Request t = priors.length + 1: forget `forget` (D_t), calibrating the gate against `generic` (inputs the adapter
- * must leave alone: other local data or public text). `priors` are the earlier requests' adapters, in order.
+ * must leave alone: other local data; `config.publicSnippets` public-text snippets are added). `priors` are the
+ * earlier requests' adapters, in order.
  * The package's metrics are the training ones plus the cross-fitted calibration AUROC.
  */
 export async function runUnlearningRequest(
@@ -46,7 +66,7 @@ export async function runUnlearningRequest(
   const trained = await trainUnlearningAdapter(model, utility, forget, priors, config.adapter);
   const layers = detectorLayers(config.detector, model.config.nLayer);
   const inFeats = extractFeatures(model, forget, layers, config.detector.pooling, config.featureBatchSize);
-  const outFeats = extractFeatures(model, generic, layers, config.detector.pooling, config.featureBatchSize);
+  const outFeats = genericFeatures(model, generic, layers, config);
   const fitted = fitDetector(inFeats, outFeats, config.detector);
   const gate = calibrateGate(fitted.heldIn, fitted.out, config.gate);
   return {

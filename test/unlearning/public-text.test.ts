@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { encodePublicSnippets, publicSnippets } from '../../src/unlearning/public-text.js';
+
+describe('public-text snippets', () => {
+  it('are deterministic, non-empty, and range from a few words to a paragraph', () => {
+    const snippets = publicSnippets(60);
+    expect(publicSnippets(60)).toEqual(snippets);
+    expect(snippets).toHaveLength(60);
+    expect(snippets.every((s) => s.trim().length > 0)).toBe(true);
+    expect(snippets.filter((s) => s.split(' ').length <= 9).length).toBeGreaterThanOrEqual(20);
+    expect(snippets.filter((s) => s.length >= 300).length).toBeGreaterThanOrEqual(10);
+    expect(new Set(snippets).size).toBeGreaterThan(55);
+  });
+
+  it('encode to the requested sequence length', () => {
+    const encoded = encodePublicSnippets(5, 16);
+    expect(encoded.n).toBe(5);
+    expect(encoded.seqLen).toBe(16);
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * The gate on text unlike both the forget set and the client's other data, with the shipped pretrained base: a
+ * relative score compares an input only with those two, so short unrelated sentences next to a mail corpus used to
+ * got an arbitrary score, and 7 of 10 got the spam adapter at full weight (public-text.ts).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeExamples, makeExample } from '../../src/data/index.js';
+import type { Example } from '../../src/data/index.js';
+import { GPT2 } from '../../src/model/gpt2.js';
+import { byteTokenizer } from '../../src/model/tokenizer.js';
+import { ensurePretrainedBase } from '../../src/train/pretrain.js';
+import { detectorLayers, detectorScores, fitDetector } from '../../src/unlearning/detector.js';
+import { extractFeatures } from '../../src/unlearning/features.js';
+import { calibrateGate, gateWeight } from '../../src/unlearning/gate.js';
+import { DEFAULT_UNLEARNING_REQUEST, genericFeatures, type UnlearningRequestConfig } from '../../src/unlearning/request.js';
+import { GROUPS, groupSplit } from './fixtures.js';
+
+const SEQ_LEN = 128;
+const UNRELATED = [
+  'The committee will meet on Thursday to discuss the budget.',
+  'Lunch at noon? I will bring the sandwiches.',
+  'Hi',
+  'ok thanks',
+  'Please find attached the quarterly report. Let me know if you have any questions about the numbers.',
+  'I love you',
+  'The train was late again this morning, so I missed the first talk.',
+  'Can you pick up milk and bread on the way home?',
+  'Hello world, this is a test of the unlearning gate.',
+  'Happy birthday! Hope you have a wonderful day.',
+];
+
+let dataDir: string;
+let model: GPT2;
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'lethe-unl-unrelated-'));
+  const base = await ensurePretrainedBase(dataDir); // the shipped base: nothing is trained
+  model = new GPT2(base.config, base.weights);
+});
+afterAll(() => {
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Gate weights of `probes` when 60 spam-1 mails are forgotten against the client's ham mails. */
+function weights(config: UnlearningRequestConfig, probes: readonly (readonly Example[])[]): number[][] {
+  const encode = (examples: readonly Example[]) => encodeExamples(examples, byteTokenizer(), SEQ_LEN);
+  const split = groupSplit();
+  const layers = detectorLayers(config.detector, model.config.nLayer);
+  const features = (examples: readonly Example[]) => extractFeatures(model, encode(examples), layers, config.detector.pooling);
+  const ham = GROUPS.filter((g) => g.includes('ham')).flatMap((g) => split.train(g, 100));
+  const fitted = fitDetector(features(split.train('spam-1', 60)), genericFeatures(model, encode(ham), layers, config), config.detector);
+  const gate = calibrateGate(fitted.heldIn, fitted.out, config.gate);
+  return probes.map((examples) => {
+    const s = detectorScores(fitted.detector, features(examples));
+    return Array.from(s.scores, (z, i) => gateWeight(gate, z, -2, s.distances[i]));
+  });
+}
+
+const share = (ws: readonly number[], min: number): number => ws.filter((w) => w >= min).length / ws.length;
+
+describe('unlearning gate on unrelated text', () => {
+  it('gives short unrelated sentences weight 0 while held-out forget-group mails keep the weight they had without public text', () => {
+    const probes = [UNRELATED.map((t) => makeExample(t, 0)), groupSplit().test('spam-1', 1000)];
+    const [unrelated, heldOut] = weights(DEFAULT_UNLEARNING_REQUEST, probes);
+    const [unrelatedBefore, heldOutBefore] = weights({ ...DEFAULT_UNLEARNING_REQUEST, publicSnippets: 0 }, probes);
+    expect(share(unrelatedBefore!, 0.05)).toBeGreaterThanOrEqual(0.5); // the failure public text fixes
+    expect(unrelated!.filter((w) => w < 0.05).length).toBeGreaterThanOrEqual(9);
+    // The detector separates spam-1 from ham only so far (held-out AUROC ≈ 0.8): about a third of its unseen mails
+    // reach ½ either way; public text must not take that away.
+    expect(share(heldOut!, 0.5)).toBeGreaterThanOrEqual(0.25);
+    expect(share(heldOut!, 0.5)).toBeGreaterThanOrEqual(share(heldOutBefore!, 0.5) - 0.05);
+  }, 30_000);
+});
