@@ -19,7 +19,7 @@
  * The gate also bounds d_in (the support check, gate.ts): a relative score can favour a text far from both D_t and
  * the generic inputs, so inputs farther from D_t than its own held-out members never get its adapter. That alone let
  * short unrelated sentences through next to a mail forget set; the requests therefore add public-text snippets to the
- * generic inputs (public-text.ts), so ordinary prose of every length is in the reference model and the calibration.
+ * generic inputs (public-text.ts), so ordinary prose of every length is part of the reference model.
  *
  * The bank's cosine does not enter z: it is reported separately as each input's nearest centred bank cosine, with
  * which the gate recognises the forget samples themselves (gate.ts); on unseen inputs it separated worse than either

@@ -1,12 +1,12 @@
 /**
- * Public text the gate is calibrated against besides the client's own other data (ALGORITHMS.md §6: D_t against
- * "generic inputs"): snippets of the pretraining corpus (State of the Union addresses and Moby-Dick, shipped inside
- * npm packages, src/data/corpus.ts), from a few words to a paragraph.
+ * Public text the detector's generic-input model is fitted on besides the client's own other data (ALGORITHMS.md §6:
+ * D_t against "generic inputs"): snippets of the pretraining corpus (State of the Union addresses and Moby-Dick,
+ * shipped inside npm packages, src/data/corpus.ts), from a few words to a paragraph.
  *
  * Why: a client's other data is often narrow (its other mails), and the relative score d_out − d_in only compares
  * an input with D_t and that data. Text far from both — a one-line chat message next to a mail corpus — then gets
  * an arbitrary score, and forgetting 60 spam mails gated 7 of 10 short unrelated sentences at high weight. With
- * ordinary prose of every length in the reference model and in the calibration, such text scores as generic.
+ * ordinary prose of every length in the reference model (ν, Q), such text scores as generic.
  */
 import { pretrainCorpus } from '../data/corpus.js';
 import { encodeExamples, makeExample } from '../data/index.js';

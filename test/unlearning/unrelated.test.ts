@@ -12,10 +12,10 @@ import type { Example } from '../../src/data/index.js';
 import { GPT2 } from '../../src/model/gpt2.js';
 import { byteTokenizer } from '../../src/model/tokenizer.js';
 import { ensurePretrainedBase } from '../../src/train/pretrain.js';
-import { detectorLayers, detectorScores, fitDetector } from '../../src/unlearning/detector.js';
+import { detectorLayers, detectorScores } from '../../src/unlearning/detector.js';
 import { extractFeatures } from '../../src/unlearning/features.js';
-import { calibrateGate, gateWeight } from '../../src/unlearning/gate.js';
-import { DEFAULT_UNLEARNING_REQUEST, genericFeatures, type UnlearningRequestConfig } from '../../src/unlearning/request.js';
+import { gateWeight } from '../../src/unlearning/gate.js';
+import { DEFAULT_UNLEARNING_REQUEST, fitRequestDetector, type UnlearningRequestConfig } from '../../src/unlearning/request.js';
 import { GROUPS, groupSplit } from './fixtures.js';
 
 const SEQ_LEN = 128;
@@ -43,17 +43,15 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-/** Gate weights of `probes` when 60 spam-1 mails are forgotten against the client's ham mails. */
+/** Gate weights of `probes` when 60 spam-1 mails are forgotten against 300 of the client's ham mails. */
 function weights(config: UnlearningRequestConfig, probes: readonly (readonly Example[])[]): number[][] {
   const encode = (examples: readonly Example[]) => encodeExamples(examples, byteTokenizer(), SEQ_LEN);
   const split = groupSplit();
-  const layers = detectorLayers(config.detector, model.config.nLayer);
-  const features = (examples: readonly Example[]) => extractFeatures(model, encode(examples), layers, config.detector.pooling);
   const ham = GROUPS.filter((g) => g.includes('ham')).flatMap((g) => split.train(g, 100));
-  const fitted = fitDetector(features(split.train('spam-1', 60)), genericFeatures(model, encode(ham), layers, config), config.detector);
-  const gate = calibrateGate(fitted.heldIn, fitted.out, config.gate);
+  const { detector, gate } = fitRequestDetector(model, encode(split.train('spam-1', 60)), encode(ham), config);
+  const layers = detectorLayers(config.detector, model.config.nLayer);
   return probes.map((examples) => {
-    const s = detectorScores(fitted.detector, features(examples));
+    const s = detectorScores(detector, extractFeatures(model, encode(examples), layers, config.detector.pooling));
     return Array.from(s.scores, (z, i) => gateWeight(gate, z, -2, s.distances[i]));
   });
 }
