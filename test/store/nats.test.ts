@@ -285,6 +285,27 @@ describe('nats store', () => {
     expect(Buffer.from((await os.getBlob(sha256))!).equals(Buffer.from(bytes))).toBe(true);
   });
 
+  it('nats store – a blob lists its chunks\' stream sequences, so another coordinator reads them all at once; an object nats.js wrote, without them, still reads', async () => {
+    // Prepare
+    const [a, b] = await pair();
+    const nc = (a as unknown as { nc: import('nats').NatsConnection }).nc;
+    const os = await nc.jetstream().views.os(`${prefix}_blobs`);
+    const bytes = new Uint8Array(3_200_000).map((_, i) => (i * 23) % 251); // four chunks
+    const theirs = new Uint8Array(700_000).map((_, i) => (i * 29) % 251); // six nats.js chunks of 128 KiB
+    // Execute
+    const { sha256 } = await a.blobs.put(bytes);
+    await os.putBlob({ name: hex(theirs) }, theirs);
+    const jsm = await nc.jetstreamManager();
+    const meta = await jsm.streams.getMessage(`OBJ_${prefix}_blobs`, { last_by_subj: `$O.${prefix}_blobs.M.${Buffer.from(sha256).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')}` });
+    const { nuid, chunk_seqs: seqs } = JSON.parse(new TextDecoder().decode(meta.data)) as { nuid: string; chunk_seqs: number[] };
+    const subjects = await Promise.all(seqs.map(async (seq) => (await jsm.streams.getMessage(`OBJ_${prefix}_blobs`, { seq })).subject));
+    // Assert
+    expect(subjects).toEqual(seqs.map(() => `$O.${prefix}_blobs.C.${nuid}`));
+    expect(seqs).toHaveLength(4);
+    expect(Buffer.from((await b.blobs.get(sha256))!).equals(Buffer.from(bytes))).toBe(true);
+    expect(Buffer.from((await b.blobs.get(hex(theirs)))!).equals(Buffer.from(theirs))).toBe(true);
+  });
+
   it('nats store – the coordinator that streamed a blob serves it from memory; any other reads it from JetStream and verifies it', async () => {
     const [a, b] = await pair();
     const bytes = new Uint8Array(1_500_000).map((_, i) => (i * 17) % 251);

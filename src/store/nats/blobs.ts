@@ -11,7 +11,9 @@
  *
  * Reads are direct gets (the stream allows them): one for the metadata, one per chunk, answered with the raw bytes.
  * nats.js's info() and ordered consumer cost four to six requests per object and a base64 JSON envelope, which is
- * most of what closing a round of a thousand small updates cost. readAhead() starts verified reads of blobs about to
+ * most of what closing a round of a thousand small updates cost. The metadata written here also lists the stream
+ * sequence of each chunk (`chunk_seqs`, a field other readers ignore), so a read asks for all the chunks at once
+ * instead of walking them one round trip after another; objects written by other tools are walked. readAhead() starts verified reads of blobs about to
  * be asked for (a round's updates, listed by NatsUpdates.list) a few at a time, so the aggregator's one-by-one gets
  * find them in memory instead of waiting for each read in turn.
  *
@@ -52,7 +54,12 @@ interface ObjectMeta {
   readonly size: number;
   readonly chunks: number;
   readonly deleted?: boolean;
+  /** Stream sequence of each chunk, in order (objects written by this store; absent in others). */
+  readonly chunk_seqs?: readonly number[];
 }
+
+/** Chunk reads of one object in flight at most: a window of ~1 MiB replies, as for writes. */
+const CHUNK_READS_IN_FLIGHT = 8;
 
 /** How many blobs readAhead reads at once, and how many bytes it may hold that nobody has asked for yet. */
 export interface ReadAheadConfig {
@@ -162,9 +169,9 @@ export class NatsBlobs implements BlobStore {
           try {
             await chunks.settled();
             // Only if no metadata is there yet, so a new blob costs no lookup; a live object of the name wins.
-            if (!(await this.publishMeta(sha256, id, written, chunks.count, chunk, Buffer.from(sha256, 'hex'), 'absent'))) {
+            if (!(await this.publishMeta(sha256, id, written, chunks.seqs, chunk, Buffer.from(sha256, 'hex'), 'absent'))) {
               if ((await this.info(sha256)) === undefined) {
-                await this.publishMeta(sha256, id, written, chunks.count, chunk, Buffer.from(sha256, 'hex'), 'replace'); // a deleted object's name
+                await this.publishMeta(sha256, id, written, chunks.seqs, chunk, Buffer.from(sha256, 'hex'), 'replace'); // a deleted object's name
               } else created = false;
             }
           } catch (err) {
@@ -256,7 +263,7 @@ export class NatsBlobs implements BlobStore {
    * JetStreamManager does not expose it), or undefined when there is none. The reply is the raw message, its stream
    * sequence in a header, or an empty reply with a status (404: no such message).
    */
-  private async direct(query: { last_by_subj: string } | { seq: number; next_by_subj: string }): Promise<{ data: Uint8Array; seq: number } | undefined> {
+  private async direct(query: { last_by_subj: string } | { seq: number; next_by_subj?: string }): Promise<{ data: Uint8Array; seq: number; subject: string } | undefined> {
     const api = `$JS.API.DIRECT.GET.${this.stream}`;
     const m =
       'last_by_subj' in query
@@ -267,7 +274,7 @@ export class NatsBlobs implements BlobStore {
       if (status === 404) return undefined;
       throw new StoreIOError(`read from stream ${this.stream}`, { cause: new Error(`direct get answered ${status} ${m.headers?.description ?? ''}`.trim()) });
     }
-    return { data: m.data, seq: Number(m.headers?.get('Nats-Sequence') ?? 0) };
+    return { data: m.data, seq: Number(m.headers?.get('Nats-Sequence') ?? 0), subject: m.headers?.get('Nats-Subject') ?? '' };
   }
 
   /** Chunks first (all acknowledged), then the metadata that makes them the object; a failure purges the chunks. */
@@ -279,7 +286,7 @@ export class NatsBlobs implements BlobStore {
     try {
       for (let offset = 0; offset < bytes.length; offset += chunk) chunks.publish(bytes.subarray(offset, Math.min(bytes.length, offset + chunk)));
       await chunks.settled();
-      await this.publishMeta(name, id, bytes.length, chunks.count, chunk, digest);
+      await this.publishMeta(name, id, bytes.length, chunks.seqs, chunk, digest);
     } catch (err) {
       await chunks.cancel();
       const jsm = await this.jsm;
@@ -302,14 +309,15 @@ export class NatsBlobs implements BlobStore {
    * The metadata message that makes acknowledged chunks the object `name`, replacing any earlier one, or with 'absent'
    * only if the name has no metadata message yet (false when it has: nothing was written).
    */
-  private async publishMeta(name: string, id: string, size: number, chunks: number, chunk: number, digest: Buffer, mode: 'absent' | 'replace' = 'replace'): Promise<boolean> {
+  private async publishMeta(name: string, id: string, size: number, seqs: readonly number[], chunk: number, digest: Buffer, mode: 'absent' | 'replace' = 'replace'): Promise<boolean> {
     const meta = {
       name,
       options: { max_chunk_size: chunk },
       bucket: this.bucket,
       nuid: id,
       size,
-      chunks,
+      chunks: seqs.length,
+      chunk_seqs: seqs,
       mtime: new Date(this.ctx.now()).toISOString(),
       digest: `SHA-256=${paddedBase64Url(digest)}`,
       deleted: false,
@@ -330,6 +338,8 @@ export class NatsBlobs implements BlobStore {
   /** The object's chunks in order, one direct get each, concatenated and fed to `hash` as they come. */
   private async readChunks(meta: ObjectMeta, hash: ReturnType<typeof createHash>): Promise<Uint8Array> {
     const subject = `$O.${this.bucket}.C.${meta.nuid}`;
+    const seqs = meta.chunk_seqs;
+    if (Array.isArray(seqs) && seqs.length === meta.chunks) return this.readChunksAt(subject, seqs, meta.size, hash);
     const out = Buffer.allocUnsafe(meta.size);
     let offset = 0;
     for (let i = 0, seq = 0; i < meta.chunks; i++) {
@@ -340,6 +350,34 @@ export class NatsBlobs implements BlobStore {
       hash.update(m.data);
       offset += m.data.length;
       seq = m.seq;
+    }
+    return new Uint8Array(out.buffer, out.byteOffset, offset);
+  }
+
+  /**
+   * The chunks at these stream sequences, a window of direct gets in flight, concatenated in order and fed to `hash`.
+   * A chunk missing (purged) or not on the object's subject ends the bytes there, and the size check refuses them.
+   */
+  private async readChunksAt(subject: string, seqs: readonly number[], size: number, hash: ReturnType<typeof createHash>): Promise<Uint8Array> {
+    const replies: Promise<{ data: Uint8Array; subject: string } | undefined>[] = [];
+    let next = 0;
+    const start = (): void => {
+      if (next < seqs.length) replies.push(this.direct({ seq: seqs[next++]! }));
+    };
+    for (let i = 0; i < CHUNK_READS_IN_FLIGHT; i++) start();
+    const out = Buffer.allocUnsafe(size);
+    let offset = 0;
+    try {
+      for (let i = 0; i < seqs.length; i++) {
+        const m = await replies[i]!;
+        start();
+        if (m === undefined || m.subject !== subject || offset + m.data.length > size) break;
+        out.set(m.data, offset);
+        hash.update(m.data);
+        offset += m.data.length;
+      }
+    } finally {
+      for (const r of replies) r.catch(() => undefined); // replies nobody waits for after a stop
     }
     return new Uint8Array(out.buffer, out.byteOffset, offset);
   }

@@ -17,6 +17,8 @@ export class ChunkPublisher {
   private readonly waiters: (() => void)[] = [];
   /** Chunks handed to `publish` so far. */
   count = 0;
+  /** The stream sequence each acknowledged chunk was stored at, by chunk index (complete once settled). */
+  readonly seqs: number[] = [];
 
   constructor(
     private readonly js: JetStreamClient,
@@ -47,12 +49,15 @@ export class ChunkPublisher {
 
   private pump(): void {
     while (this.inFlight < this.window && this.waiting.length > 0 && !this.failure) {
+      const index = this.count - this.waiting.length;
       const bytes = this.waiting.shift()!;
       const refused = this.refusal();
       const ack = refused ? Promise.reject(refused) : this.js.publish(this.subject, bytes);
       this.inFlight++;
       ack.then(
-        () => undefined,
+        (stored) => {
+          this.seqs[index] = stored.seq;
+        },
         (error: unknown) => {
           this.failure ??= { error };
         },
