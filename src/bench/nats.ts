@@ -12,8 +12,8 @@
  *                            task, fetch the adapter and upload a prepared update at once: seconds from round.started
  *                            to round.aggregated.
  *   *_cpu_s                – CPU seconds (user + system) the two coordinator processes, and a nats-server running on
- *                            this machine, spent in each measured window (Linux /proc; null elsewhere); for the round,
- *                            also this process, which plays the clients. Wall times on a shared, loaded machine
+ *                            this machine, spent in each measured window (Linux /proc; null elsewhere), and this
+ *                            process, which plays the clients. Wall times on a shared, loaded machine
  *                            mostly measure the queue for a core; CPU seconds do not.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
@@ -59,6 +59,8 @@ export interface NatsBenchResult {
   readonly ingest_aggregate_s: number;
   readonly ingest_cpu_s_coordinators: number | null;
   readonly ingest_cpu_s_nats_server: number | null;
+  /** CPU seconds of this process, which plays the uploading clients (gRPC), in the ingest window. */
+  readonly ingest_cpu_s_clients: number;
   readonly round_overhead_s_1000: number;
   readonly round_clients: number;
   /** Of round_overhead_s_1000, the seconds from the last acknowledged upload to round.aggregated (closing the round). */
@@ -254,6 +256,7 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_aggregate_s: ingest.foldS,
     ingest_cpu_s_coordinators: ingest.cpu.coordinators,
     ingest_cpu_s_nats_server: ingest.cpu.nats,
+    ingest_cpu_s_clients: ingest.cpu.clients,
     round_overhead_s_1000: overhead.seconds,
     round_clients: roundClients,
     round_aggregate_s: overhead.aggregateS,
