@@ -359,6 +359,7 @@ export class NatsBlobs implements BlobStore {
    * A chunk missing (purged) or not on the object's subject ends the bytes there, and the size check refuses them.
    */
   private async readChunksAt(subject: string, seqs: readonly number[], size: number, hash: ReturnType<typeof createHash>): Promise<Uint8Array> {
+    // Replies not yet copied, oldest first; one is dropped once copied, so at most a window's bytes stay referenced.
     const replies: Promise<{ data: Uint8Array; subject: string } | undefined>[] = [];
     let next = 0;
     const start = (): void => {
@@ -369,7 +370,7 @@ export class NatsBlobs implements BlobStore {
     let offset = 0;
     try {
       for (let i = 0; i < seqs.length; i++) {
-        const m = await replies[i]!;
+        const m = await replies.shift()!;
         start();
         if (m === undefined || m.subject !== subject || offset + m.data.length > size) break;
         out.set(m.data, offset);
