@@ -4,8 +4,9 @@
  * request t stays valid however the utility adapter is later retrained.
  *
  * Layers follow HF's `output_hidden_states` numbering: ℓ = 0 is the embedding output (token + position embeddings),
- * ℓ = 1 … nLayer the residual stream after block ℓ − 1. Layer 0 costs one host pass over the tokens (pooledEmbeddings); any deeper layer costs a
- * forward pass of the base — which doubles the cost of serving a tiny model, hence the choice of layers matters.
+ * ℓ = 1 … nLayer the residual stream after block ℓ − 1. Layer 0 costs one host pass over the tokens (pooledEmbeddings);
+ * any deeper layer costs a forward pass of the base — which doubles the cost of serving a tiny model, hence the choice
+ * of layers matters.
  *
  * Pooling: `mean`, or the mean followed by more statistics of the same tokens. Each pooling's columns start with the
  * previous one's (mean | std | max | min, each C wide), so a detector fitted on a narrower pooling reads the first F
