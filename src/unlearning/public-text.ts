@@ -10,7 +10,7 @@
  */
 import { pretrainCorpus } from '../data/corpus.js';
 import { encodeExamples, makeExample } from '../data/index.js';
-import { byteTokenizer } from '../model/tokenizer.js';
+import type { Tokenizer } from '../model/tokenizer.js';
 import type { EncodedExamples } from '../train/types.js';
 
 const LONG_CHARS = 600;
@@ -45,11 +45,11 @@ export function publicSnippets(count: number): string[] {
   });
 }
 
-/** `publicSnippets(count)` encoded like the served inputs (byte tokenizer, `seqLen` tokens). */
-export function encodePublicSnippets(count: number, seqLen: number): EncodedExamples {
+/** `publicSnippets(count)` encoded like the served inputs: the base model's tokenizer, `seqLen` tokens. */
+export function encodePublicSnippets(count: number, tokenizer: Tokenizer, seqLen: number): EncodedExamples {
   return encodeExamples(
     publicSnippets(count).map((text) => makeExample(text, 0)),
-    byteTokenizer(),
+    tokenizer,
     seqLen,
   );
 }

@@ -4,6 +4,7 @@
  * travels to the coordinator. Everything is deterministic given the configs' seeds on a given backend.
  */
 import type { GPT2 } from '../model/gpt2.js';
+import { tokenizerFor } from '../model/tokenizer.js';
 import type { TensorMap } from '../tensors/host.js';
 import type { TrainerData } from '../train/types.js';
 import { rowsOf } from '../train/types.js';
@@ -47,7 +48,7 @@ export function genericFeatures(model: GPT2, generic: TrainerData, layers: reado
   }
   const own = extractFeatures(model, generic, layers, config.detector.pooling, config.featureBatchSize);
   if (config.publicSnippets === 0) return own;
-  const snippets = encodePublicSnippets(config.publicSnippets, generic.seqLen);
+  const snippets = encodePublicSnippets(config.publicSnippets, tokenizerFor(model.config), generic.seqLen);
   return concatFeatures(own, extractFeatures(model, snippets, layers, config.detector.pooling, config.featureBatchSize));
 }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { byteTokenizer, gpt2Tokenizer } from '../../src/model/tokenizer.js';
 import { encodePublicSnippets, publicSnippets } from '../../src/unlearning/public-text.js';
 
 describe('public-text snippets', () => {
@@ -12,9 +13,12 @@ describe('public-text snippets', () => {
     expect(new Set(snippets).size).toBeGreaterThan(55);
   });
 
-  it('encode to the requested sequence length', () => {
-    const encoded = encodePublicSnippets(5, 16);
-    expect(encoded.n).toBe(5);
-    expect(encoded.seqLen).toBe(16);
+  it('encode to the requested sequence length with the given tokenizer (a GPT-2 base gets BPE ids, not bytes)', () => {
+    const bytes = encodePublicSnippets(5, byteTokenizer(), 16);
+    expect(bytes.n).toBe(5);
+    expect(bytes.seqLen).toBe(16);
+    const bpe = encodePublicSnippets(5, gpt2Tokenizer(), 16);
+    expect(bpe.seqLen).toBe(16);
+    expect(Array.from(bpe.ids)).not.toEqual(Array.from(bytes.ids));
   });
 });
