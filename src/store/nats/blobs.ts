@@ -12,10 +12,10 @@
  * Reads are direct gets (the stream allows them): one for the metadata, one per chunk, answered with the raw bytes.
  * nats.js's info() and ordered consumer cost four to six requests per object and a base64 JSON envelope, which is
  * most of what closing a round of a thousand small updates cost. The metadata written here also lists the stream
- * sequence of each chunk (`chunk_seqs`, a field other readers ignore), so a read asks for all the chunks at once
- * instead of walking them one round trip after another; objects written by other tools are walked. readAhead() starts verified reads of blobs about to
- * be asked for (a round's updates, listed by NatsUpdates.list) a few at a time, so the aggregator's one-by-one gets
- * find them in memory instead of waiting for each read in turn.
+ * sequence of each chunk (`chunk_seqs`, a field other readers ignore), so a read asks for a window of chunks at once
+ * instead of walking them one round trip after another; objects written by other tools are walked. readAhead()
+ * starts verified reads of blobs about to be asked for (a round's updates, listed by NatsUpdates.list) a few at a
+ * time, so the aggregator's one-by-one gets find them in memory instead of waiting for each read in turn.
  *
  * Integrity: every byte read from JetStream is hashed against its name before it is returned. The exception, as in
  * the SQLite store, is a bounded cache of what this coordinator hashed itself moments before: what a writer was given
