@@ -196,7 +196,7 @@ export class PrivacyLedger {
   }
 }
 
-/** Keeps entries in memory only: NOT durable, for unit tests. Same tag and seq rules as the durable stores. */
+/** Keeps entries in memory only: NOT durable, for unit tests. The durable stores' tag rule; seqs need only be unique. */
 export class InMemoryLedgerStore implements LedgerStore {
   private readonly entries: LedgerEntry[] = [];
 
