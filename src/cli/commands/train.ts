@@ -11,6 +11,7 @@
  */
 import { DEFAULT_LORA, LORA_TARGETS, type LoraConfig, initAdapter, loadPeftAdapter, savePeftAdapter, validateAdapter } from '../../model/lora.js';
 import { DEFAULT_BUILTIN_SPLIT } from '../../client/local-data.js';
+import { DEFAULT_COORDINATOR_CONFIG } from '../../coordinator/config.js';
 import { GPT2 } from '../../model/gpt2.js';
 import { tokenizerFor } from '../../model/tokenizer.js';
 import { encodeExamples, loadDataset, trainTestSplit } from '../../data/index.js';
@@ -180,6 +181,9 @@ export const trainCommand: Command = {
     const nTest = Math.min(split.test.examples.length, Math.max(1, Math.round(limit * TRAIN_DEFAULTS.testFraction)));
     const train = encodeExamples(split.train.examples.slice(0, Math.max(1, limit - nTest)), tokenizer, seqLen);
     const test = encodeExamples(split.test.examples.slice(0, nTest), tokenizer, seqLen);
+    // The federated runs score the first evalMaxExamples of this same test split: reported too, so `lethe demo`'s
+    // accuracy has a central number on exactly its mails.
+    const evalMails = encodeExamples(split.test.examples.slice(0, Math.min(nTest, DEFAULT_COORDINATOR_CONFIG.evalMaxExamples)), tokenizer, seqLen);
 
     // alpha/r = 2 at every rank (the reference r 8, alpha 16), so --lora-r does not change the step size. --init starts
     // from a saved (PEFT) adapter instead, with its own LoRA shape: ESSA searches the singular values of a trained B·A
@@ -209,6 +213,7 @@ export const trainCommand: Command = {
       });
       bar.done();
       const after = evaluate(model, lora, result.adapter, test);
+      const afterEval = evaluate(model, lora, result.adapter, evalMails);
       const out = str(flags.out);
       if (out) await savePeftAdapter(out, result.adapter, lora, `lethe/tiny-gpt2@${base.manifest.sha256.slice(0, 16)}`);
       const report = {
@@ -227,6 +232,8 @@ export const trainCommand: Command = {
         test_loss_before: before.loss,
         test_accuracy: after.accuracy,
         test_loss: after.loss,
+        eval_examples: evalMails.n,
+        eval_accuracy: afterEval.accuracy,
         ...result.metrics,
         ...(dp ? { dp_sigma: dp.noiseMultiplier, dp_clip: dp.clip, dp_q: q, dp_delta: dpDelta, dp_epsilon: epsilonOf({ q, noiseMultiplier: dp.noiseMultiplier, steps, delta: dpDelta }).epsilon } : {}),
         ...(out ? { out } : {}),
@@ -238,6 +245,7 @@ export const trainCommand: Command = {
           `${mode} (${trainable}, r ${r}) on ${dataset.name}: ${train.n} train / ${test.n} test examples, ${steps} steps in ` +
             `${result.metrics.seconds.toFixed(1)}s on ${backend.backend}\n` +
             `  test accuracy ${pct(before.accuracy)} → ${pct(after.accuracy)}, test loss ${before.loss.toFixed(4)} → ${after.loss.toFixed(4)}\n` +
+            `  accuracy on the federated runs' ${evalMails.n} eval mails ${pct(afterEval.accuracy)}\n` +
             `  train loss ${result.metrics.loss_before.toFixed(4)} → ${result.metrics.loss_after.toFixed(4)}` +
             `${dp ? `\n  sample-level DP-SGD: σ ${dp.noiseMultiplier}, C ${dp.clip}, q ${q.toPrecision(3)} → (ε ${(report.dp_epsilon as number).toPrecision(4)}, δ ${dpDelta})` : ''}` +
             `${out ? `\n  adapter saved (PEFT format) to ${out}` : ''}\n`,

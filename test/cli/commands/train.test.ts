@@ -40,7 +40,7 @@ describe('lethe train --local', () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('train – trains on the spam train split, reports test accuracy as JSON and saves a PEFT adapter', async () => {
+  it('train – trains on the spam train split, reports test accuracy (also on the federated eval mails) as JSON and saves a PEFT adapter', async () => {
     const out = join(dataDir, 'adapter');
     const { code, stdout } = await capture([
       '--local', '--mode', 'backprop', '--steps', '3', '--batch', '4', '--seq-len', '16', '--lora-r', '2', '--limit', '200',
@@ -48,9 +48,11 @@ describe('lethe train --local', () => {
     ]);
     expect(code).toBe(0);
     const report = JSON.parse(stdout.trim()) as Record<string, number | string>;
-    expect(report).toMatchObject({ mode: 'backprop', trainable: 'ffa', steps: 3, lora_r: 2, train_examples: 160, test_examples: 40, out });
+    expect(report).toMatchObject({ mode: 'backprop', trainable: 'ffa', steps: 3, lora_r: 2, train_examples: 160, test_examples: 40, eval_examples: 40, out });
     expect(report.test_accuracy).toBeGreaterThanOrEqual(0);
     expect(report.test_accuracy).toBeLessThanOrEqual(1);
+    // 40 test mails are fewer than the federated eval's 512, so both scores cover the same mails.
+    expect(report.eval_accuracy).toBe(report.test_accuracy);
     const saved = await loadPeftAdapter(out);
     expect(saved.lora).toMatchObject({ r: 2, alpha: 4, numLabels: 2 });
     expect(JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8'))).toMatchObject({ peft_type: 'LORA', r: 2 });
