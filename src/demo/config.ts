@@ -1,19 +1,13 @@
 /**
  * The demo's settings and the run it creates. Defaults are sized for a fresh 2-core machine: the whole demo finishes
  * in a few minutes and the global accuracy climbs visibly. The tiny base ships with Lethe (models/tiny-gpt2), so no
- * pretraining happens unless that is missing (then 350 steps took 54 s of CPU on the build machine).
+ * pretraining happens unless that is missing (then `lethe pretrain`'s quick 350-step base is trained first).
  *
- * Measured on the 2-core build machine while other jobs shared it. Seq 64, attention-only LoRA (load 10-15): 2.2 min
- * of CPU over all its processes, 3.5-6 min wall, test accuracy 25.8% (untrained adapter) → 82.0% (round 8). The
- * current defaults (seq 128, LoRA on attention + MLP) at load 11-23: 5.8 min of CPU, 6.6 min wall, 25.8% → 76.2%
- * (round 1) → 85.0% (round 8, best 88.5%); the central baseline (`lethe train --local`, 300 steps) scores 91.2% on
- * the same 512 eval mails. At load 22-31 heartbeats lagged, rounds 2-8 sampled only 4-6 of the 8 clients and round 8
- * reached 79.5% (15 min wall with --round-deadline 900). With lr 1e-2 instead of 5e-3
- * the local loss rose again after round 3 (client drift on the skewed shares).
- *
- * Quiet (2026-11-28): 8 rounds × 15 local steps reached 85.0% in 175 s; 25 local steps per round reached 89.3% after
- * round 8 and 90.6% after rounds 9 and 10 (about 35 s a round), within 1 point of the central 91.2%. Hence 10 × 25:
- * about 6 minutes on a quiet 2-core machine.
+ * Why 10 rounds × 25 local steps of batch 16 at lr 5e-3: 8 rounds × 15 steps ended 6 points below the central
+ * baseline; 25 steps a round reached it within a point by round 9–10; lr 1e-2 made the local loss rise again after
+ * round 3 (client drift on the skewed shares). With the shipped base (8,000 pretraining steps) the default run reaches
+ * 92.2% on the 512 eval mails after round 10, where the central 300-step baseline scores 90.8% on the same mails
+ * (BENCHMARKS.md); quiet, a round takes 17–19 s, about 3.5 minutes in all.
  */
 import { LORA_TARGETS } from '../model/lora.js';
 

@@ -4,6 +4,7 @@
  *
  *   lethe pretrain                      # first run trains (~5 min on 2 cores), later runs verify the checksum
  *   lethe pretrain --steps 50 --force   # a quick, weaker base
+ *   lethe pretrain --steps 8000 --force # the shipped base's recipe (models/tiny-gpt2): ~17 min on one wasm core
  *   lethe pretrain --json               # one JSON line with loss, held-out perplexity, tokens/s
  */
 import { DEFAULT_PRETRAIN, type PretrainProgress, ensurePretrainedBase } from '../../train/pretrain.js';
