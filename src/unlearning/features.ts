@@ -18,6 +18,8 @@ import { chunks, gatherBatch } from '../train/batches.js';
 import type { TrainerData } from '../train/types.js';
 import { rowsOf } from '../train/types.js';
 import { UnlearningError } from './errors.js';
+import type { NgramSpec } from './ngrams.js';
+import { ngramFeatures, sameNgramSpec } from './ngrams.js';
 
 /** How a hidden state's tokens are pooled into one feature vector: statistics over the real tokens, per channel. */
 export type Pooling = 'mean' | 'mean+std' | 'mean+std+max+min';
@@ -41,20 +43,28 @@ export interface LayerFeatures {
   readonly pooling: Pooling;
   readonly layers: readonly number[]; // which hidden states, in `data` order
   readonly data: readonly Float32Array[]; // data[k]: [n, F] for hidden state layers[k]
+  readonly input?: InputFeatures; // the detector's input block (ngrams.ts), when it has one
+}
+
+/** The input block's dense features [n, spec.buckets]. */
+export interface InputFeatures {
+  readonly spec: NgramSpec;
+  readonly data: Float32Array;
 }
 
 /** The rows of `a` then those of `b`, which must come from the same layers and pooling. */
 export function concatFeatures(a: LayerFeatures, b: LayerFeatures): LayerFeatures {
-  if (a.layers.join() !== b.layers.join() || a.dim !== b.dim || a.pooling !== b.pooling) {
-    throw new UnlearningError('only features of the same layers and pooling can be concatenated', 'bad_data');
+  if (a.layers.join() !== b.layers.join() || a.dim !== b.dim || a.pooling !== b.pooling || !sameNgramSpec(a.input?.spec, b.input?.spec)) {
+    throw new UnlearningError('only features of the same layers, pooling and input block can be concatenated', 'bad_data');
   }
-  const data = a.data.map((x, k) => {
-    const out = new Float32Array(x.length + b.data[k]!.length);
+  const join = (x: Float32Array, y: Float32Array): Float32Array => {
+    const out = new Float32Array(x.length + y.length);
     out.set(x);
-    out.set(b.data[k]!, x.length);
+    out.set(y, x.length);
     return out;
-  });
-  return { ...a, n: a.n + b.n, data };
+  };
+  const data = a.data.map((x, k) => join(x, b.data[k]!));
+  return { ...a, n: a.n + b.n, data, ...(a.input ? { input: { spec: a.input.spec, data: join(a.input.data, b.input!.data) } } : {}) };
 }
 
 export function checkLayers(layers: readonly number[], nLayer: number): void {
@@ -162,8 +172,11 @@ export class BaseFeatures {
   }
 }
 
-/** Features of every row of `data` (or its subset, in subset order), computed in batches of `batchSize`. */
-export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly number[], pooling: Pooling, batchSize = 32): LayerFeatures {
+/**
+ * Features of every row of `data` (or its subset, in subset order), computed in batches of `batchSize`; with
+ * `ngrams`, also the input block's (ngrams.ts).
+ */
+export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly number[], pooling: Pooling, batchSize = 32, ngrams?: NgramSpec): LayerFeatures {
   checkLayers(layers, model.config.nLayer);
   const rows = rowsOf(data);
   const c = featureDim(model.config.nEmbd, pooling);
@@ -187,5 +200,5 @@ export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly
   } finally {
     base.dispose();
   }
-  return { n: rows.length, dim: c, pooling, layers: [...layers], data: out };
+  return { n: rows.length, dim: c, pooling, layers: [...layers], data: out, ...(ngrams ? { input: { spec: ngrams, data: ngramFeatures(data, ngrams) } } : {}) };
 }

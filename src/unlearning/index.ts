@@ -11,9 +11,11 @@ export {
 } from './adapter.js';
 export type { TargetPolicy, UnlearningAdapterConfig, UnlearningAdapterResult, UnlearningTrainMetrics, UtilityAdapter } from './adapter.js';
 export { BaseFeatures, POOLINGS, extractFeatures, featureDim } from './features.js';
-export type { LayerFeatures, Pooling } from './features.js';
+export type { InputFeatures, LayerFeatures, Pooling } from './features.js';
 export { DEFAULT_DETECTOR, DeviceDetector, detectorLayers, detectorScores, fitDetector } from './detector.js';
-export type { Detector, DetectorConfig, DetectorLayer, FittedDetector, GaussianStats, ScoredSet } from './detector.js';
+export type { Detector, DetectorConfig, DetectorLayer, FittedDetector, GaussianStats, InputBlock, ScoredSet } from './detector.js';
+export { ngramRows } from './ngrams.js';
+export type { NgramSpec, SparseRows } from './ngrams.js';
 export { DEFAULT_GATE, calibrateGate, gateWeight } from './gate.js';
 export type { CalibrationSet, Gate, GateConfig } from './gate.js';
 export { maxOverlap, orthogonalize, overlapRatio } from './orthogonality.js';

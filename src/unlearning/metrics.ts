@@ -101,8 +101,8 @@ export function unlearningMetrics(
   try {
     const [before, after] = passes(sets.retain, batchSize, [plain, served], k, repeats) as [Pass, Pass];
     const layers = detector.layers.map((l) => l.layer);
-    const positives = detectorScores(detector, extractFeatures(model, sets.forgetHeldOut, layers, detector.pooling, batchSize)).scores;
-    const negatives = detectorScores(detector, extractFeatures(model, sets.retain, layers, detector.pooling, batchSize)).scores;
+    const positives = detectorScores(detector, extractFeatures(model, sets.forgetHeldOut, layers, detector.pooling, batchSize, detector.input?.ngrams)).scores;
+    const negatives = detectorScores(detector, extractFeatures(model, sets.retain, layers, detector.pooling, batchSize, detector.input?.ngrams)).scores;
     return {
       forget_acc: passes(sets.forget, batchSize, [served], k, 1)[0]!.accuracy,
       forget_heldout_acc: passes(sets.forgetHeldOut, batchSize, [served], k, 1)[0]!.accuracy,

@@ -5,7 +5,9 @@
  *   - the detector, F = C (mean pooling), 2C (mean+std) or 4C (mean+std+max+min): detector.{ℓ}.mean [F],
  *     detector.{ℓ}.precision [F, F], detector.{ℓ}.bank [m, F] (absent when bank-free),
  *     detector.{ℓ}.reference_mean [F] and detector.{ℓ}.reference_precision [F, F] (present when the detector is
- *     relative), detector.weights [L·K];
+ *     relative), detector.weights [(L + 1 with an input block)·K]; with an input block (format 4, ngrams.ts) also
+ *     detector.input.mean [W], detector.input.precision [W, W] and, when relative, detector.input.reference_mean [W]
+ *     and detector.input.reference_precision [W, W], W = its bucket count (never a bank);
  *   - metadata key `lethe.unlearning`: JSON with the format version, t, the base geometry, the LoRA config, the
  *     detector's scalars, the gate and the metrics.
  * Decoding validates everything before anything is served: shapes against the base geometry, finite values, and the
@@ -17,21 +19,25 @@ import { validateAdapter, validateLoraConfig } from '../model/lora.js';
 import type { HostTensor, TensorMap } from '../tensors/host.js';
 import { nonFiniteTensors } from '../tensors/host.js';
 import { decodeSafetensors, encodeSafetensors } from '../tensors/safetensors.js';
-import type { Detector, DetectorLayer } from './detector.js';
+import type { Detector, DetectorLayer, InputBlock } from './detector.js';
 import { POOLINGS, featureDim, type Pooling } from './features.js';
 import { PackageError } from './errors.js';
+import type { NgramSpec } from './ngrams.js';
+import { checkNgramSpec } from './ngrams.js';
 import type { Gate } from './gate.js';
 import { maxOverlap } from './orthogonality.js';
 
 /**
- * The newest format. 3: the mean+std+max+min pooling. 2: pooled mean+std features, the generic inputs' reference
- * statistics, per-component weights (1: mean-pooled). Format 2 packages are format 3 packages without the new
- * pooling: they still load, and a package that needs nothing newer is written as format 2, which older builds read.
+ * The newest format. 4: the detector's input block (hashed token n-grams). 3: the mean+std+max+min pooling. 2: pooled
+ * mean+std features, the generic inputs' reference statistics, per-component weights (1: mean-pooled). Each format's
+ * packages are the next one's without its addition: older ones still load, and a package is written as the oldest
+ * format that holds it, which older builds read.
  */
-export const PACKAGE_FORMAT = 3;
-const READABLE_FORMATS: ReadonlyMap<number, readonly Pooling[]> = new Map([
-  [2, ['mean', 'mean+std']],
-  [3, POOLINGS],
+export const PACKAGE_FORMAT = 4;
+const READABLE_FORMATS: ReadonlyMap<number, { readonly poolings: readonly Pooling[]; readonly input: boolean }> = new Map([
+  [2, { poolings: ['mean', 'mean+std'], input: false }],
+  [3, { poolings: POOLINGS, input: false }],
+  [4, { poolings: POOLINGS, input: true }],
 ]);
 const METADATA_KEY = 'lethe.unlearning';
 
@@ -49,7 +55,14 @@ interface Header {
   index: number;
   model: { nEmbd: number; nLayer: number };
   lora: LoraConfig;
-  detector: { dim: number; pooling: Pooling; bankSize: number; bias: number; layers: { layer: number; shrinkage: number; referenceShrinkage?: number }[] };
+  detector: {
+    dim: number;
+    pooling: Pooling;
+    bankSize: number;
+    bias: number;
+    layers: { layer: number; shrinkage: number; referenceShrinkage?: number }[];
+    input?: NgramSpec & { shrinkage: number; referenceShrinkage?: number }; // format 4
+  };
   gate: Gate;
   metrics: Record<string, number>;
 }
@@ -67,9 +80,18 @@ export function encodeUnlearningPackage(pkg: UnlearningPackage, model: GPT2Confi
       tensors.set(`detector.${l.layer}.reference_precision`, { shape: [d.dim, d.dim], data: l.reference.precision });
     }
   }
+  if (d.input) {
+    const w = d.input.ngrams.buckets;
+    tensors.set('detector.input.mean', { shape: [w], data: d.input.mean });
+    tensors.set('detector.input.precision', { shape: [w, w], data: d.input.precision });
+    if (d.input.reference) {
+      tensors.set('detector.input.reference_mean', { shape: [w], data: d.input.reference.mean });
+      tensors.set('detector.input.reference_precision', { shape: [w, w], data: d.input.reference.precision });
+    }
+  }
   tensors.set('detector.weights', { shape: [d.weights.length], data: d.weights });
   const header: Header = {
-    format: Math.min(...[...READABLE_FORMATS].filter(([, poolings]) => poolings.includes(d.pooling)).map(([format]) => format)),
+    format: Math.min(...[...READABLE_FORMATS].filter(([, f]) => f.poolings.includes(d.pooling) && (f.input || !d.input)).map(([format]) => format)),
     index: pkg.index,
     model: { nEmbd: model.nEmbd, nLayer: model.nLayer },
     lora: { ...pkg.lora, targets: [...pkg.lora.targets] },
@@ -79,6 +101,16 @@ export function encodeUnlearningPackage(pkg: UnlearningPackage, model: GPT2Confi
       bankSize: d.bankSize,
       bias: d.bias,
       layers: d.layers.map((l) => ({ layer: l.layer, shrinkage: l.shrinkage, ...(l.reference ? { referenceShrinkage: l.reference.shrinkage } : {}) })),
+      ...(d.input
+        ? {
+            input: {
+              orders: [...d.input.ngrams.orders],
+              buckets: d.input.ngrams.buckets,
+              shrinkage: d.input.shrinkage,
+              ...(d.input.reference ? { referenceShrinkage: d.input.reference.shrinkage } : {}),
+            },
+          }
+        : {}),
     },
     gate: { ...pkg.gate },
     metrics: { ...pkg.metrics },
@@ -103,7 +135,7 @@ function parseHeader(metadata: Record<string, string>): Header {
   }
   if (!READABLE_FORMATS.has(header.format)) {
     throw new PackageError(
-      `unlearning package format ${String(header.format)} is not supported (this build reads ${[...READABLE_FORMATS.keys()].join(' and ')}); rebuild the package`,
+      `unlearning package format ${String(header.format)} is not supported (this build reads ${[...READABLE_FORMATS.keys()].join(', ').replace(/, (\d+)$/, ' and $1')}); rebuild the package`,
       'bad_version',
     );
   }
@@ -120,6 +152,8 @@ function parseHeader(metadata: Record<string, string>): Header {
     'gate.maxDistance': gate.maxDistance,
     ...Object.fromEntries(detector.layers.map((l) => [`detector.${l.layer}.shrinkage`, l.shrinkage])),
     ...Object.fromEntries(detector.layers.filter((l) => 'referenceShrinkage' in l).map((l) => [`detector.${l.layer}.referenceShrinkage`, l.referenceShrinkage])),
+    ...(detector.input ? { 'detector.input.shrinkage': detector.input.shrinkage } : {}),
+    ...(detector.input && 'referenceShrinkage' in detector.input ? { 'detector.input.referenceShrinkage': detector.input.referenceShrinkage } : {}),
   };
   for (const [name, v] of Object.entries(scalars)) {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new PackageError(`package parameter ${name} is ${String(v)}, not a finite number`, 'non_finite');
@@ -160,10 +194,11 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
 
   const tensors = new Map(contents.tensors);
   const d = header.detector;
-  const poolings = READABLE_FORMATS.get(header.format)!;
+  const { poolings, input: inputAllowed } = READABLE_FORMATS.get(header.format)!;
   if (!poolings.includes(d.pooling)) {
     throw new PackageError(`detector pooling ${JSON.stringify(d.pooling)} is not one of format ${header.format}'s: ${poolings.join(', ')}`, 'bad_format');
   }
+  if (d.input !== undefined && !inputAllowed) throw new PackageError(`format ${header.format} packages have no detector input block`, 'bad_format');
   if (d.dim !== featureDim(model.nEmbd, d.pooling) || !Number.isInteger(d.bankSize) || d.bankSize < 0) {
     throw new PackageError(`detector width ${d.dim} / bank size ${d.bankSize} do not fit a base of width ${model.nEmbd} with ${d.pooling} pooling`, 'bad_shape');
   }
@@ -191,12 +226,39 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
         : {}),
     };
   });
+  let input: InputBlock | undefined;
+  if (d.input !== undefined) {
+    const ngrams: NgramSpec = { orders: d.input.orders, buckets: d.input.buckets };
+    try {
+      checkNgramSpec(ngrams);
+    } catch (err) {
+      throw new PackageError(`the detector's input block: ${(err as Error).message}`, 'bad_format', { cause: err });
+    }
+    if ((d.input.referenceShrinkage !== undefined) !== relative) throw new PackageError('the detector input block must have a reference exactly when the layers do', 'bad_format');
+    const w = ngrams.buckets;
+    input = {
+      ngrams: { orders: Object.freeze([...ngrams.orders]), buckets: w },
+      shrinkage: d.input.shrinkage,
+      mean: take(tensors, 'detector.input.mean', [w]).data,
+      precision: take(tensors, 'detector.input.precision', [w, w]).data,
+      ...(d.input.referenceShrinkage !== undefined
+        ? {
+            reference: {
+              mean: take(tensors, 'detector.input.reference_mean', [w]).data,
+              precision: take(tensors, 'detector.input.reference_precision', [w, w]).data,
+              shrinkage: d.input.referenceShrinkage,
+            },
+          }
+        : {}),
+    };
+  }
   const detector: Detector = {
     dim: d.dim,
     pooling: d.pooling,
     bankSize: d.bankSize,
     layers,
-    weights: take(tensors, 'detector.weights', [layers.length * (relative ? 2 : 1)]).data,
+    ...(input ? { input } : {}),
+    weights: take(tensors, 'detector.weights', [(layers.length + (input ? 1 : 0)) * (relative ? 2 : 1)]).data,
     bias: d.bias,
   };
   const lora: LoraConfig = Object.freeze({ ...header.lora, targets: Object.freeze([...header.lora.targets]) });

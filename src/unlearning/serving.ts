@@ -3,8 +3,9 @@
  *
  * Per batch: (1) the pooled frozen-base features of every layer any request's detector reads, computed once (a host
  * pass over the tokens for layer 0, one base forward pass for deeper layers; features.ts) — pooled as the widest pooling any
- * detector uses, of which a narrower detector reads the first columns; (2) each request's detector scores them (one quadratic form
- * per layer, detector.ts) and its gate turns the score into w_t(x) per example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
+ * detector uses, of which a narrower detector reads the first columns — and the input blocks' hashed n-grams of the
+ * token ids (ngrams.ts), once per distinct n-gram spec, on the host; (2) each request's detector scores them (one
+ * quadratic form per block, detector.ts) and its gate turns the score into w_t(x) per example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
  * example by w_t(x) (LoraParams.gate). Rows whose every gate is exactly 0 (below the gate cutoff) — most traffic —
  * run without the unlearning branches, so their cost is the utility forward plus step (1) and the scoring; the gated
  * rows run in a second, small forward.
@@ -27,6 +28,8 @@ import { UnlearningError } from './errors.js';
 import { BaseFeatures, type Pooling, widestPooling } from './features.js';
 import type { Gate } from './gate.js';
 import { gateWeight } from './gate.js';
+import type { NgramSpec, SparseRows } from './ngrams.js';
+import { ngramRows } from './ngrams.js';
 
 /** One completed unlearning request, as served. */
 export interface ServedRequest {
@@ -50,7 +53,10 @@ interface DeviceRequest {
   readonly detector: DeviceDetector;
   readonly gate: Gate;
   readonly featureSlots: readonly number[]; // index into the union of layers, per detector layer
+  readonly inputSlot: number; // index into the distinct input-block specs, −1 without an input block
 }
+
+const specKey = (spec: NgramSpec): string => `${spec.orders.join(',')}/${spec.buckets}`;
 
 export type GateCombination = 'strongest' | 'sum';
 
@@ -60,6 +66,7 @@ export class UnlearningServing {
   private readonly requests: DeviceRequest[];
   private readonly featureLayers: number[]; // union of detector layers, sorted
   private readonly pooling: Pooling; // the widest any detector needs (features.ts: narrower ones read a prefix)
+  private readonly inputSpecs: NgramSpec[]; // distinct input-block specs of the detectors
   private readonly features: BaseFeatures;
   private disposed = false;
 
@@ -72,6 +79,9 @@ export class UnlearningServing {
     if (utility.lora.numLabels < 1) throw new UnlearningError('the utility adapter must hold a classification head', 'bad_adapter');
     this.featureLayers = [...new Set(requests.flatMap((r) => r.detector.layers.map((l) => l.layer)))].sort((a, b) => a - b);
     this.pooling = widestPooling(requests.map((r) => r.detector.pooling));
+    const specs = new Map(requests.flatMap((r) => (r.detector.input ? [[specKey(r.detector.input.ngrams), r.detector.input.ngrams] as const] : [])));
+    this.inputSpecs = [...specs.values()];
+    const keys = [...specs.keys()];
     this.features = new BaseFeatures(model);
     this.utility = { config: utility.lora, tensors: toTf(utility.adapter) };
     this.requests = requests.map((r) => ({
@@ -81,6 +91,7 @@ export class UnlearningServing {
       detector: new DeviceDetector(r.detector),
       gate: r.gate,
       featureSlots: r.detector.layers.map((l) => this.featureLayers.indexOf(l.layer)),
+      inputSlot: r.detector.input ? keys.indexOf(specKey(r.detector.input.ngrams)) : -1,
     }));
   }
 
@@ -97,9 +108,14 @@ export class UnlearningServing {
     const gates = new Float32Array(b * nr);
     if (nr === 0) return { scores, gates };
     // One device→host read for all three outputs: each read waits for the device.
+    let inputs: SparseRows[] = [];
+    if (this.inputSpecs.length > 0) {
+      const [idsHost, maskHost] = [ids.dataSync(), mask.dataSync()];
+      inputs = this.inputSpecs.map((spec) => ngramRows(idsHost, maskHost, b, ids.shape[1], spec));
+    }
     const outputs = tf.tidy(() => {
       const feats = this.features.pooled(ids, mask, this.featureLayers, this.pooling);
-      const per = this.requests.map((r) => r.detector.score(r.featureSlots.map((s) => feats[s]!)));
+      const per = this.requests.map((r) => r.detector.score(r.featureSlots.map((s) => feats[s]!), r.inputSlot >= 0 ? inputs[r.inputSlot] : undefined));
       const stack = (pick: (p: (typeof per)[number]) => tf.Tensor1D): tf.Tensor2D => tf.stack(per.map(pick), 1) as tf.Tensor2D; // [B, R]
       return tf.stack([stack((p) => p.z), stack((p) => p.nearest), stack((p) => p.distance)]); // [3, B, R]
     });

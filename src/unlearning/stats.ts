@@ -102,6 +102,77 @@ export function spdInverse(a: Float64Array, d: number): Float64Array {
   return inv;
 }
 
+/**
+ * The inverse of ledoitWolf's Σ = a·I + (b/n)·CᵀC (a = ρ·m, b = 1 − ρ, C the centred rows [n, d]), and ρ. When n < d,
+ * ρ comes from the Gram matrix C Cᵀ (the same Ledoit–Wolf sums: ‖S‖² = Σ_ij (c_i·c_j)²/n², x_kᵀ S x_k =
+ * Σ_j (c_k·c_j)²/n) and the inverse from the Woodbury identity Σ⁻¹ = (I − Cᵀ (C Cᵀ + (a·n/b)·I_n)⁻¹ C) / a:
+ * O(n²d + nd²) instead of O(nd² + d³), which matters for the detector's 1,024-wide input block, fitted on a few
+ * hundred examples a dozen times per cross-fitted detector (d = 1,024, n = 160: 0.2 s against several seconds).
+ */
+export function shrinkagePrecision(x: Float32Array, n: number, d: number, mean: Float64Array): { precision: Float64Array; shrinkage: number } {
+  const direct = (): { precision: Float64Array; shrinkage: number } => {
+    const { cov, shrinkage } = ledoitWolf(x, n, d, mean);
+    return { precision: spdInverse(cov, d), shrinkage };
+  };
+  if (n >= d) return direct();
+  const c = new Float64Array(n * d);
+  for (let i = 0; i < n; i++) for (let k = 0; k < d; k++) c[i * d + k] = x[i * d + k]! - mean[k]!;
+  const gram = new Float64Array(n * n); // C Cᵀ
+  for (let i = 0; i < n; i++) {
+    for (let j = i; j < n; j++) {
+      let dot = 0;
+      for (let k = 0; k < d; k++) dot += c[i * d + k]! * c[j * d + k]!;
+      gram[i * n + j] = dot;
+      gram[j * n + i] = dot;
+    }
+  }
+  let trace = 0; // tr S · n
+  let frob = 0; // ‖S‖_F² · n²
+  let beta = 0;
+  for (let i = 0; i < n; i++) {
+    trace += gram[i * n + i]!;
+    let rowSq = 0;
+    for (let j = 0; j < n; j++) rowSq += gram[i * n + j]! ** 2;
+    frob += rowSq;
+    beta += gram[i * n + i]! ** 2 - (2 * rowSq) / n; // ‖x_i‖⁴ − 2 x_iᵀ S x_i
+  }
+  const sTrace = trace / n;
+  const sNorm2 = frob / (n * n);
+  const m = sTrace / d;
+  const delta2 = (sNorm2 - 2 * m * sTrace + m * m * d) / d;
+  beta = (beta + n * sNorm2) / (n * n * d);
+  const shrinkage = delta2 > 0 ? Math.min(beta, delta2) / delta2 : 1;
+  const a = shrinkage * m;
+  const b = 1 - shrinkage;
+  if (!(a > 0) || !(b > 0)) return direct();
+  for (let i = 0; i < n; i++) gram[i * n + i]! += (a * n) / b;
+  const inv = spdInverse(gram, n);
+  const kc = new Float64Array(n * d); // (C Cᵀ + (a n / b) I)⁻¹ C
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const w = inv[i * n + j]!;
+      for (let k = 0; k < d; k++) kc[i * d + k]! += w * c[j * d + k]!;
+    }
+  }
+  const precision = new Float64Array(d * d); // upper triangle of −Cᵀ (…)⁻¹ C, then mirrored
+  for (let i = 0; i < n; i++) {
+    for (let u = 0; u < d; u++) {
+      const cu = c[i * d + u]!;
+      if (cu === 0) continue;
+      const row = u * d;
+      for (let v = u; v < d; v++) precision[row + v]! -= cu * kc[i * d + v]!;
+    }
+  }
+  for (let u = 0; u < d; u++) {
+    precision[u * d + u] = (1 + precision[u * d + u]!) / a;
+    for (let v = u + 1; v < d; v++) {
+      precision[u * d + v]! /= a;
+      precision[v * d + u] = precision[u * d + v]!;
+    }
+  }
+  return { precision, shrinkage };
+}
+
 /** Solves the small dense system A x = b (Gaussian elimination, partial pivoting). A is [n, n], overwritten. */
 function solve(a: Float64Array, b: Float64Array, n: number): Float64Array {
   const x = Float64Array.from(b);

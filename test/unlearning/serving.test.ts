@@ -28,6 +28,7 @@ describe('unlearning serving', () => {
   let model: GPT2;
   let serving: UnlearningServing;
   let utility: LoraParams;
+  let hostScores: Float64Array; // the detector's scores of the batch, from host features (input block included)
   const split = groupSplit();
   const batch = encode([...split.test('hard-ham-1', 6), ...split.test('easy-ham-1', 6), ...split.test('spam-1', 4)]);
   const ids = (): tf.Tensor2D => tf.tensor2d(batch.ids, [batch.n, batch.seqLen], 'int32');
@@ -38,9 +39,10 @@ describe('unlearning serving', () => {
     installWasmTransposedMatMul();
     model = GPT2.init(SMALL, 'serving-test');
     const layers = detectorLayers(DEFAULT_DETECTOR, SMALL.nLayer);
-    const feats = (g: string, n: number) => extractFeatures(model, encode(split.train(g, n)), layers, DEFAULT_DETECTOR.pooling);
+    const feats = (g: string, n: number) => extractFeatures(model, encode(split.train(g, n)), layers, DEFAULT_DETECTOR.pooling, 32, DEFAULT_DETECTOR.input ?? undefined);
     const { detector } = fitDetector(feats('hard-ham-1', 24), feats('easy-ham-1', 40), DEFAULT_DETECTOR);
-    const scores = [...detectorScores(detector, extractFeatures(model, batch, layers, DEFAULT_DETECTOR.pooling)).scores].sort((a, b) => a - b);
+    hostScores = detectorScores(detector, extractFeatures(model, batch, layers, DEFAULT_DETECTOR.pooling, 32, DEFAULT_DETECTOR.input ?? undefined)).scores;
+    const scores = [...hostScores].sort((a, b) => a - b);
     const gate: Gate = { center: scores[scores.length >> 1]!, slope: 4, cutoff: 0.5, memberCos: 2, maxDistance: Infinity };
     const adapter = randomB(initAdapter(SMALL, LORA));
     const utilityAdapter = randomB(initAdapter(SMALL, UTILITY_LORA));
@@ -52,6 +54,16 @@ describe('unlearning serving', () => {
     serving?.dispose();
     for (const t of utility?.tensors.values() ?? []) t.dispose();
     model?.dispose();
+  });
+
+  it('gates – the served scores are the detector\'s own: the input block is hashed from the served ids', () => {
+    const [x, m] = [ids(), mask()];
+    try {
+      const { scores } = serving.gates(x, m);
+      Array.from(scores).forEach((z, i) => expect(z).toBeCloseTo(hostScores[i]!, 3));
+    } finally {
+      tf.dispose([x, m]);
+    }
   });
 
   it('predict – every row gets what a one-row classify with its own gates gives: utility alone when ungated, gated adapters otherwise', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import seedrandom from 'seedrandom';
-import { auroc, columnMeans, ledoitWolf, logisticRegression, quantile, spdInverse } from '../../src/unlearning/stats.js';
+import { auroc, columnMeans, ledoitWolf, logisticRegression, quantile, shrinkagePrecision, spdInverse } from '../../src/unlearning/stats.js';
 
 function gaussian(n: number, d: number, seed: string, scale: (k: number) => number = () => 1): Float32Array {
   const rng = seedrandom(seed);
@@ -36,6 +36,20 @@ describe('unlearning statistics', () => {
     expect(lwMany.shrinkage).toBeLessThan(0.05);
     expect(lwFew.shrinkage).toBeGreaterThan(0.3);
     expect(lwMany.cov[d * d - 1]).toBeCloseTo(64, -1); // variance of the last coordinate, (1 + 7)²
+  });
+
+  it('shrinkagePrecision – with n < d (Woodbury) equals the inverse of the Ledoit–Wolf covariance', () => {
+    const rng = seedrandom('woodbury');
+    const [n, d] = [7, 20];
+    const x = Float32Array.from({ length: n * d }, (_, i) => rng() + (i % d) * 0.1);
+    const mean = columnMeans(x, n, d);
+    const { precision, shrinkage } = shrinkagePrecision(x, n, d, mean);
+    const direct = ledoitWolf(x, n, d, mean);
+    expect(shrinkage).toBeCloseTo(direct.shrinkage, 12);
+    expect(shrinkage).toBeGreaterThan(0);
+    expect(shrinkage).toBeLessThan(1); // so the Woodbury path ran
+    const want = spdInverse(direct.cov, d);
+    precision.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 8));
   });
 
   it('spdInverse – inverts a symmetric positive-definite matrix', () => {

@@ -51,7 +51,7 @@ function weights(config: UnlearningRequestConfig, probes: readonly (readonly Exa
   const { detector, gate } = fitRequestDetector(model, encode(split.train('spam-1', 60)), encode(ham), config);
   const layers = detectorLayers(config.detector, model.config.nLayer);
   return probes.map((examples) => {
-    const s = detectorScores(detector, extractFeatures(model, encode(examples), layers, config.detector.pooling));
+    const s = detectorScores(detector, extractFeatures(model, encode(examples), layers, config.detector.pooling, 32, config.detector.input ?? undefined));
     return Array.from(s.scores, (z, i) => gateWeight(gate, z, -2, s.distances[i]));
   });
 }
@@ -69,5 +69,5 @@ describe('unlearning gate on unrelated text', () => {
     // reach ½ either way; public text must not take that away.
     expect(share(heldOut!, 0.5)).toBeGreaterThanOrEqual(0.25);
     expect(share(heldOut!, 0.5)).toBeGreaterThanOrEqual(share(heldOutBefore!, 0.5) - 0.05);
-  }, 30_000);
+  }, 120_000); // four detector fits with a 1,024-wide input block (~10 s quiet)
 });
