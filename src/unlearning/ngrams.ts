@@ -14,6 +14,9 @@
  * they use. On the bench's held-out protocol the block alone separated every group better than the embedding layer
  * (hard-ham-1 0.936 against 0.864; BENCHMARKS.md, Unlearning).
  *
+ * What it reveals: the block's mean over D_t is the forget set's average n-gram profile, readable against any text's
+ * (detector.ts, "What a package reveals"); `input: null` in the detector config leaves it out.
+ *
  * The hash is part of the package format (a detector fitted with one hash is meaningless under another): never
  * change it without a new format.
  */
