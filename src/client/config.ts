@@ -7,6 +7,7 @@ import { gaussianNoise, type NoiseSource } from '../privacy/gaussian.js';
 import { DEFAULT_BACKOFF, type BackoffConfig } from './backoff.js';
 import type { LocalDataSpec } from './local-data.js';
 import type { ClientPrivacyBudget } from './privacy.js';
+import type { DetectorDisclosure } from './unlearn-task.js';
 
 export interface ClientNodeConfig {
   /** Holds the identity (client.key, identity.json); required. */
@@ -40,6 +41,8 @@ export interface ClientNodeConfig {
    * it is refused. undefined = no local limit (the run's budget on the coordinator still applies).
    */
   readonly privacyBudget: ClientPrivacyBudget | undefined;
+  /** What an unlearning package's detector may reveal of this client's forget set (unlearn-task.ts). */
+  readonly detectorDisclosure: DetectorDisclosure;
 }
 
 export const DEFAULT_CLIENT_NODE_CONFIG: Omit<ClientNodeConfig, 'dataDir' | 'data'> = Object.freeze({
@@ -55,6 +58,7 @@ export const DEFAULT_CLIENT_NODE_CONFIG: Omit<ClientNodeConfig, 'dataDir' | 'dat
   random: Math.random,
   noise: gaussianNoise,
   privacyBudget: undefined,
+  detectorDisclosure: 'full',
 });
 
 export function clientNodeConfig(overrides: Partial<ClientNodeConfig> & Pick<ClientNodeConfig, 'dataDir' | 'data'>): ClientNodeConfig {

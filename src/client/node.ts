@@ -339,7 +339,7 @@ export class ClientNode {
     const model = await this.models.get(task.baseModel);
     const data = this.data.encoded(task.labels, tokenizerFor(model.config), Math.min(task.seqLen, model.config.nPositions));
     current.state = 'CLIENT_STATE_TRAINING';
-    const output = await computeUnlearning(task, { model, global, priors, dataset: this.data.dataset, data });
+    const output = await computeUnlearning(task, { model, global, priors, dataset: this.data.dataset, data, disclosure: this.config.detectorDisclosure });
     this.events.emit({ type: 'trained', taskId: task.taskId, metrics: output.metrics });
     if (current.cancelled) return this.dropped(task, 'FAILURE_REASON_CANCELLED', 'cancelled while unlearning');
     current.state = 'CLIENT_STATE_UPLOADING';

@@ -58,6 +58,8 @@ export interface UnlearnInputs {
   readonly priors: readonly TensorMap[];
   readonly dataset: LabeledDataset;
   readonly data: EncodedExamples;
+  /** What the detector may carry; default `full`. */
+  readonly disclosure?: DetectorDisclosure;
 }
 
 export interface UnlearnOutput {
@@ -68,8 +70,16 @@ export interface UnlearnOutput {
   readonly numExamples: number;
 }
 
-/** The request configuration a task asks for (defaults for what it leaves unset). */
-export function unlearningConfigOf(task: Task): UnlearningRequestConfig {
+/**
+ * What the data owner lets the uploaded detector carry (detector.ts, "What a package reveals"): `full` = the forget
+ * set's feature bank and the n-gram input block besides the layers' means and precisions; `no-bank` = no per-example
+ * rows; `layers` = the layers' means and precisions only (no bank, no n-gram profile), at a lower held-out AUROC.
+ */
+export type DetectorDisclosure = 'full' | 'no-bank' | 'layers';
+export const DETECTOR_DISCLOSURES: readonly DetectorDisclosure[] = Object.freeze(['full', 'no-bank', 'layers']);
+
+/** The request configuration a task asks for (defaults for what it leaves unset), within what the client discloses. */
+export function unlearningConfigOf(task: Task, disclosure: DetectorDisclosure = 'full'): UnlearningRequestConfig {
   const u = task.unlearning!;
   const policy = (u.targetPolicy || DEFAULT_UNLEARNING_REQUEST.adapter.targetPolicy) as TargetPolicy;
   if (!TARGET_POLICIES.includes(policy)) throw new TaskError(`target_policy ${u.targetPolicy} is not one this client knows (${TARGET_POLICIES.join(', ')})`, 'bad_task');
@@ -83,7 +93,12 @@ export function unlearningConfigOf(task: Task): UnlearningRequestConfig {
       targetPolicy: policy,
       ...(t && t.steps > 0 ? { steps: t.steps, batchSize: t.batchSize || d.adapter.batchSize, lr: t.learningRate || d.adapter.lr } : {}),
     },
-    detector: { ...d.detector, ...(u.detectorLayers.length > 0 ? { layers: [...u.detectorLayers] } : {}) },
+    detector: {
+      ...d.detector,
+      ...(u.detectorLayers.length > 0 ? { layers: [...u.detectorLayers] } : {}),
+      ...(disclosure === 'full' ? {} : { bank: false }),
+      ...(disclosure === 'layers' ? { input: null } : {}),
+    },
   };
 }
 
@@ -100,7 +115,7 @@ export async function computeUnlearning(task: Task, inputs: UnlearnInputs): Prom
     { ...inputs.data, subset: forget },
     { ...inputs.data, subset: genericRows },
     inputs.priors,
-    unlearningConfigOf(task),
+    unlearningConfigOf(task, inputs.disclosure),
   );
   const forgetFraction = forget.length / inputs.dataset.examples.length;
   const withFraction = { ...pkg, metrics: { ...pkg.metrics, forget_fraction: forgetFraction, forget_examples: forget.length } };

@@ -1,9 +1,10 @@
 /** The client's resolution of a ForgetSelector on its local data (unlearn-task.ts). */
 import { describe, expect, it } from 'vitest';
-import { resolveSelector } from '../../src/client/unlearn-task.js';
+import { resolveSelector, unlearningConfigOf } from '../../src/client/unlearn-task.js';
+import { DEFAULT_UNLEARNING_REQUEST } from '../../src/unlearning/request.js';
 import { TaskError } from '../../src/client/errors.js';
 import type { LabeledDataset } from '../../src/data/dataset.js';
-import type { ForgetSelector } from '../../src/wire/messages.js';
+import type { ForgetSelector, Task } from '../../src/wire/messages.js';
 
 const DATA: LabeledDataset = {
   labels: ['ham', 'spam'],
@@ -42,5 +43,22 @@ describe('resolveSelector', () => {
     expect(err).toBeInstanceOf(TaskError);
     expect((err as TaskError).code).toBe('data');
     expect((err as Error).message).toMatch(/empty selection/);
+  });
+});
+
+describe('unlearningConfigOf', () => {
+  const task = {
+    taskId: 't1',
+    training: null,
+    unlearning: { requestId: 'r1', index: 1, previousAdapterSha256: Buffer.alloc(0), priorAdaptersSha256: [], orthogonalityLambda: 0, forget: sel({ group: 'promo' }), targetPolicy: '', detectorLayers: [] },
+  } as unknown as Task;
+
+  it('disclosure – full keeps the bank and the n-gram block, no-bank drops the bank, layers drops both', () => {
+    const d = DEFAULT_UNLEARNING_REQUEST.detector;
+    expect(d.bank).toBe(true);
+    expect(d.input).not.toBeNull();
+    expect(unlearningConfigOf(task).detector).toEqual(d);
+    expect(unlearningConfigOf(task, 'no-bank').detector).toEqual({ ...d, bank: false });
+    expect(unlearningConfigOf(task, 'layers').detector).toEqual({ ...d, bank: false, input: null });
   });
 });

@@ -14,13 +14,14 @@ import { enroll, parseModes } from '../../client/enroll.js';
 import { EnrollmentRefusedError, ClientRefusedError } from '../../client/errors.js';
 import type { ClientEvent } from '../../client/events.js';
 import { DEFAULT_PARTITION_SEED, DEFAULT_BUILTIN_SPLIT, parsePartition, type LocalDataSpec } from '../../client/local-data.js';
-import { clientNodeConfig } from '../../client/config.js';
+import { DEFAULT_CLIENT_NODE_CONFIG, clientNodeConfig } from '../../client/config.js';
+import { DETECTOR_DISCLOSURES, type DetectorDisclosure } from '../../client/unlearn-task.js';
 import { ClientNode } from '../../client/node.js';
 import { parseBackendName, backendFromEnv } from '../../backend/backend.js';
 import { loadLetheProto } from '../../wire/proto.js';
 import { channelCredentials } from '../../wire/tls.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
-import { parseFlags, resolveDataDir, startBackend, str, tlsFlags } from '../flags.js';
+import { type Flags, parseFlags, resolveDataDir, startBackend, str, tlsFlags } from '../flags.js';
 
 /** Exit code for a refusal that retrying cannot fix (revoked client, refused join token). */
 export const EXIT_REFUSED = 3;
@@ -105,12 +106,20 @@ function eventLine(e: ClientEvent): string {
   return `${JSON.stringify({ time: new Date().toISOString(), ...plain })}\n`;
 }
 
+/** --detector-disclosure: what this client's unlearning packages may reveal of its forget sets (unlearn-task.ts). */
+export function detectorDisclosureFromFlags(flags: Flags): DetectorDisclosure {
+  const value = str(flags['detector-disclosure']) ?? DEFAULT_CLIENT_NODE_CONFIG.detectorDisclosure;
+  const known = DETECTOR_DISCLOSURES.find((d) => d === value);
+  if (!known) throw new UsageError(`--detector-disclosure must be one of ${DETECTOR_DISCLOSURES.join(', ')}, got "${value}"`);
+  return known;
+}
+
 export const clientRunCommand: Command = {
   path: ['client', 'run'],
   summary: 'train for the coordinator this client enrolled with, until stopped',
   usage:
     '--data FILE|builtin:spam [--partition I/N --alpha A --partition-seed S] [--split-seed S] [--data-dir DIR] ' +
-    '[--coordinator HOST:PORT] [--model-cache DIR] [--backend B] [--json]',
+    '[--coordinator HOST:PORT] [--model-cache DIR] [--backend B] [--detector-disclosure full|no-bank|layers] [--json]',
   async run(argv) {
     const flags = parseFlags(argv, {
       data: { type: 'string' },
@@ -122,9 +131,11 @@ export const clientRunCommand: Command = {
       coordinator: { type: 'string' },
       'model-cache': { type: 'string' },
       backend: { type: 'string' },
+      'detector-disclosure': { type: 'string' },
       json: { type: 'boolean' },
     });
     const data = dataSpecFromFlags(flags);
+    const detectorDisclosure = detectorDisclosureFromFlags(flags);
     const backendFlag = str(flags.backend);
     const node = await ClientNode.start(
       clientNodeConfig({
@@ -133,6 +144,7 @@ export const clientRunCommand: Command = {
         coordinator: str(flags.coordinator),
         modelCacheDir: str(flags['model-cache']),
         backend: backendFlag ? parseBackendName(backendFlag) : backendFromEnv(),
+        detectorDisclosure,
       }),
     );
     if (flags.json) {

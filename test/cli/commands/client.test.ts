@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dataSpecFromFlags } from '../../../src/cli/commands/client.js';
+import { dataSpecFromFlags, detectorDisclosureFromFlags } from '../../../src/cli/commands/client.js';
 import { parseModes } from '../../../src/client/enroll.js';
 import { DEFAULT_BUILTIN_SPLIT, DEFAULT_PARTITION_SEED } from '../../../src/client/local-data.js';
 
@@ -25,5 +25,11 @@ describe('lethe client flags', () => {
   it('client – --modes maps names to wire modes and rejects unknown ones', () => {
     expect(parseModes('backprop, mezo,essa')).toEqual(['TRAINING_MODE_BACKPROP', 'TRAINING_MODE_MEZO_DENSE', 'TRAINING_MODE_ESSA']);
     expect(() => parseModes('backprop,sgd')).toThrow(/unknown mode "sgd"/);
+  });
+
+  it('client – --detector-disclosure defaults to full and rejects values it does not know', () => {
+    expect(detectorDisclosureFromFlags({})).toBe('full');
+    expect(detectorDisclosureFromFlags({ 'detector-disclosure': 'layers' })).toBe('layers');
+    expect(() => detectorDisclosureFromFlags({ 'detector-disclosure': 'none' })).toThrow(/--detector-disclosure must be one of full, no-bank, layers, got "none"/);
   });
 });
