@@ -86,7 +86,7 @@ function aurocByGroup(
   o: UnlearningBenchOptions,
 ): Record<string, number> {
   const layers = detectorLayers(config, model.config.nLayer);
-  const features = (examples: readonly Example[]) => extractFeatures(model, encode(examples), layers, config.pooling, 32, config.input ?? undefined);
+  const features = (examples: readonly Example[]) => extractFeatures(model, encode(examples), layers, config.pooling, 32, config.input);
   const groups = [...new Set(splits.train.examples.map((e) => e.meta.group!))].sort();
   return Object.fromEntries(
     groups.map((g) => {

@@ -174,9 +174,9 @@ export class BaseFeatures {
 
 /**
  * Features of every row of `data` (or its subset, in subset order), computed in batches of `batchSize`; with
- * `ngrams`, also the input block's (ngrams.ts).
+ * `ngrams`, also the input block's (ngrams.ts; null or absent: none, as DetectorConfig.input).
  */
-export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly number[], pooling: Pooling, batchSize = 32, ngrams?: NgramSpec): LayerFeatures {
+export function extractFeatures(model: GPT2, data: TrainerData, layers: readonly number[], pooling: Pooling, batchSize = 32, ngrams?: NgramSpec | null): LayerFeatures {
   checkLayers(layers, model.config.nLayer);
   const rows = rowsOf(data);
   const c = featureDim(model.config.nEmbd, pooling);

@@ -20,6 +20,7 @@
  * The hash is part of the package format (a detector fitted with one hash is meaningless under another): never
  * change it without a new format.
  */
+import { gatherBatch } from '../train/batches.js';
 import type { TrainerData } from '../train/types.js';
 import { rowsOf } from '../train/types.js';
 import { UnlearningError } from './errors.js';
@@ -117,13 +118,6 @@ export function sparseRows(x: Float32Array, n: number, dim: number): SparseRows 
 /** Dense [n, buckets] input-block features of every row of `data` (or its subset, in subset order). */
 export function ngramFeatures(data: TrainerData, spec: NgramSpec): Float32Array {
   checkNgramSpec(spec);
-  const rows = rowsOf(data);
-  const t = data.seqLen;
-  const ids = new Int32Array(rows.length * t);
-  const mask = new Float32Array(rows.length * t);
-  rows.forEach((r, i) => {
-    ids.set(data.ids.subarray(r * t, (r + 1) * t), i * t);
-    mask.set(data.mask.subarray(r * t, (r + 1) * t), i * t);
-  });
-  return denseRows(ngramRows(ids, mask, rows.length, t, spec));
+  const batch = gatherBatch(data, rowsOf(data));
+  return denseRows(ngramRows(batch.ids, batch.mask, batch.size, batch.seqLen, spec));
 }

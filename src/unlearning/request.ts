@@ -46,10 +46,10 @@ export function genericFeatures(model: GPT2, generic: TrainerData, layers: reado
   if (!Number.isInteger(config.publicSnippets) || config.publicSnippets < 0) {
     throw new UnlearningError(`publicSnippets must be an integer ≥ 0, got ${config.publicSnippets}`, 'bad_option');
   }
-  const own = extractFeatures(model, generic, layers, config.detector.pooling, config.featureBatchSize, config.detector.input ?? undefined);
+  const own = extractFeatures(model, generic, layers, config.detector.pooling, config.featureBatchSize, config.detector.input);
   if (config.publicSnippets === 0) return own;
   const snippets = encodePublicSnippets(config.publicSnippets, tokenizerFor(model.config), generic.seqLen);
-  return concatFeatures(own, extractFeatures(model, snippets, layers, config.detector.pooling, config.featureBatchSize, config.detector.input ?? undefined));
+  return concatFeatures(own, extractFeatures(model, snippets, layers, config.detector.pooling, config.featureBatchSize, config.detector.input));
 }
 
 /**
@@ -63,7 +63,7 @@ export function fitRequestDetector(
   config: UnlearningRequestConfig = DEFAULT_UNLEARNING_REQUEST,
 ): { detector: Detector; gate: Gate; calibrationAuroc: number } {
   const layers = detectorLayers(config.detector, model.config.nLayer);
-  const inFeats = extractFeatures(model, forget, layers, config.detector.pooling, config.featureBatchSize, config.detector.input ?? undefined);
+  const inFeats = extractFeatures(model, forget, layers, config.detector.pooling, config.featureBatchSize, config.detector.input);
   const outFeats = genericFeatures(model, generic, layers, config);
   const fitted = fitDetector(inFeats, outFeats, config.detector);
   // The gate's retained budget is a share of the client's own inputs (the first rows): the snippets, which score far

@@ -23,7 +23,7 @@ import { evaluate } from '../../train/evaluate.js';
 import { trainEssa } from '../../train/essa.js';
 import { trainMezo } from '../../train/mezo.js';
 import { ensurePretrainedBase } from '../../train/pretrain.js';
-import type { EncodedExamples, LocalTrainResult, StepInfo, Trainable } from '../../train/types.js';
+import type { EncodedExamples, LocalTrainResult, StepInfo, Trainable, TrainerData } from '../../train/types.js';
 import { TRAINABLE_KINDS, parseTrainable } from '../../train/types.js';
 import { type Command, UsageError, numberFlag } from '../command.js';
 import { type Flags, intFlag, parseFlags, resolveDataDir, startBackend, str } from '../flags.js';
@@ -183,7 +183,8 @@ export const trainCommand: Command = {
     const test = encodeExamples(split.test.examples.slice(0, nTest), tokenizer, seqLen);
     // The federated runs score the first evalMaxExamples of this same test split: reported too, so `lethe demo`'s
     // accuracy has a central number on exactly its mails.
-    const evalMails = encodeExamples(split.test.examples.slice(0, Math.min(nTest, DEFAULT_COORDINATOR_CONFIG.evalMaxExamples)), tokenizer, seqLen);
+    const nEval = Math.min(test.n, DEFAULT_COORDINATOR_CONFIG.evalMaxExamples);
+    const evalMails: TrainerData = { ...test, subset: Array.from({ length: nEval }, (_, i) => i) };
 
     // alpha/r = 2 at every rank (the reference r 8, alpha 16), so --lora-r does not change the step size. --init starts
     // from a saved (PEFT) adapter instead, with its own LoRA shape: ESSA searches the singular values of a trained B·A
@@ -232,7 +233,7 @@ export const trainCommand: Command = {
         test_loss_before: before.loss,
         test_accuracy: after.accuracy,
         test_loss: after.loss,
-        eval_examples: evalMails.n,
+        eval_examples: nEval,
         eval_accuracy: afterEval.accuracy,
         ...result.metrics,
         ...(dp ? { dp_sigma: dp.noiseMultiplier, dp_clip: dp.clip, dp_q: q, dp_delta: dpDelta, dp_epsilon: epsilonOf({ q, noiseMultiplier: dp.noiseMultiplier, steps, delta: dpDelta }).epsilon } : {}),
@@ -245,7 +246,7 @@ export const trainCommand: Command = {
           `${mode} (${trainable}, r ${r}) on ${dataset.name}: ${train.n} train / ${test.n} test examples, ${steps} steps in ` +
             `${result.metrics.seconds.toFixed(1)}s on ${backend.backend}\n` +
             `  test accuracy ${pct(before.accuracy)} → ${pct(after.accuracy)}, test loss ${before.loss.toFixed(4)} → ${after.loss.toFixed(4)}\n` +
-            `  accuracy on the federated runs' ${evalMails.n} eval mails ${pct(afterEval.accuracy)}\n` +
+            `  accuracy on the federated runs' ${nEval} eval mails ${pct(afterEval.accuracy)}\n` +
             `  train loss ${result.metrics.loss_before.toFixed(4)} → ${result.metrics.loss_after.toFixed(4)}` +
             `${dp ? `\n  sample-level DP-SGD: σ ${dp.noiseMultiplier}, C ${dp.clip}, q ${q.toPrecision(3)} → (ε ${(report.dp_epsilon as number).toPrecision(4)}, δ ${dpDelta})` : ''}` +
             `${out ? `\n  adapter saved (PEFT format) to ${out}` : ''}\n`,
