@@ -107,7 +107,9 @@ describe('unlearning end to end', () => {
         const r: UnlearningRequest = await callUnary(adminClient, 'GetUnlearning', { requestId: submitted.requestId }, settings);
         return r.state === 'UNLEARNING_STATE_COMPLETED' || r.state === 'UNLEARNING_STATE_FAILED' ? r : undefined;
       },
-      60_000,
+      // The client fits a 1,024-wide n-gram block besides the layers (cross-fitted): on 2 loaded cores the request has
+      // taken close to a minute.
+      120_000,
       'the unlearning request to finish',
     );
     const after = await Promise.all(forgetTexts.map((t) => admin.predict(runId, t, true)));
@@ -126,5 +128,5 @@ describe('unlearning end to end', () => {
     expect(correctAfter).toBeLessThanOrEqual(2);
     expect(changed).toBeGreaterThanOrEqual(forgetTexts.length / 2);
     for (const p of unrelated) expect(p.gates[0]!.weight).toBeLessThan(0.1);
-  }, 90_000);
+  }, 150_000);
 });
