@@ -71,9 +71,11 @@ export interface UnlearnOutput {
 }
 
 /**
- * What the data owner lets the uploaded detector carry (detector.ts, "What a package reveals"): `full` = the forget
- * set's feature bank and the n-gram input block besides the layers' means and precisions; `no-bank` = no per-example
- * rows; `layers` = the layers' means and precisions only (no bank, no n-gram profile), at a lower held-out AUROC.
+ * What the data owner lets the uploaded detector carry (detector.ts, "What a package reveals"): `full` = per-example
+ * rows besides the layers' means and precisions: the forget set's feature bank, and the hashed n-gram profiles of
+ * the forget set and of the generic inputs (the client's other data) that the input block's nearest neighbours are
+ * drawn from; `no-bank` = no per-example rows (the n-gram block as a mean and precision); `layers` = the layers' means
+ * and precisions only (no bank, no n-gram profile). Each step down costs held-out AUROC (BENCHMARKS.md, Unlearning).
  */
 export type DetectorDisclosure = 'full' | 'no-bank' | 'layers';
 export const DETECTOR_DISCLOSURES: readonly DetectorDisclosure[] = Object.freeze(['full', 'no-bank', 'layers']);
@@ -96,7 +98,7 @@ export function unlearningConfigOf(task: Task, disclosure: DetectorDisclosure = 
     detector: {
       ...d.detector,
       ...(u.detectorLayers.length > 0 ? { layers: [...u.detectorLayers] } : {}),
-      ...(disclosure === 'full' ? {} : { bank: false }),
+      ...(disclosure === 'full' ? {} : { bank: false, neighbours: 0 }), // the input block's neighbours are banks too
       ...(disclosure === 'layers' ? { input: null } : {}),
     },
   };

@@ -7,7 +7,8 @@
  *     detector.{ℓ}.reference_mean [F] and detector.{ℓ}.reference_precision [F, F] (present when the detector is
  *     relative), detector.weights [(L + 1 with an input block)·K]; with an input block (format 4, ngrams.ts) also
  *     detector.input.mean [W], detector.input.precision [W, W] and, when relative, detector.input.reference_mean [W]
- *     and detector.input.reference_precision [W, W], W = its bucket count (never a bank);
+ *     and detector.input.reference_precision [W, W], W = its bucket count; or (format 5, scored by nearest
+ *     neighbours, neighbours.ts) detector.input.bank [m, W] and, when relative, detector.input.reference_bank [m', W];
  *   - metadata key `lethe.unlearning`: JSON with the format version, t, the base geometry, the LoRA config, the
  *     detector's scalars, the gate and the metrics.
  * Decoding validates everything before anything is served: shapes against the base geometry, finite values, and the
@@ -28,16 +29,17 @@ import type { Gate } from './gate.js';
 import { maxOverlap } from './orthogonality.js';
 
 /**
- * The newest format. 4: the detector's input block (hashed token n-grams). 3: the mean+std+max+min pooling. 2: pooled
+ * The newest format. 5: the input block scored by nearest neighbours (its banks). 4: the detector's input block (hashed token n-grams). 3: the mean+std+max+min pooling. 2: pooled
  * mean+std features, the generic inputs' reference statistics, per-component weights (1: mean-pooled). Each format's
  * packages are the next one's without its addition: older ones still load, and a package is written as the oldest
  * format that holds it, which older builds read.
  */
-export const PACKAGE_FORMAT = 4;
-const READABLE_FORMATS: ReadonlyMap<number, { readonly poolings: readonly Pooling[]; readonly input: boolean }> = new Map([
-  [2, { poolings: ['mean', 'mean+std'], input: false }],
-  [3, { poolings: POOLINGS, input: false }],
-  [4, { poolings: POOLINGS, input: true }],
+export const PACKAGE_FORMAT = 5;
+const READABLE_FORMATS: ReadonlyMap<number, { readonly poolings: readonly Pooling[]; readonly input: readonly InputBlock['kind'][] }> = new Map([
+  [2, { poolings: ['mean', 'mean+std'], input: [] }],
+  [3, { poolings: POOLINGS, input: [] }],
+  [4, { poolings: POOLINGS, input: ['gaussian'] }],
+  [5, { poolings: POOLINGS, input: ['gaussian', 'neighbours'] }],
 ]);
 const METADATA_KEY = 'lethe.unlearning';
 
@@ -48,6 +50,17 @@ export interface UnlearningPackage {
   readonly detector: Detector;
   readonly gate: Gate;
   readonly metrics: Readonly<Record<string, number>>;
+}
+
+interface GaussianInputHeader {
+  shrinkage: number;
+  referenceShrinkage?: number;
+}
+
+interface NeighbourInputHeader {
+  neighbours: number; // k
+  bankSize: number; // m
+  referenceSize?: number; // m', when relative
 }
 
 interface Header {
@@ -61,7 +74,7 @@ interface Header {
     bankSize: number;
     bias: number;
     layers: { layer: number; shrinkage: number; referenceShrinkage?: number }[];
-    input?: NgramSpec & { shrinkage: number; referenceShrinkage?: number }; // format 4
+    input?: NgramSpec & (GaussianInputHeader | NeighbourInputHeader);
   };
   gate: Gate;
   metrics: Record<string, number>;
@@ -80,18 +93,23 @@ export function encodeUnlearningPackage(pkg: UnlearningPackage, model: GPT2Confi
       tensors.set(`detector.${l.layer}.reference_precision`, { shape: [d.dim, d.dim], data: l.reference.precision });
     }
   }
-  if (d.input) {
-    const w = d.input.ngrams.buckets;
-    tensors.set('detector.input.mean', { shape: [w], data: d.input.mean });
-    tensors.set('detector.input.precision', { shape: [w, w], data: d.input.precision });
-    if (d.input.reference) {
-      tensors.set('detector.input.reference_mean', { shape: [w], data: d.input.reference.mean });
-      tensors.set('detector.input.reference_precision', { shape: [w, w], data: d.input.reference.precision });
+  const input = d.input;
+  if (input?.kind === 'gaussian') {
+    const w = input.ngrams.buckets;
+    tensors.set('detector.input.mean', { shape: [w], data: input.mean });
+    tensors.set('detector.input.precision', { shape: [w, w], data: input.precision });
+    if (input.reference) {
+      tensors.set('detector.input.reference_mean', { shape: [w], data: input.reference.mean });
+      tensors.set('detector.input.reference_precision', { shape: [w, w], data: input.reference.precision });
     }
+  } else if (input) {
+    const w = input.ngrams.buckets;
+    tensors.set('detector.input.bank', { shape: [input.bank.length / w, w], data: input.bank });
+    if (input.reference) tensors.set('detector.input.reference_bank', { shape: [input.reference.bank.length / w, w], data: input.reference.bank });
   }
   tensors.set('detector.weights', { shape: [d.weights.length], data: d.weights });
   const header: Header = {
-    format: Math.min(...[...READABLE_FORMATS].filter(([, f]) => f.poolings.includes(d.pooling) && (f.input || !d.input)).map(([format]) => format)),
+    format: Math.min(...[...READABLE_FORMATS].filter(([, f]) => f.poolings.includes(d.pooling) && (!input || f.input.includes(input.kind))).map(([format]) => format)),
     index: pkg.index,
     model: { nEmbd: model.nEmbd, nLayer: model.nLayer },
     lora: { ...pkg.lora, targets: [...pkg.lora.targets] },
@@ -101,21 +119,19 @@ export function encodeUnlearningPackage(pkg: UnlearningPackage, model: GPT2Confi
       bankSize: d.bankSize,
       bias: d.bias,
       layers: d.layers.map((l) => ({ layer: l.layer, shrinkage: l.shrinkage, ...(l.reference ? { referenceShrinkage: l.reference.shrinkage } : {}) })),
-      ...(d.input
-        ? {
-            input: {
-              orders: [...d.input.ngrams.orders],
-              buckets: d.input.ngrams.buckets,
-              shrinkage: d.input.shrinkage,
-              ...(d.input.reference ? { referenceShrinkage: d.input.reference.shrinkage } : {}),
-            },
-          }
-        : {}),
+      ...(input ? { input: { orders: [...input.ngrams.orders], buckets: input.ngrams.buckets, ...inputHeader(input) } } : {}),
     },
     gate: { ...pkg.gate },
     metrics: { ...pkg.metrics },
   };
   return encodeSafetensors(tensors, { [METADATA_KEY]: JSON.stringify(header) });
+}
+
+/** The input block's scalars in the header. */
+function inputHeader(input: InputBlock): GaussianInputHeader | NeighbourInputHeader {
+  const w = input.ngrams.buckets;
+  if (input.kind === 'gaussian') return { shrinkage: input.shrinkage, ...(input.reference ? { referenceShrinkage: input.reference.shrinkage } : {}) };
+  return { neighbours: input.k, bankSize: input.bank.length / w, ...(input.reference ? { referenceSize: input.reference.bank.length / w } : {}) };
 }
 
 export interface DecodeOptions {
@@ -152,7 +168,7 @@ function parseHeader(metadata: Record<string, string>): Header {
     'gate.maxDistance': gate.maxDistance,
     ...Object.fromEntries(detector.layers.map((l) => [`detector.${l.layer}.shrinkage`, l.shrinkage])),
     ...Object.fromEntries(detector.layers.filter((l) => 'referenceShrinkage' in l).map((l) => [`detector.${l.layer}.referenceShrinkage`, l.referenceShrinkage])),
-    ...(detector.input ? { 'detector.input.shrinkage': detector.input.shrinkage } : {}),
+    ...(detector.input && !('neighbours' in detector.input) ? { 'detector.input.shrinkage': detector.input.shrinkage } : {}),
     ...(detector.input && 'referenceShrinkage' in detector.input ? { 'detector.input.referenceShrinkage': detector.input.referenceShrinkage } : {}),
   };
   for (const [name, v] of Object.entries(scalars)) {
@@ -171,6 +187,58 @@ function take(tensors: Map<string, HostTensor>, name: string, shape: readonly nu
   }
   tensors.delete(name);
   return t;
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1;
+
+/** The detector's input block from its header and tensors (taken out of `tensors`). */
+function decodeInputBlock(
+  h: NonNullable<Header['detector']['input']>,
+  tensors: Map<string, HostTensor>,
+  relative: boolean,
+  kinds: readonly InputBlock['kind'][],
+  format: number,
+): InputBlock {
+  const ngrams: NgramSpec = { orders: h.orders, buckets: h.buckets };
+  try {
+    checkNgramSpec(ngrams);
+  } catch (err) {
+    throw new PackageError(`the detector's input block: ${(err as Error).message}`, 'bad_format', { cause: err });
+  }
+  const kind = 'neighbours' in h ? 'neighbours' : 'gaussian';
+  if (!kinds.includes(kind)) throw new PackageError(`format ${format} packages have no ${kind === 'gaussian' ? '' : `${kind} `}detector input block`, 'bad_format');
+  const spec = { orders: Object.freeze([...ngrams.orders]), buckets: ngrams.buckets };
+  const w = ngrams.buckets;
+  if ('neighbours' in h) {
+    if (!isCount(h.neighbours) || !isCount(h.bankSize) || (h.referenceSize !== undefined && !isCount(h.referenceSize))) {
+      throw new PackageError(`the detector input block's neighbours, bank size and reference size must be positive integers, got ${h.neighbours}, ${h.bankSize}, ${h.referenceSize}`, 'bad_format');
+    }
+    if ((h.referenceSize !== undefined) !== relative) throw new PackageError('the detector input block must have a reference exactly when the layers do', 'bad_format');
+    return {
+      kind: 'neighbours',
+      ngrams: spec,
+      k: h.neighbours,
+      bank: take(tensors, 'detector.input.bank', [h.bankSize, w]).data,
+      ...(h.referenceSize !== undefined ? { reference: { bank: take(tensors, 'detector.input.reference_bank', [h.referenceSize, w]).data } } : {}),
+    };
+  }
+  if ((h.referenceShrinkage !== undefined) !== relative) throw new PackageError('the detector input block must have a reference exactly when the layers do', 'bad_format');
+  return {
+    kind: 'gaussian',
+    ngrams: spec,
+    shrinkage: h.shrinkage,
+    mean: take(tensors, 'detector.input.mean', [w]).data,
+    precision: take(tensors, 'detector.input.precision', [w, w]).data,
+    ...(h.referenceShrinkage !== undefined
+      ? {
+          reference: {
+            mean: take(tensors, 'detector.input.reference_mean', [w]).data,
+            precision: take(tensors, 'detector.input.reference_precision', [w, w]).data,
+            shrinkage: h.referenceShrinkage,
+          },
+        }
+      : {}),
+  };
 }
 
 /** Decodes and validates a package (see the header for the checks). Throws PackageError. */
@@ -194,11 +262,10 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
 
   const tensors = new Map(contents.tensors);
   const d = header.detector;
-  const { poolings, input: inputAllowed } = READABLE_FORMATS.get(header.format)!;
+  const { poolings, input: inputKinds } = READABLE_FORMATS.get(header.format)!;
   if (!poolings.includes(d.pooling)) {
     throw new PackageError(`detector pooling ${JSON.stringify(d.pooling)} is not one of format ${header.format}'s: ${poolings.join(', ')}`, 'bad_format');
   }
-  if (d.input !== undefined && !inputAllowed) throw new PackageError(`format ${header.format} packages have no detector input block`, 'bad_format');
   if (d.dim !== featureDim(model.nEmbd, d.pooling) || !Number.isInteger(d.bankSize) || d.bankSize < 0) {
     throw new PackageError(`detector width ${d.dim} / bank size ${d.bankSize} do not fit a base of width ${model.nEmbd} with ${d.pooling} pooling`, 'bad_shape');
   }
@@ -226,32 +293,7 @@ export function decodeUnlearningPackage(bytes: Uint8Array, opts: DecodeOptions):
         : {}),
     };
   });
-  let input: InputBlock | undefined;
-  if (d.input !== undefined) {
-    const ngrams: NgramSpec = { orders: d.input.orders, buckets: d.input.buckets };
-    try {
-      checkNgramSpec(ngrams);
-    } catch (err) {
-      throw new PackageError(`the detector's input block: ${(err as Error).message}`, 'bad_format', { cause: err });
-    }
-    if ((d.input.referenceShrinkage !== undefined) !== relative) throw new PackageError('the detector input block must have a reference exactly when the layers do', 'bad_format');
-    const w = ngrams.buckets;
-    input = {
-      ngrams: { orders: Object.freeze([...ngrams.orders]), buckets: w },
-      shrinkage: d.input.shrinkage,
-      mean: take(tensors, 'detector.input.mean', [w]).data,
-      precision: take(tensors, 'detector.input.precision', [w, w]).data,
-      ...(d.input.referenceShrinkage !== undefined
-        ? {
-            reference: {
-              mean: take(tensors, 'detector.input.reference_mean', [w]).data,
-              precision: take(tensors, 'detector.input.reference_precision', [w, w]).data,
-              shrinkage: d.input.referenceShrinkage,
-            },
-          }
-        : {}),
-    };
-  }
+  const input = d.input === undefined ? undefined : decodeInputBlock(d.input, tensors, relative, inputKinds, header.format);
   const detector: Detector = {
     dim: d.dim,
     pooling: d.pooling,

@@ -53,12 +53,12 @@ describe('unlearningConfigOf', () => {
     unlearning: { requestId: 'r1', index: 1, previousAdapterSha256: Buffer.alloc(0), priorAdaptersSha256: [], orthogonalityLambda: 0, forget: sel({ group: 'promo' }), targetPolicy: '', detectorLayers: [] },
   } as unknown as Task;
 
-  it('disclosure – full keeps the bank and the n-gram block, no-bank drops the bank, layers drops both', () => {
+  it('disclosure – full keeps the banks and the n-gram neighbours, no-bank drops every bank (Gaussian n-gram block), layers drops the n-gram block too', () => {
     const d = DEFAULT_UNLEARNING_REQUEST.detector;
     expect(d.bank).toBe(true);
     expect(d.input).not.toBeNull();
     expect(unlearningConfigOf(task).detector).toEqual(d);
-    expect(unlearningConfigOf(task, 'no-bank').detector).toEqual({ ...d, bank: false });
-    expect(unlearningConfigOf(task, 'layers').detector).toEqual({ ...d, bank: false, input: null });
+    expect(unlearningConfigOf(task, 'no-bank').detector).toEqual({ ...d, bank: false, neighbours: 0 });
+    expect(unlearningConfigOf(task, 'layers').detector).toEqual({ ...d, bank: false, neighbours: 0, input: null });
   });
 });

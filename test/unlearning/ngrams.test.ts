@@ -80,18 +80,39 @@ describe('unlearning input block (hashed n-grams)', () => {
     expect(tf.memory().numTensors).toBe(0);
   });
 
-  it('ngrams – served (sparse) scores equal the fit\'s dense ones; features without the detector\'s input block are refused', () => {
+  it('ngrams – served (sparse) scores equal the fit\'s dense ones, Gaussian or neighbours; features without the detector\'s input block are refused', () => {
     // Arrange
     const forget = features(texts(40, FORGET, 'a'), 'm1');
     const generic = concatFeatures(features(texts(30, GENERIC, 'b'), 'm2'), features(texts(30, FORGET.concat(GENERIC), 'c'), 'm3'));
 
-    // Act: without a reference the generic inputs are scored by the full statistics in both paths
-    const fitted = fitDetector(forget, generic, { ...DEFAULT_DETECTOR, reference: false });
-    const served = detectorScores(fitted.detector, generic);
+    for (const neighbours of [0, 5]) {
+      // Act: without a reference the generic inputs are scored by the full statistics in both paths
+      const fitted = fitDetector(forget, generic, { ...DEFAULT_DETECTOR, reference: false, neighbours });
+      const served = detectorScores(fitted.detector, generic);
 
-    // Assert
-    served.scores.forEach((z, i) => expect(z).toBeCloseTo(fitted.out.scores[i]!, 3));
+      // Assert
+      expect(fitted.detector.input?.kind).toBe(neighbours > 0 ? 'neighbours' : 'gaussian');
+      served.scores.forEach((z, i) => expect(z).toBeCloseTo(fitted.out.scores[i]!, 3));
+    }
+    const fitted = fitDetector(forget, generic, { ...DEFAULT_DETECTOR, reference: false });
     expect(() => detectorScores(fitted.detector, { ...generic, input: undefined })).toThrow(/input block do not match/);
     expect(() => fitDetector(forget, { ...generic, input: { spec: { ...SPEC, buckets: 64 }, data: new Float32Array(60 * 64) } })).toThrow(/same input block/);
+    expect(() => fitDetector(forget, generic, { ...DEFAULT_DETECTOR, bank: false })).toThrow(/needs bank: true, or neighbours: 0/);
+  });
+
+  it('ngrams – a neighbour bank keeps at most neighbourRows rows, spread over its set; the layers\' bank keeps them all', () => {
+    const forget = features(texts(40, FORGET, 'a'), 'm1');
+    const generic = features(texts(60, GENERIC, 'b'), 'm2');
+
+    const { detector } = fitDetector(forget, generic, { ...DEFAULT_DETECTOR, neighbourRows: 20 });
+
+    const input = detector.input!;
+    if (input.kind !== 'neighbours') throw new Error('expected a neighbour block');
+    const w = SPEC.buckets;
+    expect(input.bank).toEqual(forget.input!.data.filter((_, i) => Math.floor(i / w) % 2 === 0)); // rows 0, 2, …, 38
+    expect(input.reference!.bank.length / w).toBe(20);
+    expect(input.reference!.bank.subarray(w, 2 * w)).toEqual(generic.input!.data.subarray(3 * w, 4 * w)); // row ⌊1·60/20⌋
+    expect(detector.bankSize).toBe(40);
+    expect(() => fitDetector(forget, generic, { ...DEFAULT_DETECTOR, neighbourRows: 0 })).toThrow(/neighbourRows must be an integer ≥ 1/);
   });
 });

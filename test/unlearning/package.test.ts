@@ -125,37 +125,56 @@ describe('unlearning package', () => {
     expect(back.detector.pooling).toBe('mean+std+max+min');
     expect(back.detector.layers[1]!.precision).toEqual(fitted.detector.layers[1]!.precision);
     expect(codeOf(() => decodeUnlearningPackage(asFormat(rich, 2), { model: MODEL }))).toBe('bad_format');
-    expect(() => decodeUnlearningPackage(asFormat(bytes, 1), { model: MODEL })).toThrow(/format 1 is not supported \(this build reads 2, 3 and 4\); rebuild/);
+    expect(() => decodeUnlearningPackage(asFormat(bytes, 1), { model: MODEL })).toThrow(/format 1 is not supported \(this build reads 2, 3, 4 and 5\); rebuild/);
   });
 
-  it('package – a detector with an input block travels as format 4 and round-trips; format 3 refuses it (bad_format)', () => {
-    // Arrange: features(...) plus a random input block of 32 buckets
-    const spec = { orders: [3, 4], buckets: 32 };
-    const withInput = (n: number, shift: number, seed: string): LayerFeatures => {
-      const rng = seedrandom(`${seed}:input`);
-      return { ...features(n, shift, seed), input: { spec, data: Float32Array.from({ length: n * 32 }, (_, i) => rng() + (i % 32 === 0 ? shift : 0)) } };
-    };
-    const fitted = fitDetector(withInput(40, 2, 'in'), withInput(60, 0, 'out'));
+  const spec = { orders: [3, 4], buckets: 32 };
+  /** features(...) plus a random input block of 32 buckets. */
+  const withInput = (n: number, shift: number, seed: string): LayerFeatures => {
+    const rng = seedrandom(`${seed}:input`);
+    return { ...features(n, shift, seed), input: { spec, data: Float32Array.from({ length: n * 32 }, (_, i) => rng() + (i % 32 === 0 ? shift : 0)) } };
+  };
+  const meta = (b: Uint8Array): { format: number } => JSON.parse(decodeSafetensors(b).metadata['lethe.unlearning']!) as { format: number };
+  const asFormat = (b: Uint8Array, format: number): Uint8Array =>
+    tamper(b, (_, m) => {
+      m['lethe.unlearning'] = JSON.stringify({ ...JSON.parse(m['lethe.unlearning']!), format });
+    });
+
+  it('package – a detector with a Gaussian input block travels as format 4 and round-trips; format 3 refuses it (bad_format)', () => {
+    const fitted = fitDetector(withInput(40, 2, 'in'), withInput(60, 0, 'out'), { ...DEFAULT_DETECTOR, neighbours: 0 });
     const blocky = encodeUnlearningPackage({ ...pkg, detector: fitted.detector }, MODEL);
-    const meta = (b: Uint8Array): { format: number } => JSON.parse(decodeSafetensors(b).metadata['lethe.unlearning']!) as { format: number };
 
     // Act
     const back = decodeUnlearningPackage(blocky, { model: MODEL });
 
     // Assert
     expect(meta(blocky).format).toBe(4);
-    expect(back.detector.input!.ngrams).toEqual(spec);
-    expect(back.detector.input!.mean).toEqual(fitted.detector.input!.mean);
-    expect(back.detector.input!.precision).toEqual(fitted.detector.input!.precision);
-    expect(back.detector.input!.reference).toEqual(fitted.detector.input!.reference);
+    expect(back.detector.input).toEqual(fitted.detector.input);
+    expect(back.detector.input!.kind).toBe('gaussian');
     expect(back.detector.weights).toEqual(fitted.detector.weights);
     expect(back.detector.weights).toHaveLength(6); // (d_in, d_out) × (2 layers + the input block)
-    const asThree = tamper(blocky, (_, m) => {
-      m['lethe.unlearning'] = JSON.stringify({ ...JSON.parse(m['lethe.unlearning']!), format: 3 });
-    });
-    expect(codeOf(() => decodeUnlearningPackage(asThree, { model: MODEL }))).toBe('bad_format');
+    expect(codeOf(() => decodeUnlearningPackage(asFormat(blocky, 3), { model: MODEL }))).toBe('bad_format');
     const noInputMean = tamper(blocky, (t) => t.delete('detector.input.mean'));
     expect(codeOf(() => decodeUnlearningPackage(noInputMean, { model: MODEL }))).toBe('bad_shape');
+  });
+
+  it('package – a neighbour input block travels as format 5 with both banks and round-trips; format 4 refuses it, a missing bank is bad_shape, a bad k bad_format', () => {
+    const fitted = fitDetector(withInput(40, 2, 'in'), withInput(60, 0, 'out'));
+    const banked = encodeUnlearningPackage({ ...pkg, detector: fitted.detector }, MODEL);
+
+    const back = decodeUnlearningPackage(banked, { model: MODEL });
+
+    expect(meta(banked).format).toBe(5);
+    expect(back.detector.input).toEqual(fitted.detector.input);
+    expect(back.detector.input).toMatchObject({ kind: 'neighbours', k: DEFAULT_DETECTOR.neighbours });
+    expect(decodeSafetensors(banked).tensors.get('detector.input.bank')!.shape).toEqual([40, 32]);
+    expect(decodeSafetensors(banked).tensors.get('detector.input.reference_bank')!.shape).toEqual([60, 32]);
+    expect(codeOf(() => decodeUnlearningPackage(asFormat(banked, 4), { model: MODEL }))).toBe('bad_format');
+    expect(codeOf(() => decodeUnlearningPackage(tamper(banked, (t) => t.delete('detector.input.reference_bank')), { model: MODEL }))).toBe('bad_shape');
+    const zeroK = tamper(banked, (_, m) => {
+      m['lethe.unlearning'] = m['lethe.unlearning']!.replace(/"neighbours":\d+/, '"neighbours":0');
+    });
+    expect(codeOf(() => decodeUnlearningPackage(zeroK, { model: MODEL }))).toBe('bad_format');
   });
 
   it('package – rejects a mis-shaped or missing tensor (bad_shape) and another base (wrong_model)', () => {

@@ -1,7 +1,8 @@
 /**
  * The gate on text unlike both the forget set and the client's other data, with the shipped pretrained base: a
  * relative score compares an input only with those two, so short unrelated sentences next to a mail corpus used to
- * got an arbitrary score, and 7 of 10 got the spam adapter at full weight (public-text.ts).
+ * got an arbitrary score, and 7 of 10 got the spam adapter at full weight (public-text.ts). The neighbour input
+ * block (neighbours.ts) scores such text near 0 by itself; the bank-free form still needs the public text.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,15 +60,19 @@ function weights(config: UnlearningRequestConfig, probes: readonly (readonly Exa
 const share = (ws: readonly number[], min: number): number => ws.filter((w) => w >= min).length / ws.length;
 
 describe('unlearning gate on unrelated text', () => {
-  it('gives short unrelated sentences weight 0 while held-out forget-group mails keep the weight they had without public text', () => {
+  it('gives short unrelated sentences weight 0 while held-out forget-group mails keep their weight; the bank-free detector needs public text for that', () => {
     const probes = [UNRELATED.map((t) => makeExample(t, 0)), groupSplit().test('spam-1', 1000)];
+    const bankFree = { ...DEFAULT_UNLEARNING_REQUEST, detector: { ...DEFAULT_UNLEARNING_REQUEST.detector, bank: false, neighbours: 0 } };
     const [unrelated, heldOut] = weights(DEFAULT_UNLEARNING_REQUEST, probes);
-    const [unrelatedBefore, heldOutBefore] = weights({ ...DEFAULT_UNLEARNING_REQUEST, publicSnippets: 0 }, probes);
-    expect(share(unrelatedBefore!, 0.05)).toBeGreaterThanOrEqual(0.5); // the failure public text fixes
+    const [unrelatedFree, heldOutFree] = weights(bankFree, probes);
+    const [unrelatedBefore, heldOutBefore] = weights({ ...bankFree, publicSnippets: 0 }, probes);
+    // The neighbour input block: short sentences are near neither bank.
     expect(unrelated!.filter((w) => w < 0.05).length).toBeGreaterThanOrEqual(9);
-    // The detector separates spam-1 from ham only so far (held-out AUROC ≈ 0.8): about a third of its unseen mails
-    // reach ½ either way; public text must not take that away.
+    // Its detector separates spam-1 from ham only so far: about a third of its unseen mails reach ½.
     expect(share(heldOut!, 0.5)).toBeGreaterThanOrEqual(0.25);
-    expect(share(heldOut!, 0.5)).toBeGreaterThanOrEqual(share(heldOutBefore!, 0.5) - 0.05);
-  }, 120_000); // four detector fits with a 1,024-wide input block (~10 s quiet)
+    // Bank-free (Gaussian blocks), a relative score is arbitrary far from both models without public text.
+    expect(share(unrelatedBefore!, 0.05)).toBeGreaterThanOrEqual(0.5); // the failure public text fixes
+    expect(unrelatedFree!.filter((w) => w < 0.05).length).toBeGreaterThanOrEqual(9);
+    expect(share(heldOutFree!, 0.5)).toBeGreaterThanOrEqual(share(heldOutBefore!, 0.5) - 0.05);
+  }, 150_000); // two bank-free detector fits with a 1,024-wide Gaussian input block (~5 s each quiet)
 });
