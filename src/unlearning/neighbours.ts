@@ -3,8 +3,8 @@
  * (ngrams.ts) comes to its k nearest rows of a bank — D_t's rows, or the generic inputs' — as 1 − the mean of the k
  * largest cosines. The profiles are unit vectors (√ of frequencies that sum to 1), so a cosine is a dot product.
  *
- * Why neighbours and not the block's Gaussian: a forget group is several kinds of text (a newsletter, receipts,
- * personal mail), which one mean and covariance blur, while an unseen member usually has near-duplicates in D_t. On
+ * Why neighbours and not the block's Gaussian, as far as we can tell: a forget group mixes several kinds of text,
+ * which one mean and covariance blur, while an unseen member often has a near-duplicate in D_t. On
  * SpamAssassin's held-out protocol the relative form (distance to the generic bank − distance to D_t's, k = 5) beat
  * the block's relative Mahalanobis distance on every group (hard-ham-1 0.960 against 0.938; BENCHMARKS.md).
  *
