@@ -513,16 +513,16 @@ function foldBlock(g: Block, j: number, weights: Float32Array, k: number, d: num
   return { quad, linear, constant };
 }
 
-/**
- * The detector folded for serving (see the header): per layer M [F, F], m [F], plus the bank, on the device; the
- * input block's M and m on the host, where its sparse rows (a few hundred non-zeros of 1,024) cost far less than a
- * dense product. Dispose when done.
- */
 /** The input block as served: its Gaussian folded into M and m, or its posting banks with their weights. */
 type ServedInput =
   | { readonly kind: 'gaussian'; readonly quad: Float32Array; readonly linear: Float32Array; readonly d: number }
   | { readonly kind: 'neighbours'; readonly banks: readonly { postings: PostingBank; weight: number }[]; readonly k: number; readonly d: number };
 
+/**
+ * The detector folded for serving (see the header): per layer M [F, F], m [F], plus the bank, on the device; the
+ * input block on the host, where its sparse rows (a few hundred non-zeros of 1,024) cost far less than a dense
+ * product: a Gaussian block's M and m, or a neighbour block's posting banks. Dispose when done.
+ */
 export class DeviceDetector {
   private readonly layers: { quad: tf.Tensor2D; linear: tf.Tensor2D; mean: tf.Tensor1D; precision: tf.Tensor2D; bankT?: tf.Tensor2D }[];
   private readonly input: ServedInput | undefined;

@@ -29,10 +29,10 @@ import type { Gate } from './gate.js';
 import { maxOverlap } from './orthogonality.js';
 
 /**
- * The newest format. 5: the input block scored by nearest neighbours (its banks). 4: the detector's input block (hashed token n-grams). 3: the mean+std+max+min pooling. 2: pooled
- * mean+std features, the generic inputs' reference statistics, per-component weights (1: mean-pooled). Each format's
- * packages are the next one's without its addition: older ones still load, and a package is written as the oldest
- * format that holds it, which older builds read.
+ * The newest format. 5: the input block scored by nearest neighbours (its banks). 4: the detector's input block
+ * (hashed token n-grams). 3: the mean+std+max+min pooling. 2: pooled mean+std features, the generic inputs' reference
+ * statistics, per-component weights (1: mean-pooled). Each format's packages are the next one's without its addition:
+ * older ones still load, and a package is written as the oldest format that holds it, which older builds read.
  */
 export const PACKAGE_FORMAT = 5;
 const READABLE_FORMATS: ReadonlyMap<number, { readonly poolings: readonly Pooling[]; readonly input: readonly InputBlock['kind'][] }> = new Map([
