@@ -293,6 +293,13 @@ export function parseRunConfig(input: unknown): RunConfig {
   if (config.privacy && config.aggregation === 'exact') {
     throw new ConfigError('privacy needs aggregation "ffa" or "fedavg": noise on re-factored products is not a Gaussian mechanism on the update');
   }
+  const { kind: optimizer, lr } = config.serverOptimizer;
+  if (config.aggregation === 'exact' && !(optimizer === 'fedavg' && lr === 1)) {
+    throw new ConfigError(
+      `server_optimizer ${optimizer} (lr ${lr}) cannot be combined with aggregation "exact": it re-factors lora_A and lora_B by SVD every round, ` +
+        'so steps or moments on the factors are meaningless; use aggregation "ffa" with a server optimizer',
+    );
+  }
   const named = [config.local.mode, ...(config.modes ? [config.modes.default, config.modes.lowMemory] : [])];
   if (config.privacy && named.includes('essa')) {
     throw new ConfigError('privacy cannot be combined with ESSA: its fitness uploads are not a Gaussian release the accountant covers; use backprop or mezo');

@@ -1,7 +1,7 @@
 /**
- * The durable-state contract the coordinator codes against. SQLite implements it today (src/store/sqlite.ts); the
- * methods are async and every multi-row change is one domain operation (never a caller-held transaction) so that a
- * NATS JetStream implementation can be added and checked by the same contract suite (test/store/contract.ts).
+ * The durable-state contract the coordinator codes against, with two implementations: SQLite (src/store/sqlite.ts, the
+ * embedded default) and NATS JetStream (src/store/nats/). The methods are async and every multi-row change is one
+ * domain operation (never a caller-held transaction), so both pass the same contract suite (test/store/contract.ts).
  *
  * Conventions:
  * - Times are integer milliseconds since the Unix epoch. Semantic times (expiry, deadlines, request timestamps) are

@@ -39,4 +39,11 @@ describe('run config', () => {
     expect(() => parseRunConfig({ clients_per_round: 4, sample_rate: 0.5 })).toThrow(/either sample_rate/);
     expect(() => parseRunConfig({ modes: { low_memory: 'essa' }, privacy: { mode: 'sample', noise_multiplier: 1 } })).toThrow(/privacy cannot be combined with ESSA/);
   });
+
+  it('run config – refuses a server optimizer with exact aggregation, which re-factors the adapter every round', () => {
+    expect(() => parseRunConfig({ aggregation: 'exact', server_optimizer: { kind: 'fedadam' } })).toThrow(/server_optimizer fedadam \(lr 0\.01\) cannot be combined with aggregation "exact"/);
+    expect(() => parseRunConfig({ aggregation: 'exact', server_optimizer: { kind: 'fedavg', lr: 0.5 } })).toThrow(/cannot be combined with aggregation "exact"/);
+    expect(parseRunConfig({ aggregation: 'exact' }).serverOptimizer).toEqual({ kind: 'fedavg', lr: 1 });
+    expect(parseRunConfig({ aggregation: 'ffa', server_optimizer: { kind: 'fedadam' } }).serverOptimizer.kind).toBe('fedadam');
+  });
 });
