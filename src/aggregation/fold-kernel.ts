@@ -1,5 +1,6 @@
 /**
- * The weighted-sum kernel behind aggregation: out = Σ_k w_k·x_k over float32 arrays, in WebAssembly SIMD.
+ * The weighted-sum kernel behind aggregation: out = Σ_k w_k·x_k over float32 arrays, in WebAssembly SIMD. The
+ * unlearning detector's neighbour search runs it over a memory of its own (foldKernelOver; src/unlearning/neighbours.ts).
  *
  * Why WebAssembly: a plain JS loop over Float32Arrays runs at ~2–3 GB/s here (scalar, bounds-checked), a fraction of
  * memcpy; the f32x4 loop below runs at cache speed. Why chunked: wasm can only read its own linear memory, so for
@@ -51,7 +52,6 @@ const STEP = 16;
 const SUM_AT = 0;
 const WEIGHTS_AT = CHUNK * 4;
 const SLOTS_AT = WEIGHTS_AT + GROUP * 4;
-const MEMORY_PAGES = Math.ceil((SLOTS_AT + GROUP * CHUNK * 4) / 65536);
 
 /**
  * The slice of the WebAssembly JS API used here. The project's lib settings (ES2023, @types/node 20) do not declare
@@ -66,7 +66,15 @@ const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 const WASM_MODULE = new wasm.Module(assembleFoldModule());
 
-type FoldFn = (acc: number, src: number, stride: number, wts: number, k: number, nbytes: number, add: number) => void;
+/** The kernel (see the header): byte addresses into its linear memory; nbytes a multiple of 64. */
+export type FoldFn = (acc: number, src: number, stride: number, wts: number, k: number, nbytes: number, add: number) => void;
+
+/** The kernel over a fresh linear memory of at least `bytes`, for callers that lay out their own data in it. */
+export function foldKernelOver(bytes: number): { readonly fold: FoldFn; readonly memory: ArrayBuffer } {
+  const memory = new wasm.Memory({ initial: Math.max(1, Math.ceil(bytes / 65536)) });
+  const instance = new wasm.Instance(WASM_MODULE, { env: { memory } });
+  return { fold: instance.exports['fold'] as FoldFn, memory: memory.buffer };
+}
 
 /**
  * One kernel instance owns a small linear memory (about 0.6 MiB: sum chunk, weights, input slots). Cheap to create;
@@ -79,12 +87,11 @@ export class FoldKernel {
   private readonly slots: Float32Array[];
 
   constructor() {
-    const memory = new wasm.Memory({ initial: MEMORY_PAGES });
-    const instance = new wasm.Instance(WASM_MODULE, { env: { memory } });
-    this.fold = instance.exports['fold'] as FoldFn;
-    this.sum = new Float32Array(memory.buffer, SUM_AT, CHUNK);
-    this.weights = new Float32Array(memory.buffer, WEIGHTS_AT, GROUP);
-    this.slots = Array.from({ length: GROUP }, (_, j) => new Float32Array(memory.buffer, SLOTS_AT + j * CHUNK * 4, CHUNK));
+    const { fold, memory } = foldKernelOver(SLOTS_AT + GROUP * CHUNK * 4);
+    this.fold = fold;
+    this.sum = new Float32Array(memory, SUM_AT, CHUNK);
+    this.weights = new Float32Array(memory, WEIGHTS_AT, GROUP);
+    this.slots = Array.from({ length: GROUP }, (_, j) => new Float32Array(memory, SLOTS_AT + j * CHUNK * 4, CHUNK));
   }
 
   /**

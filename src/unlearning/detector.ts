@@ -45,7 +45,7 @@
  *   z = Σ_ℓ fᵀ M_ℓ f + m_ℓᵀ f + k,   M_ℓ = (a P + b Q)/F,  m_ℓ = −2(a P μ + b Q ν)/F,
  * one [B, F]·[F, F] product per layer whatever the number of components. A Gaussian input block is folded the same
  * way but scored on the host over each row's non-zeros (at most 2 × 128 of 1,024 for 128 tokens); a neighbour block
- * walks the postings of those non-zeros in each bank (neighbours.ts).
+ * adds one bank column per non-zero into the row's cosines (neighbours.ts).
  *
  * What a package reveals: μ, P (and ν, Q) are aggregate second-order statistics of D_t's (and of the client's other
  * data's) features. A Gaussian input block's are more legible than a hidden state's: its mean is D_t's average hashed
@@ -69,8 +69,8 @@ import type { LayerFeatures, Pooling } from './features.js';
 import { checkLayers } from './features.js';
 import type { NgramSpec, SparseRows } from './ngrams.js';
 import { checkNgramSpec, sameNgramSpec, sparseRows } from './ngrams.js';
-import type { PostingBank } from './neighbours.js';
-import { neighbourDistances, postingBank } from './neighbours.js';
+import type { NeighbourBank } from './neighbours.js';
+import { neighbourBank, neighbourDistances } from './neighbours.js';
 import { columnMeans, logisticRegression, quantile, shrinkagePrecision } from './stats.js';
 
 export interface DetectorConfig {
@@ -105,7 +105,7 @@ export const DEFAULT_DETECTOR: DetectorConfig = Object.freeze({
   // (mean 0.934; hard-ham-1 0.960) against the block's Gaussian 0.88–0.95 (mean 0.925; 0.938); k = 3 or 10 did no
   // better, nor 4,096 buckets or orders 2–5, nor 32–128 k-means centroids in place of the generic rows (BENCHMARKS.md).
   neighbours: 5,
-  // Bounds the package (4 KiB a row) and the serving cost (~4 µs a row per served batch of 32 on one core). Fewer rows
+  // Bounds the package (4 KiB a row) and the serving cost (~1.5 µs a row per served batch of 32 on one core). Fewer rows
   // cost AUROC: with 1,000 or 500 forget rows, easy-ham-1 (1,986 in its train split) fell from 0.958 to 0.943 or 0.923.
   neighbourRows: 2000,
   // The plain relative distance beat the fitted combination on every SpamAssassin group (0.82–0.89 against
@@ -323,7 +323,7 @@ function components(blocks: Pick<Detector, 'layers' | 'input'>, feats: LayerFeat
 function neighbourComponents(block: NeighbourInputBlock, rows: SparseRows): Float64Array[] {
   const w = block.ngrams.buckets;
   const banks = block.reference ? [block.bank, block.reference.bank] : [block.bank];
-  return banks.map((bank) => neighbourDistances(postingBank(bank, bank.length / w, w), rows, block.k));
+  return banks.map((bank) => neighbourDistances(neighbourBank(bank, bank.length / w, w), rows, block.k));
 }
 
 function folded(n: number, folds: number): number[][] {
@@ -513,15 +513,15 @@ function foldBlock(g: Block, j: number, weights: Float32Array, k: number, d: num
   return { quad, linear, constant };
 }
 
-/** The input block as served: its Gaussian folded into M and m, or its posting banks with their weights. */
+/** The input block as served: its Gaussian folded into M and m, or its neighbour banks with their weights. */
 type ServedInput =
   | { readonly kind: 'gaussian'; readonly quad: Float32Array; readonly linear: Float32Array; readonly d: number }
-  | { readonly kind: 'neighbours'; readonly banks: readonly { postings: PostingBank; weight: number }[]; readonly k: number; readonly d: number };
+  | { readonly kind: 'neighbours'; readonly banks: readonly { bank: NeighbourBank; weight: number }[]; readonly k: number; readonly d: number };
 
 /**
  * The detector folded for serving (see the header): per layer M [F, F], m [F], plus the bank, on the device; the
  * input block on the host, where its sparse rows (a few hundred non-zeros of 1,024) cost far less than a dense
- * product: a Gaussian block's M and m, or a neighbour block's posting banks. Dispose when done.
+ * product: a Gaussian block's M and m, or a neighbour block's banks. Dispose when done.
  */
 export class DeviceDetector {
   private readonly layers: { quad: tf.Tensor2D; linear: tf.Tensor2D; mean: tf.Tensor1D; precision: tf.Tensor2D; bankT?: tf.Tensor2D }[];
@@ -550,7 +550,7 @@ export class DeviceDetector {
         const banks = reference ? [bank, reference.bank] : [bank];
         this.input = {
           kind: 'neighbours',
-          banks: banks.map((rows, c) => ({ postings: postingBank(rows, rows.length / width, width), weight: detector.weights[j * k + c]! })),
+          banks: banks.map((rows, c) => ({ bank: neighbourBank(rows, rows.length / width, width), weight: detector.weights[j * k + c]! })),
           k: nearest,
           d: width,
         };
@@ -607,7 +607,7 @@ export class DeviceDetector {
     const input = this.input!;
     if (input.kind === 'gaussian') return tf.tensor1d(quadraticScores(input, rows));
     const out = new Float32Array(rows.n);
-    for (const { postings, weight } of input.banks) neighbourDistances(postings, rows, input.k).forEach((v, i) => (out[i]! += weight * v));
+    for (const { bank, weight } of input.banks) neighbourDistances(bank, rows, input.k).forEach((v, i) => (out[i]! += weight * v));
     return tf.tensor1d(out);
   }
 

@@ -1,7 +1,7 @@
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
 import { sparseRows } from '../../src/unlearning/ngrams.js';
-import { neighbourDistances, postingBank } from '../../src/unlearning/neighbours.js';
+import { neighbourBank, neighbourDistances } from '../../src/unlearning/neighbours.js';
 
 const W = 24;
 
@@ -32,10 +32,10 @@ function bruteForce(bank: Float32Array, m: number, queries: Float32Array, n: num
 }
 
 describe('input-block neighbours', () => {
-  it('neighbours – the posting walk gives 1 − the mean of the k largest cosines, as a dense search does', () => {
+  it('neighbours – the bank search gives 1 − the mean of the k largest cosines, as a dense search does', () => {
     const bank = unitRows(50, 'bank');
     const queries = unitRows(30, 'queries', true);
-    const index = postingBank(bank, 50, W);
+    const index = neighbourBank(bank, 50, W);
     for (const k of [1, 5, 50, 80]) {
       const got = neighbourDistances(index, sparseRows(queries, 30, W), k);
       bruteForce(bank, 50, queries, 30, k).forEach((want, i) => expect(got[i]).toBeCloseTo(want, 5));
@@ -44,10 +44,10 @@ describe('input-block neighbours', () => {
 
   it('neighbours – a bank row is at distance 0 from itself (k = 1); an empty query, or an empty bank, at distance 1', () => {
     const bank = unitRows(10, 'b');
-    const self = neighbourDistances(postingBank(bank, 10, W), sparseRows(bank, 10, W), 1);
+    const self = neighbourDistances(neighbourBank(bank, 10, W), sparseRows(bank, 10, W), 1);
     self.forEach((d) => expect(d).toBeCloseTo(0, 6));
-    expect(Array.from(neighbourDistances(postingBank(bank, 10, W), sparseRows(new Float32Array(2 * W), 2, W), 3))).toEqual([1, 1]);
-    expect(Array.from(neighbourDistances(postingBank(new Float32Array(0), 0, W), sparseRows(bank, 10, W), 3))).toEqual(new Array(10).fill(1));
-    expect(() => neighbourDistances(postingBank(bank, 10, W), sparseRows(new Float32Array(8), 1, 8), 3)).toThrow(/8 wide, the bank 24/);
+    expect(Array.from(neighbourDistances(neighbourBank(bank, 10, W), sparseRows(new Float32Array(2 * W), 2, W), 3))).toEqual([1, 1]);
+    expect(Array.from(neighbourDistances(neighbourBank(new Float32Array(0), 0, W), sparseRows(bank, 10, W), 3))).toEqual(new Array(10).fill(1));
+    expect(() => neighbourDistances(neighbourBank(bank, 10, W), sparseRows(new Float32Array(8), 1, 8), 3)).toThrow(/8 wide, the bank 24/);
   });
 });
