@@ -49,5 +49,6 @@ describe('input-block neighbours', () => {
     expect(Array.from(neighbourDistances(neighbourBank(bank, 10, W), sparseRows(new Float32Array(2 * W), 2, W), 3))).toEqual([1, 1]);
     expect(Array.from(neighbourDistances(neighbourBank(new Float32Array(0), 0, W), sparseRows(bank, 10, W), 3))).toEqual(new Array(10).fill(1));
     expect(() => neighbourDistances(neighbourBank(bank, 10, W), sparseRows(new Float32Array(8), 1, 8), 3)).toThrow(/8 wide, the bank 24/);
+    expect(() => neighbourBank(new Float32Array(0), 300_000, 1024)).toThrow(/300000 rows × 1024 buckets needs 1172 MiB; keep fewer rows/);
   });
 });
