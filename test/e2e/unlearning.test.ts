@@ -82,18 +82,22 @@ describe('unlearning end to end', () => {
 
   it('e2e – a client forgets one group of its data: the request goes active, its mails are gated (> 0.9) and their predictions flip, unrelated text is not gated', async () => {
     // Arrange: of the small groups client 0 holds (the test reads the same partition the client process loads), the
-    // one the trained run classifies best, so that forgetting has something visible to undo
+    // one the trained run classifies best, and up to 6 of its mails it classifies right: forgetting must undo those.
+    // (The run is short, so its model is weak and a 6-mail sample of the best group once had only 3 right.)
     const local = await loadLocalData({ source: 'builtin:spam', partition: { index: 0, count: SHARES, alpha: ALPHA, seed: DEFAULT_PARTITION_SEED } });
     const byGroup = new Map<string, Example[]>();
     for (const ex of local.examples) byGroup.set(ex.meta['group']!, [...(byGroup.get(ex.meta['group']!) ?? []), ex]);
     const scored = await Promise.all(
       [...byGroup].filter(([, exs]) => exs.length >= 8 && exs.length <= 150).map(async ([g, exs]) => {
-        const sample = exs.slice(0, 6);
-        const predictions = await Promise.all(sample.map((e) => admin.predict(runId, e.text, true)));
-        return { group: g, sample, predictions, correct: predictions.filter((p, i) => p.predictedIndex === sample[i]!.label).length };
+        const probes = exs.slice(0, 16);
+        const predictions = await Promise.all(probes.map((e) => admin.predict(runId, e.text, true)));
+        const right = probes.map((e, i) => ({ example: e, before: predictions[i]! })).filter((r) => r.before.predictedIndex === r.example.label);
+        return { group: g, right };
       }),
     );
-    const { group, sample, predictions: before, correct: correctBefore } = scored.sort((a, b) => b.correct - a.correct)[0]!;
+    const { group, right } = scored.sort((a, b) => b.right.length - a.right.length)[0]!;
+    const sample = right.slice(0, 6).map((r) => r.example);
+    const before = right.slice(0, 6).map((r) => r.before);
     const forgetTexts = sample.map((e) => e.text);
     const clientId = (await admin.clients()).find((c) => c.name === 'unl-0')!.clientId;
     const adminClient = createClient(loadLetheProto(), 'admin', address, (await import('@grpc/grpc-js')).credentials.createInsecure());
@@ -107,8 +111,8 @@ describe('unlearning end to end', () => {
         const r: UnlearningRequest = await callUnary(adminClient, 'GetUnlearning', { requestId: submitted.requestId }, settings);
         return r.state === 'UNLEARNING_STATE_COMPLETED' || r.state === 'UNLEARNING_STATE_FAILED' ? r : undefined;
       },
-      // The client fits a 1,024-wide n-gram block besides the layers (cross-fitted): on 2 loaded cores the request has
-      // taken close to a minute.
+      // Training the adapter and fitting the detector takes ~12 s quiet; with the Gaussian n-gram block it once took
+      // close to a minute on 2 loaded cores, hence the margin.
       120_000,
       'the unlearning request to finish',
     );
@@ -123,10 +127,8 @@ describe('unlearning end to end', () => {
     expect(before.every((p) => p.gates.length === 0)).toBe(true);
     for (const p of after) expect(p.gates[0]!.weight).toBeGreaterThan(0.9);
     const correctAfter = after.filter((p, i) => p.predictedIndex === sample[i]!.label).length;
-    const changed = after.filter((p, i) => p.predictedIndex !== before[i]!.predictedIndex).length;
-    expect(correctBefore).toBeGreaterThanOrEqual(4);
-    expect(correctAfter).toBeLessThanOrEqual(2);
-    expect(changed).toBeGreaterThanOrEqual(forgetTexts.length / 2);
+    expect(sample.length).toBeGreaterThanOrEqual(4); // mails the run got right before
+    expect(correctAfter).toBeLessThanOrEqual(sample.length / 3);
     for (const p of unrelated) expect(p.gates[0]!.weight).toBeLessThan(0.1);
   }, 150_000);
 });
