@@ -25,7 +25,8 @@ import type { UnlearningRequestConfig } from '../unlearning/request.js';
 import { DEFAULT_UNLEARNING_REQUEST, genericFeatures, runUnlearningRequest } from '../unlearning/request.js';
 import { unlearningMetrics } from '../unlearning/metrics.js';
 import { UnlearningServing } from '../unlearning/serving.js';
-import { detectorLayers, detectorScores, fitDetector, type DetectorConfig } from '../unlearning/detector.js';
+import { detectorLayers, fitDetector, type DetectorConfig } from '../unlearning/detector.js';
+import { detectorScores } from '../unlearning/device-detector.js';
 import { extractFeatures } from '../unlearning/features.js';
 import { auroc } from '../unlearning/stats.js';
 

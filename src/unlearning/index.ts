@@ -12,7 +12,8 @@ export {
 export type { TargetPolicy, UnlearningAdapterConfig, UnlearningAdapterResult, UnlearningTrainMetrics, UtilityAdapter } from './adapter.js';
 export { BaseFeatures, POOLINGS, extractFeatures, featureDim } from './features.js';
 export type { InputFeatures, LayerFeatures, Pooling } from './features.js';
-export { DEFAULT_DETECTOR, DeviceDetector, detectorLayers, detectorScores, fitDetector } from './detector.js';
+export { DEFAULT_DETECTOR, detectorLayers, fitDetector } from './detector.js';
+export { DeviceDetector, detectorScores } from './device-detector.js';
 export type { Detector, DetectorConfig, DetectorLayer, FittedDetector, GaussianStats, InputBlock, ScoredSet } from './detector.js';
 export { ngramRows } from './ngrams.js';
 export type { NgramSpec, SparseRows } from './ngrams.js';

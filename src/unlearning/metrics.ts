@@ -13,7 +13,7 @@ import type { TrainerData } from '../train/types.js';
 import { rowsOf } from '../train/types.js';
 import type { UtilityAdapter } from './adapter.js';
 import type { Detector } from './detector.js';
-import { detectorScores } from './detector.js';
+import { detectorScores } from './device-detector.js';
 import { extractFeatures } from './features.js';
 import type { UnlearningServing } from './serving.js';
 import { auroc } from './stats.js';

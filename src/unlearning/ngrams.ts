@@ -79,7 +79,7 @@ export function ngramRows(ids: ArrayLike<number>, mask: ArrayLike<number>, b: nu
         total++;
       }
     }
-    index.subarray(first, nnz).sort(); // ascending: scoring then walks each row of M forward (detector.ts)
+    index.subarray(first, nnz).sort(); // ascending: scoring then walks each row of M forward (device-detector.ts)
     for (let p = first; p < nnz; p++) {
       const k = index[p]!;
       value[p] = Math.sqrt(counts[k]! / total);

@@ -5,7 +5,7 @@
  * pass over the tokens for layer 0, one base forward pass for deeper layers; features.ts) — pooled as the widest pooling any
  * detector uses, of which a narrower detector reads the first columns — and the input blocks' hashed n-grams of the
  * token ids (ngrams.ts), once per distinct n-gram spec, on the host; (2) each request's detector scores them (one
- * quadratic form per block, detector.ts) and its gate turns the score into w_t(x) per example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
+ * quadratic form per block, device-detector.ts) and its gate turns the score into w_t(x) per example; (3) the served forward runs base + utility adapter + each unlearning adapter whose branch is scaled per
  * example by w_t(x) (LoraParams.gate). Rows whose every gate is exactly 0 (below the gate cutoff) — most traffic —
  * run without the unlearning branches, so their cost is the utility forward plus step (1) and the scoring; the gated
  * rows run in a second, small forward.
@@ -23,7 +23,7 @@ import { toTf } from '../model/lora.js';
 import type { TensorMap } from '../tensors/host.js';
 import type { UtilityAdapter } from './adapter.js';
 import type { Detector } from './detector.js';
-import { DeviceDetector } from './detector.js';
+import { DeviceDetector } from './device-detector.js';
 import { UnlearningError } from './errors.js';
 import { BaseFeatures, type Pooling, widestPooling } from './features.js';
 import type { Gate } from './gate.js';

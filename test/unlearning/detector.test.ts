@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/backend.js';
-import { DEFAULT_DETECTOR, DeviceDetector, detectorScores, fitDetector } from '../../src/unlearning/detector.js';
+import { DEFAULT_DETECTOR, fitDetector } from '../../src/unlearning/detector.js';
+import { DeviceDetector, detectorScores } from '../../src/unlearning/device-detector.js';
 import type { LayerFeatures } from '../../src/unlearning/features.js';
 import { auroc } from '../../src/unlearning/stats.js';
 
