@@ -27,8 +27,8 @@
  * distance stays the layers' own.
  *
  * With `neighbours` = k > 0 (the default, 5) the input block keeps rows instead of moments: D_t's n-gram profiles and
- * the generic inputs', and its d_in and d_out are the distances to the k nearest of each (neighbours.ts), one minus
- * their mean cosine. Its r = d_out − d_in then decides z alone (a = 1, the layers' weights 0): it beat the Gaussian
+ * the generic inputs', and its d_in and d_out are the distances to the k nearest of each (neighbours.ts; the generic
+ * bank's k scaled by the banks' size ratio, referenceK), one minus their mean cosine. Its r = d_out − d_in then decides z alone (a = 1, the layers' weights 0): it beat the Gaussian
  * block on every SpamAssassin group, and adding the embedding layer at its robust Fisher weight lowered it (0.960
  * against 0.943 on hard-ham-1). Those rows are the price (see "What a package reveals").
  *
@@ -64,7 +64,8 @@ import type { LayerFeatures, Pooling } from './features.js';
 import { checkLayers } from './features.js';
 import type { NgramSpec, SparseRows } from './ngrams.js';
 import { checkNgramSpec, sameNgramSpec, sparseRows } from './ngrams.js';
-import { neighbourBank, neighbourDistances } from './neighbours.js';
+import type { NeighbourBank } from './neighbours.js';
+import { neighbourBank, neighbourDistances, referenceK } from './neighbours.js';
 import { columnMeans, logisticRegression, quantile, shrinkagePrecision } from './stats.js';
 
 export interface DetectorConfig {
@@ -313,11 +314,21 @@ function components(blocks: Pick<Detector, 'layers' | 'input'>, feats: LayerFeat
   return out;
 }
 
+/** The neighbour block's searches: D_t's bank with k, then, when relative, the generic bank with its k (referenceK). */
+export function neighbourSearches(block: NeighbourInputBlock): { bank: NeighbourBank; k: number }[] {
+  const w = block.ngrams.buckets;
+  const rows = block.bank.length / w;
+  const searches = [{ bank: neighbourBank(block.bank, rows, w), k: block.k }];
+  if (block.reference) {
+    const referenceRows = block.reference.bank.length / w;
+    searches.push({ bank: neighbourBank(block.reference.bank, referenceRows, w), k: referenceK(block.k, rows, referenceRows) });
+  }
+  return searches;
+}
+
 /** The neighbour block's components of sparse rows: distances to D_t's bank, and to the generic bank when relative. */
 function neighbourComponents(block: NeighbourInputBlock, rows: SparseRows): Float64Array[] {
-  const w = block.ngrams.buckets;
-  const banks = block.reference ? [block.bank, block.reference.bank] : [block.bank];
-  return banks.map((bank) => neighbourDistances(neighbourBank(bank, bank.length / w, w), rows, block.k));
+  return neighbourSearches(block).map(({ bank, k }) => neighbourDistances(bank, rows, k));
 }
 
 function folded(n: number, folds: number): number[][] {

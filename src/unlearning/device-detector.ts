@@ -10,13 +10,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Detector, GaussianStats, ScoredSet } from './detector.js';
-import { componentsPerLayer } from './detector.js';
+import { componentsPerLayer, neighbourSearches } from './detector.js';
 import { UnlearningError } from './errors.js';
 import type { LayerFeatures } from './features.js';
 import type { SparseRows } from './ngrams.js';
 import { sameNgramSpec, sparseRows } from './ngrams.js';
 import type { NeighbourBank } from './neighbours.js';
-import { neighbourBank, neighbourDistances } from './neighbours.js';
+import { neighbourDistances } from './neighbours.js';
 
 /** Logits z [n] and support distances [n] of host features, computed as served (DeviceDetector): for evaluation. */
 export function detectorScores(detector: Detector, feats: LayerFeatures): ScoredSet {
@@ -68,10 +68,10 @@ function foldBlock(g: GaussianStats & { readonly reference?: GaussianStats }, j:
   return { quad, linear, constant };
 }
 
-/** The input block as served: its Gaussian folded into M and m, or its neighbour banks with their weights. */
+/** The input block as served: its Gaussian folded into M and m, or its neighbour searches with their weights. */
 type ServedInput =
   | { readonly kind: 'gaussian'; readonly quad: Float32Array; readonly linear: Float32Array; readonly d: number }
-  | { readonly kind: 'neighbours'; readonly banks: readonly { bank: NeighbourBank; weight: number }[]; readonly k: number; readonly d: number };
+  | { readonly kind: 'neighbours'; readonly searches: readonly { bank: NeighbourBank; k: number; weight: number }[]; readonly d: number };
 
 /**
  * The detector folded for serving (see the header): per layer M [F, F], m [F], plus the bank, on the device; the
@@ -101,14 +101,8 @@ export class DeviceDetector {
         constant += folded.constant;
         this.input = { kind: 'gaussian', quad: folded.quad, linear: folded.linear, d: width };
       } else {
-        const { bank, reference, k: nearest } = detector.input;
-        const banks = reference ? [bank, reference.bank] : [bank];
-        this.input = {
-          kind: 'neighbours',
-          banks: banks.map((rows, c) => ({ bank: neighbourBank(rows, rows.length / width, width), weight: detector.weights[j * k + c]! })),
-          k: nearest,
-          d: width,
-        };
+        const searches = neighbourSearches(detector.input).map((search, c) => ({ ...search, weight: detector.weights[j * k + c]! }));
+        this.input = { kind: 'neighbours', searches, d: width };
       }
     }
     this.constant = constant;
@@ -162,7 +156,7 @@ export class DeviceDetector {
     const input = this.input!;
     if (input.kind === 'gaussian') return tf.tensor1d(quadraticScores(input, rows));
     const out = new Float32Array(rows.n);
-    for (const { bank, weight } of input.banks) neighbourDistances(bank, rows, input.k).forEach((v, i) => (out[i]! += weight * v));
+    for (const { bank, k, weight } of input.searches) neighbourDistances(bank, rows, k).forEach((v, i) => (out[i]! += weight * v));
     return tf.tensor1d(out);
   }
 

@@ -46,6 +46,16 @@ export function neighbourBank(x: Float32Array, m: number, dim: number): Neighbou
 }
 
 /**
+ * The k of a search of the generic bank of m' rows, when D_t's bank of m rows is searched with k: k·m'/m (never below
+ * k), so that both searches look at the same share of their bank. With one k for both, the relative distance drifted
+ * with the amount of generic data: hard-ham-1's held-out AUROC fell from 0.960 to 0.946 when the generic mails went
+ * from 400 to 1,600, and a client's generic inputs are all its other data; scaled, 0.956 and 0.959 (BENCHMARKS.md).
+ */
+export function referenceK(k: number, rows: number, referenceRows: number): number {
+  return Math.max(k, Math.round((k * referenceRows) / Math.max(rows, 1)));
+}
+
+/**
  * For each query row: 1 − the mean of its k largest cosines with the bank's rows (k capped at the bank's size). An
  * empty bank, or an empty query row, is at distance 1 from everything.
  */

@@ -1,7 +1,7 @@
 import seedrandom from 'seedrandom';
 import { describe, expect, it } from 'vitest';
 import { sparseRows } from '../../src/unlearning/ngrams.js';
-import { neighbourBank, neighbourDistances } from '../../src/unlearning/neighbours.js';
+import { neighbourBank, neighbourDistances, referenceK } from '../../src/unlearning/neighbours.js';
 
 const W = 24;
 
@@ -50,5 +50,11 @@ describe('input-block neighbours', () => {
     expect(Array.from(neighbourDistances(neighbourBank(new Float32Array(0), 0, W), sparseRows(bank, 10, W), 3))).toEqual(new Array(10).fill(1));
     expect(() => neighbourDistances(neighbourBank(bank, 10, W), sparseRows(new Float32Array(8), 1, 8), 3)).toThrow(/8 wide, the bank 24/);
     expect(() => neighbourBank(new Float32Array(0), 300_000, 1024)).toThrow(/300000 rows × 1024 buckets needs 1172 MiB; keep fewer rows/);
+  });
+
+  it('neighbours – the generic bank is searched with k scaled by the banks\' size ratio, never below k', () => {
+    expect(referenceK(5, 199, 500)).toBe(13);
+    expect(referenceK(5, 2000, 500)).toBe(5);
+    expect(referenceK(5, 0, 10)).toBe(50);
   });
 });
