@@ -28,9 +28,10 @@
  *
  * With `neighbours` = k > 0 (the default, 5) the input block keeps rows instead of moments: D_t's n-gram profiles and
  * the generic inputs', and its d_in and d_out are the distances to the k nearest of each (neighbours.ts; the generic
- * bank's k scaled by the banks' size ratio, referenceK), one minus their mean cosine. Its r = d_out − d_in then decides z alone (a = 1, the layers' weights 0): it beat the Gaussian
- * block on every SpamAssassin group, and adding the embedding layer at its robust Fisher weight lowered it (0.960
- * against 0.943 on hard-ham-1). Those rows are the price (see "What a package reveals").
+ * bank's k scaled by the banks' size ratio, referenceK), one minus their mean cosine. Its r = d_out − d_in then
+ * decides z alone (a = 1, the layers' weights 0): it beat the Gaussian block on every SpamAssassin group, and adding
+ * the embedding layer at its robust Fisher weight lowered it (0.960 against 0.943 on hard-ham-1, one k for both
+ * banks). Those rows are the price (see "What a package reveals").
  *
  * The gate also bounds d_in (the support check, gate.ts): a relative score can favour a text far from both D_t and
  * the generic inputs, so inputs farther from D_t than its own held-out members never get its adapter. That alone let
@@ -56,7 +57,7 @@
  * The bank holds every forget example's feature direction (m = |D_t| vectors per layer), from which an attacker with
  * the base model can test whether a candidate text was in D_t, and may partially invert the text. Bank-free mode
  * (`bank: false`, which needs `neighbours: 0`) stores only aggregates and cannot recognise the forget samples
- * themselves; z loses the neighbour block's edge (hard-ham-1 0.938 against 0.960). With `input: null` too, a package
+ * themselves; z loses the neighbour block's edge (hard-ham-1 0.938 against 0.956). With `input: null` too, a package
  * holds nothing but the layers' means and precisions.
  */
 import { UnlearningError } from './errors.js';
@@ -97,7 +98,7 @@ export const DEFAULT_DETECTOR: DetectorConfig = Object.freeze({
   // orders or log counts did no better, naive Bayes on the same counts far worse (BENCHMARKS.md, Unlearning).
   input: Object.freeze({ orders: Object.freeze([3, 4]), buckets: 1024 }),
   // Relative distances to the 5 nearest profiles of D_t and of the generic inputs: held-out AUROC 0.89–0.96 per group
-  // (mean 0.934; hard-ham-1 0.960) against the block's Gaussian 0.88–0.95 (mean 0.925; 0.938); k = 3 or 10 did no
+  // (mean 0.933; hard-ham-1 0.956) against the block's Gaussian 0.88–0.95 (mean 0.925; 0.938); k = 3 or 10 did no
   // better, nor 4,096 buckets or orders 2–5, nor 32–128 k-means centroids in place of the generic rows (BENCHMARKS.md).
   neighbours: 5,
   // Bounds the package (4 KiB a row) and the serving cost (~1.5 µs a row per served batch of 32 on one core). Fewer rows

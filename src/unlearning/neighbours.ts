@@ -6,7 +6,7 @@
  * Why neighbours and not the block's Gaussian, as far as we can tell: a forget group mixes several kinds of text,
  * which one mean and covariance blur, while an unseen member often has a near-duplicate in D_t. On
  * SpamAssassin's held-out protocol the relative form (distance to the generic bank − distance to D_t's, k = 5) beat
- * the block's relative Mahalanobis distance on every group (hard-ham-1 0.960 against 0.938; BENCHMARKS.md).
+ * the block's relative Mahalanobis distance on every group (hard-ham-1 0.956 against 0.938; BENCHMARKS.md).
  *
  * A bank is held bucket-major in a WebAssembly memory, [W, m] padded to whole 64-byte blocks, so a query adds one
  * contiguous bank row per non-zero of its own (a few hundred of 1,024) into its m cosines with the SIMD weighted-sum
