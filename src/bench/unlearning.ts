@@ -12,7 +12,7 @@
  * and the request's public-text snippets, score its test mails against the others' test mails) for every SpamAssassin
  * group, so the forget group's number reads against all of them; detectors only, no adapter is trained for these.
  */
-import { encodeExamples, spamAssassin, trainTestSplit } from '../data/index.js';
+import { encodeExamples, spamAssassin, spread, trainTestSplit } from '../data/index.js';
 import type { EncodedExamples, Example, LabeledDataset } from '../data/index.js';
 import { GPT2 } from '../model/gpt2.js';
 import type { LoraConfig } from '../model/lora.js';
@@ -69,13 +69,6 @@ export interface UnlearningBenchResult {
   readonly utility_seconds: number;
   readonly unlearning_seconds: number;
   readonly auroc_by_group: Readonly<Record<string, number>>; // detector AUROC per SpamAssassin group (header)
-}
-
-/** Every `stride`-th example up to `count` of them: a deterministic spread over a shuffled list. */
-function spread(examples: readonly Example[], count: number): Example[] {
-  if (examples.length <= count) return [...examples];
-  const stride = examples.length / count;
-  return Array.from({ length: count }, (_, i) => examples[Math.floor(i * stride)]!);
 }
 
 /** Held-out detector AUROC of every group of the corpus, each forgotten in turn (see the module header). */

@@ -12,7 +12,7 @@ export { SPAM_LABELS, spamAssassin } from './spam-assassin.js';
 export { mailToText } from './mail.js';
 export { pretrainCorpus } from './corpus.js';
 export type { TextCorpus } from './corpus.js';
-export { trainTestSplit } from './split.js';
+export { spread, trainTestSplit } from './split.js';
 export type { SplitOptions } from './split.js';
 export { meanLabelSkew, partitionByMeta, partitionDirichlet, partitionIid } from './partition.js';
 export type { DirichletOptions } from './partition.js';

@@ -13,6 +13,15 @@ export interface SplitOptions {
 }
 
 /**
+ * At most `count` of `items`, spread evenly over them (item ⌊i·n/count⌋ for i < count): a deterministic subsample
+ * that keeps a shuffled list's mix, or a sorted one's range.
+ */
+export function spread<T>(items: readonly T[], count: number): T[] {
+  if (items.length <= count) return [...items];
+  return Array.from({ length: count }, (_, i) => items[Math.floor((i * items.length) / count)]!);
+}
+
+/**
  * Splits `total` into integer parts proportional to `weights` (largest-remainder method; ties go to the lower
  * index). Exported for partitioning, which cuts each class the same way.
  */

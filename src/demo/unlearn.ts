@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { submitOwnUnlearning } from '../client/unlearn-request.js';
 import { DEFAULT_PARTITION_SEED } from '../client/local-data.js';
 import { DEFAULT_COORDINATOR_CONFIG } from '../coordinator/config.js';
-import { partitionDirichlet, spamAssassin, subset, trainTestSplit, type Example, type LabeledDataset } from '../data/index.js';
+import { partitionDirichlet, spamAssassin, spread, subset, trainTestSplit, type Example, type LabeledDataset } from '../data/index.js';
 import type { UnlearningRequest } from '../wire/admin-messages.js';
 import type { AdminApi } from './admin.js';
 import { DEMO_RUN_SEED, type DemoOptions } from './config.js';
@@ -55,13 +55,6 @@ export interface ScenarioData {
   readonly forget: readonly Example[]; // the forget group's train-split mails
   readonly heldOut: readonly Example[]; // its test-split mails
   readonly retain: readonly Example[]; // other groups' test-split mails (a spread sample)
-}
-
-/** Every `stride`-th example up to `count` of them: a deterministic spread over a shuffled list. */
-function spread(examples: readonly Example[], count: number): Example[] {
-  if (examples.length <= count) return [...examples];
-  const stride = examples.length / count;
-  return Array.from({ length: count }, (_, i) => examples[Math.floor(i * stride)]!);
 }
 
 /**

@@ -60,6 +60,7 @@
  * themselves; z loses the neighbour block's edge (hard-ham-1 0.938 against 0.956). With `input: null` too, a package
  * holds nothing but the layers' means and precisions.
  */
+import { spread } from '../data/split.js';
 import { UnlearningError } from './errors.js';
 import type { LayerFeatures, Pooling } from './features.js';
 import { checkLayers } from './features.js';
@@ -224,19 +225,13 @@ interface Neighbours {
   readonly limit: number;
 }
 
-/** At most `limit` of `rows`, spread evenly over them. */
-function spreadRows(rows: readonly number[], limit: number): readonly number[] {
-  if (rows.length <= limit) return rows;
-  return Array.from({ length: limit }, (_, i) => rows[Math.floor((i * rows.length) / limit)]!);
-}
-
 /** The generic inputs' side of every block, from the rows `outRows` of `outFeats`. */
 function fitReferences(outFeats: LayerFeatures, outRows: readonly number[], neighbours: Neighbours | undefined): References {
   const data = blockData(outFeats);
   const layers = data.layers.map(({ x, d }) => stripMean(gaussian(gatherRows(x, outRows, d), outRows.length, d)));
   if (!data.input) return { layers };
   const { x, d } = data.input;
-  if (neighbours) return { layers, input: { kind: 'neighbours', bank: gatherRows(x, spreadRows(outRows, neighbours.limit), d) } };
+  if (neighbours) return { layers, input: { kind: 'neighbours', bank: gatherRows(x, spread(outRows, neighbours.limit), d) } };
   return { layers, input: { kind: 'gaussian', stats: stripMean(gaussian(gatherRows(x, outRows, d), outRows.length, d)) } };
 }
 
@@ -258,7 +253,7 @@ function fitBlocks(inFeats: LayerFeatures, inRows: readonly number[], references
   const ngrams = inFeats.input.spec;
   const reference = references?.input;
   if (neighbours) {
-    const bankRows = gatherRows(x, spreadRows(inRows, neighbours.limit), d);
+    const bankRows = gatherRows(x, spread(inRows, neighbours.limit), d);
     return { layers, input: { kind: 'neighbours', ngrams, k: neighbours.k, bank: bankRows, ...(reference?.kind === 'neighbours' ? { reference: { bank: reference.bank } } : {}) } };
   }
   const stats = stripMean(gaussian(gatherRows(x, inRows, d), inRows.length, d));

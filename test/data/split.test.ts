@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { labelCounts, trainTestSplit } from '../../src/data/index.js';
-import { apportion } from '../../src/data/split.js';
+import { apportion, spread } from '../../src/data/split.js';
 import { syntheticDataset } from './helpers.js';
 
 describe('trainTestSplit', () => {
@@ -53,5 +53,19 @@ describe('apportion', () => {
     expect(apportion(7, [0.5, 0.25, 0.25])).toEqual([3, 2, 2]); // exact 3.5, 1.75, 1.75
     expect(apportion(6, [3, 0, 1])).toEqual([5, 0, 1]); // exact 4.5, 0, 1.5: tie goes to the lower index
     expect(() => apportion(5, [0, 0])).toThrow(expect.objectContaining({ code: 'bad_option' }));
+  });
+});
+
+describe('spread', () => {
+  it('keeps at most count items, evenly spaced from the first, and copies a list that is short enough', () => {
+    const items = Array.from({ length: 10 }, (_, i) => i);
+    expect(spread(items, 4)).toEqual([0, 2, 5, 7]);
+    expect(spread(items, 5)).toEqual([0, 2, 4, 6, 8]);
+    const short = [1, 2, 3];
+    const all = spread(short, 3);
+    expect(all).toEqual(short);
+    expect(all).not.toBe(short);
+    // ⌊i·n/count⌋ computed in integers: the float stride (695/500)·300 lands just below 417
+    expect(spread(Array.from({ length: 695 }, (_, i) => i), 500)[300]).toBe(417);
   });
 });
