@@ -131,8 +131,11 @@ export class BaseFeatures {
 
   constructor(private readonly model: GPT2) {}
 
-  /** One [B, F] tensor per layer for ids [B, T] and mask [B, T] (1 token, 0 pad). Call inside tf.tidy. */
-  pooled(ids: tf.Tensor2D, mask: tf.Tensor2D, layers: readonly number[], pooling: Pooling): tf.Tensor2D[] {
+  /**
+   * One [B, F] tensor per layer for ids [B, T] and mask [B, T] (1 token, 0 pad); `host`, their host copies when the
+   * caller already read them (layer 0 is pooled on the host). Call inside tf.tidy.
+   */
+  pooled(ids: tf.Tensor2D, mask: tf.Tensor2D, layers: readonly number[], pooling: Pooling, host?: { readonly ids: ArrayLike<number>; readonly mask: ArrayLike<number> }): tf.Tensor2D[] {
     const [b, t] = ids.shape;
     const c = this.model.config.nEmbd;
     const m = tf.expandDims(mask, 2); // [B, T, 1]
@@ -154,8 +157,8 @@ export class BaseFeatures {
     return layers.map((l) => {
       if (l > 0) return pool(blocks[l - 1]!);
       const { wte, wpe } = this.embeddingWeights();
-      const host = pooledEmbeddings(ids.dataSync(), mask.dataSync(), b, t, wte, wpe, c, pooling); // GPT2.forward's embedding output, pooled
-      return tf.tensor2d(host, [b, featureDim(c, pooling)]);
+      const pooledHost = pooledEmbeddings(host?.ids ?? ids.dataSync(), host?.mask ?? mask.dataSync(), b, t, wte, wpe, c, pooling); // GPT2.forward's embedding output, pooled
+      return tf.tensor2d(pooledHost, [b, featureDim(c, pooling)]);
     });
   }
 

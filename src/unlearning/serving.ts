@@ -107,14 +107,12 @@ export class UnlearningServing {
     const scores = new Float32Array(b * nr);
     const gates = new Float32Array(b * nr);
     if (nr === 0) return { scores, gates };
+    // The input blocks hash the token ids on the host; the embedding layer's pooling reuses that copy.
+    const tokens = this.inputSpecs.length > 0 ? { ids: ids.dataSync(), mask: mask.dataSync() } : undefined;
+    const inputs: SparseRows[] = tokens ? this.inputSpecs.map((spec) => ngramRows(tokens.ids, tokens.mask, b, ids.shape[1], spec)) : [];
     // One device→host read for all three outputs: each read waits for the device.
-    let inputs: SparseRows[] = [];
-    if (this.inputSpecs.length > 0) {
-      const [idsHost, maskHost] = [ids.dataSync(), mask.dataSync()];
-      inputs = this.inputSpecs.map((spec) => ngramRows(idsHost, maskHost, b, ids.shape[1], spec));
-    }
     const outputs = tf.tidy(() => {
-      const feats = this.features.pooled(ids, mask, this.featureLayers, this.pooling);
+      const feats = this.features.pooled(ids, mask, this.featureLayers, this.pooling, tokens);
       const per = this.requests.map((r) => r.detector.score(r.featureSlots.map((s) => feats[s]!), r.inputSlot >= 0 ? inputs[r.inputSlot] : undefined));
       const stack = (pick: (p: (typeof per)[number]) => tf.Tensor1D): tf.Tensor2D => tf.stack(per.map(pick), 1) as tf.Tensor2D; // [B, R]
       return tf.stack([stack((p) => p.z), stack((p) => p.nearest), stack((p) => p.distance)]); // [3, B, R]
