@@ -79,7 +79,8 @@ type ServedInput =
  * product: a Gaussian block's M and m, or a neighbour block's banks. Dispose when done.
  */
 export class DeviceDetector {
-  private readonly layers: { quad: tf.Tensor2D; linear: tf.Tensor2D; mean: tf.Tensor1D; precision: tf.Tensor2D; bankT?: tf.Tensor2D }[];
+  // quad/linear absent for a layer that does not enter z (all its weights 0: beside a neighbour input block).
+  private readonly layers: { quad?: tf.Tensor2D; linear?: tf.Tensor2D; mean: tf.Tensor1D; precision: tf.Tensor2D; bankT?: tf.Tensor2D }[];
   private readonly input: ServedInput | undefined;
   private readonly constant: number;
   private disposed = false;
@@ -89,9 +90,10 @@ export class DeviceDetector {
     const k = componentsPerLayer(detector);
     let constant = detector.bias;
     const host = detector.layers.map((l, j) => {
-      const folded = foldBlock(l, j, detector.weights, k, d);
-      constant += folded.constant;
-      return { quad: folded.quad, linear: folded.linear, mean: l.mean, precision: l.precision, bank: l.bank };
+      const weighted = detector.weights.subarray(j * k, (j + 1) * k).some((w) => w !== 0);
+      const folded = weighted ? foldBlock(l, j, detector.weights, k, d) : undefined;
+      constant += folded?.constant ?? 0;
+      return { folded, mean: l.mean, precision: l.precision, bank: l.bank };
     });
     if (detector.input) {
       const width = detector.input.ngrams.buckets;
@@ -109,8 +111,7 @@ export class DeviceDetector {
     // tidy + keep: the transposed bank's source is freed, and a detector built inside a caller's tidy survives it.
     this.layers = tf.tidy(() =>
       host.map((h) => ({
-        quad: tf.keep(tf.tensor2d(h.quad, [d, d])),
-        linear: tf.keep(tf.tensor2d(h.linear, [d, 1])),
+        ...(h.folded ? { quad: tf.keep(tf.tensor2d(h.folded.quad, [d, d])), linear: tf.keep(tf.tensor2d(h.folded.linear, [d, 1])) } : {}),
         mean: tf.keep(tf.tensor1d(h.mean)),
         precision: tf.keep(tf.tensor2d(h.precision, [d, d])),
         ...(h.bank ? { bankT: tf.keep(tf.transpose(tf.tensor2d(h.bank, [h.bank.length / d, d]))) as tf.Tensor2D } : {}), // [F, m]
@@ -132,8 +133,10 @@ export class DeviceDetector {
     this.layers.forEach((l, j) => {
       const given = features[j]!;
       const f = given.shape[1] === d ? given : (tf.slice(given, [0, 0], [-1, d]) as tf.Tensor2D);
-      const layerZ = tf.reshape(tf.add(tf.sum(tf.mul(tf.matMul(f, l.quad), f), 1, true), tf.matMul(f, l.linear)), [-1]) as tf.Tensor1D; // [B]
-      z = z ? tf.add(z, layerZ) : layerZ;
+      if (l.quad && l.linear) {
+        const layerZ = tf.reshape(tf.add(tf.sum(tf.mul(tf.matMul(f, l.quad), f), 1, true), tf.matMul(f, l.linear)), [-1]) as tf.Tensor1D; // [B]
+        z = z ? tf.add(z, layerZ) : layerZ;
+      }
       const centred = tf.sub(f, l.mean);
       const dIn = tf.sum(tf.mul(tf.matMul(centred, l.precision), centred), 1) as tf.Tensor1D; // [B]
       distance = distance ? tf.add(distance, dIn) : dIn;
@@ -142,10 +145,11 @@ export class DeviceDetector {
     const b = features[0]!.shape[0];
     if (this.input) {
       if (!input || input.n !== b || input.dim !== this.input.d) throw new UnlearningError(`this detector needs the ${b} rows' input-block features (${this.input.d} wide)`, 'bad_data');
-      z = tf.add(z!, this.inputScores(input));
+      const inputZ = this.inputScores(input);
+      z = z ? tf.add(z, inputZ) : inputZ;
     }
     return {
-      z: tf.add(z!, this.constant) as tf.Tensor1D,
+      z: tf.add(z ?? tf.zeros([b]), this.constant) as tf.Tensor1D,
       distance: tf.div(distance!, d * this.layers.length) as tf.Tensor1D,
       nearest: (nearest.length > 0 ? tf.max(tf.stack(nearest, 1), 1) : tf.fill([b], -2)) as tf.Tensor1D,
     };
@@ -164,8 +168,8 @@ export class DeviceDetector {
     if (this.disposed) return;
     this.disposed = true;
     for (const l of this.layers) {
-      l.quad.dispose();
-      l.linear.dispose();
+      l.quad?.dispose();
+      l.linear?.dispose();
       l.mean.dispose();
       l.precision.dispose();
       l.bankT?.dispose();

@@ -10,6 +10,7 @@ import type { LayerFeatures } from '../../src/unlearning/features.js';
 import { concatFeatures } from '../../src/unlearning/features.js';
 import type { NgramSpec } from '../../src/unlearning/ngrams.js';
 import { denseRows, ngramFeatures, ngramRows, sparseRows } from '../../src/unlearning/ngrams.js';
+import { neighbourBank, neighbourDistances, referenceK } from '../../src/unlearning/neighbours.js';
 import { auroc } from '../../src/unlearning/stats.js';
 
 const SPEC: NgramSpec = { orders: [3, 4], buckets: 128 };
@@ -99,6 +100,21 @@ describe('unlearning input block (hashed n-grams)', () => {
     expect(() => detectorScores(fitted.detector, { ...generic, input: undefined })).toThrow(/input block do not match/);
     expect(() => fitDetector(forget, { ...generic, input: { spec: { ...SPEC, buckets: 64 }, data: new Float32Array(60 * 64) } })).toThrow(/same input block/);
     expect(() => fitDetector(forget, generic, { ...DEFAULT_DETECTOR, bank: false })).toThrow(/needs bank: true, or neighbours: 0/);
+  });
+
+  it('ngrams – the default detector serves z = d_out − d_in of its neighbour block alone, the layers left out of z', () => {
+    const forget = features(texts(40, FORGET, 'a'), 'm1');
+    const generic = features(texts(60, GENERIC, 'b'), 'm2');
+    const probe = features(texts(12, FORGET.concat(GENERIC), 'p'), 'm3');
+
+    const { detector } = fitDetector(forget, generic);
+    const served = detectorScores(detector, probe).scores;
+
+    const w = SPEC.buckets;
+    const rows = sparseRows(probe.input!.data, probe.n, w);
+    const dIn = neighbourDistances(neighbourBank(forget.input!.data, 40, w), rows, 5);
+    const dOut = neighbourDistances(neighbourBank(generic.input!.data, 60, w), rows, referenceK(5, 40, 60));
+    served.forEach((z, i) => expect(z).toBeCloseTo(dOut[i]! - dIn[i]!, 5));
   });
 
   it('ngrams – a neighbour bank keeps at most neighbourRows rows, spread over its set; the layers\' bank keeps them all', () => {
