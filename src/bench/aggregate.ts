@@ -6,9 +6,11 @@
  *                            127.0.0.1 in 1 MiB chunks, concurrently; the coordinator verifies every chunk's running
  *                            digest, stores each payload durably, and when all are in reads them back and folds them
  *                            into the new global adapter. Update bytes / wall time from the first byte sent to the
- *                            round closed. The clients run in a process of their own (aggregate-senders.ts) unless
- *                            `ingestSenders` is 'inline'. ingest_cpu_mbps divides by the coordinator process's CPU
- *                            time instead: comparable across machine loads.
+ *                            round closed. The clients run in a process of their own (aggregate-senders.ts), as
+ *                            clients do. ingest_cpu_mbps divides by the coordinator process's CPU time instead:
+ *                            comparable across machine loads.
+ *   ingest_floor_mbps      – the same sender process and updates against a gRPC server that only decodes and drops
+ *                            them, in the same run: what the transport alone moves here, the ceiling of ingest_mbps.
  *   round_overhead_s_200   – one round with 200 enrolled clients that each pull the task, fetch the adapter and upload
  *                            a prepared update at once: seconds from the round opening to it closing.
  *
@@ -27,7 +29,9 @@ import type { CoordinatorEvent } from '../coordinator/events.js';
 import { layoutBytes } from '../coordinator/layout.js';
 import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
-import { loadLetheProto } from '../wire/proto.js';
+import { loadLetheProto, type LetheProto } from '../wire/proto.js';
+import type { MessageInput, PushUpdateRequest, PushUpdateResponse } from '../wire/messages.js';
+import { bindServer, clientStreamHandler, createServer } from '../wire/server.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
 import { measureFold } from './aggregate-fold.js';
 import type { SenderJob } from './aggregate-senders.js';
@@ -38,8 +42,6 @@ export interface AggregateBenchOptions {
   readonly ingestBytes?: number;
   /** Concurrent uploaders in the ingest measurement. Default 4. */
   readonly ingestClients?: number;
-  /** Where they run. Default 'process' (aggregate-senders.ts). */
-  readonly ingestSenders?: IngestSenders;
   /** Clients in the round-overhead measurement. Default 200. */
   readonly roundClients?: number;
   /** Bytes per update in the fold micro-benchmark. Default 16 MiB. */
@@ -53,7 +55,9 @@ export interface AggregateBenchResult {
   readonly ingest_mbps: number;
   /** Update bytes per CPU-second of the coordinator's process: what one core does, whatever the machine's load. */
   readonly ingest_cpu_mbps: number;
-  readonly ingest_senders: IngestSenders;
+  /** The transport floor of the same run (IngestMeasurement.floorMbps), and ingest_mbps as a fraction of it. */
+  readonly ingest_floor_mbps: number;
+  readonly ingest_of_floor: number;
   readonly ingest_upload_s: number;
   readonly ingest_close_s: number;
   readonly ingest_bytes_per_client: number;
@@ -123,26 +127,66 @@ export const WIDE: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 128,
 export const SMALL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 32, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
 export const ALL_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
 
-/** Where the uploading clients of the ingest measurement run: a process of their own (as real clients), or inline in
- * the coordinator's process and event loop (which then also pays for encoding and sending every upload). */
-export type IngestSenders = 'process' | 'inline';
-
 export interface IngestMeasurement {
   /** Update bytes per second of wall time, first byte sent to round closed. */
   readonly mbps: number;
-  /** Update bytes per CPU-second of the coordinator's process over the same span (senders included when inline). */
+  /** Update bytes per CPU-second of the coordinator's process over the same span. */
   readonly cpuMbps: number;
   /** Seconds from the first byte sent to the last update acknowledged, and from then to the round closed. */
   readonly uploadSeconds: number;
   readonly closeSeconds: number;
   readonly bytes: number;
+  /**
+   * The baseline of the same run: the same sender process pushing the same updates to a gRPC server that decodes
+   * each message and drops it (no signature, digest, storage or fold). What gRPC alone moves on this machine.
+   */
+  readonly floorMbps: number;
 }
 
-export async function measureIngest(bytesPerClient: number, clientCount: number, senders: IngestSenders = 'process'): Promise<IngestMeasurement> {
+/** A process of uploading clients (aggregate-senders.ts), told its job and then when to go. */
+class SenderProcess {
+  private readonly child: ChildProcess = fork(fileURLToPath(new URL('./aggregate-senders.js', import.meta.url)), [], { serialization: 'advanced', stdio: 'inherit' });
+
+  /** Hands over the job; resolves once every update is encoded and the clients are ready to push. */
+  async prepare(job: SenderJob): Promise<void> {
+    this.child.send(job);
+    await replyOf(this.child, 'ready');
+  }
+
+  /** Every client pushes at once; resolves when all are acknowledged. */
+  async go(): Promise<void> {
+    const done = replyOf(this.child, 'done');
+    this.child.send('go');
+    await done;
+  }
+
+  kill(): void {
+    this.child.kill();
+  }
+}
+
+/** A FleetService that decodes every PushUpdate message and drops it: the transport floor of measureIngest. */
+async function startDrainServer(proto: LetheProto): Promise<{ address: string; close: () => void }> {
+  const server = createServer();
+  server.addService(proto.services.fleet, {
+    PushUpdate: clientStreamHandler(async (call: AsyncIterable<PushUpdateRequest>): Promise<MessageInput<PushUpdateResponse>> => {
+      let bytes = 0;
+      for await (const m of call) bytes += m.chunk?.data.length ?? 0;
+      return { result: 'RESULT_ACCEPTED', sha256: Buffer.alloc(32), storedBytes: bytes };
+    }),
+  });
+  const port = await bindServer(server, '127.0.0.1:0');
+  return { address: `127.0.0.1:${port}`, close: () => server.forceShutdown() };
+}
+
+export async function measureIngest(bytesPerClient: number, clientCount: number): Promise<IngestMeasurement> {
   // lora_B floats per layer: (3C + C + 4C + C)·r = 9Cr.
   const r = Math.max(1, Math.round(bytesPerClient / 4 / (9 * WIDE.nEmbd * WIDE.nLayer)));
+  // Fork before the coordinator exists: fork marks every page of this process copy-on-write, and the coordinator would
+  // then pay a page fault on its first write to each page of its heap during the measurement.
+  const [floorSenders, senders] = [new SenderProcess(), new SenderProcess()];
   const env = await setUp(WIDE, clientCount);
-  let child: ChildProcess | undefined;
+  const drain = await startDrainServer(loadLetheProto());
   try {
     await env.createRun({ name: 'ingest', rounds: 1, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
     const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
@@ -153,45 +197,34 @@ export async function measureIngest(bytesPerClient: number, clientCount: number,
     }
     shapes.set('score.weight', [2, WIDE.nEmbd]);
     const bytes = layoutBytes(new Map(tasks[0]!.uploadTensors.map((n) => [n, shapes.get(n)!])));
-    let go: () => Promise<void>;
-    if (senders === 'process') {
-      child = fork(fileURLToPath(new URL('./aggregate-senders.js', import.meta.url)), [], { serialization: 'advanced', stdio: 'inherit' });
-      const job: SenderJob = {
-        address: env.coordinator.address,
-        shapes: [...shapes],
-        clients: env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]! })),
-      };
-      child.send(job);
-      await replyOf(child, 'ready');
-      const sender = child;
-      go = async () => {
-        const done = replyOf(sender, 'done');
-        sender.send('go');
-        await done;
-      };
-    } else {
-      const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
-      go = async () => {
-        await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
-      };
-    }
+    const total = bytes * clientCount;
+    const clients = env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]! }));
+
+    await floorSenders.prepare({ address: drain.address, shapes: [...shapes], clients });
+    const floorStart = performance.now();
+    await floorSenders.go();
+    const floorSeconds = (performance.now() - floorStart) / 1000;
+
+    await senders.prepare({ address: env.coordinator.address, shapes: [...shapes], clients });
     const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
     let accepted = 0;
     const allIn = nextEvent(env.coordinator, (e) => e.type === 'update_accepted' && ++accepted === clientCount);
     const start = performance.now();
     const cpuStart = process.cpuUsage();
-    const [, uploaded, end] = await Promise.all([go(), allIn, closed]);
+    const [, uploaded, end] = await Promise.all([senders.go(), allIn, closed]);
     const cpu = process.cpuUsage(cpuStart);
-    const total = bytes * clientCount;
     return {
       mbps: total / ((end - start) / 1000) / 1e6,
       cpuMbps: total / ((cpu.user + cpu.system) / 1e6) / 1e6,
       uploadSeconds: (uploaded - start) / 1000,
       closeSeconds: (end - uploaded) / 1000,
       bytes,
+      floorMbps: total / floorSeconds / 1e6,
     };
   } finally {
-    child?.kill();
+    floorSenders.kill();
+    senders.kill();
+    drain.close();
     await env.tearDown();
   }
 }
@@ -241,7 +274,7 @@ export function shapeOfB(name: string, model: GPT2Config, r: number): number[] {
 export async function benchAggregate(options: AggregateBenchOptions = {}): Promise<AggregateBenchResult> {
   const fold = measureFold(options.foldBytes ?? 16 << 20);
   const ingestClients = options.ingestClients ?? 4;
-  const ingest = await measureIngest(options.ingestBytes ?? 32e6, ingestClients, options.ingestSenders);
+  const ingest = await measureIngest(options.ingestBytes ?? 32e6, ingestClients);
   const roundClients = options.roundClients ?? 200;
   const overhead = await measureRoundOverhead(roundClients);
   return {
@@ -252,7 +285,8 @@ export async function benchAggregate(options: AggregateBenchOptions = {}): Promi
     ingest_cpu_mbps: ingest.cpuMbps,
     ingest_upload_s: ingest.uploadSeconds,
     ingest_close_s: ingest.closeSeconds,
-    ingest_senders: options.ingestSenders ?? 'process',
+    ingest_floor_mbps: ingest.floorMbps,
+    ingest_of_floor: ingest.mbps / ingest.floorMbps,
     ingest_bytes_per_client: ingest.bytes,
     ingest_clients: ingestClients,
     round_overhead_s_200: overhead,

@@ -9,6 +9,11 @@ export interface Command {
   readonly summary: string;
   /** Flags, one line, shown by `lethe help`. */
   readonly usage: string;
+  /**
+   * 'restart': the command allocates large buffers in its own process, so `lethe` starts it again with huge pages
+   * when the environment has not decided them (src/huge-pages.ts; glibc reads its tunables only at start).
+   */
+  readonly hugePages?: 'restart';
   /** Runs with the arguments after the command path; resolves to the exit code. */
   run(argv: string[]): Promise<number>;
 }

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { withHugePages } from '../huge-pages.js';
 
 export interface ChildHandle {
   readonly name: string;
@@ -25,7 +26,8 @@ export class ProcessGroup {
    */
   constructor(
     private readonly command: { readonly executable: string; readonly script: string },
-    private readonly env: NodeJS.ProcessEnv = process.env,
+    /** Default: this process's, with huge pages for the children's large buffers (src/huge-pages.ts). */
+    private readonly env: NodeJS.ProcessEnv = withHugePages(process.env),
   ) {}
 
   get running(): readonly ChildHandle[] {

@@ -22,6 +22,7 @@ import { loadLetheProto } from '../../wire/proto.js';
 import { channelCredentials } from '../../wire/tls.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
 import { type Flags, parseFlags, resolveDataDir, startBackend, str, tlsFlags } from '../flags.js';
+import { hugePagesHint } from '../../huge-pages.js';
 
 /** Exit code for a refusal that retrying cannot fix (revoked client, refused join token). */
 export const EXIT_REFUSED = 3;
@@ -147,6 +148,8 @@ export const clientRunCommand: Command = {
         detectorDisclosure,
       }),
     );
+    const memoryHint = hugePagesHint();
+    if (memoryHint) process.stderr.write(`${memoryHint}\n`);
     if (flags.json) {
       void (async () => {
         for await (const e of node.status()) process.stdout.write(eventLine(e));
