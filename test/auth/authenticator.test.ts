@@ -71,6 +71,19 @@ describe('request authenticator', () => {
     await expect(auth.authenticate({ ...signed, method: '/lethe.v1.FleetService/PushUpdate' })).rejects.toBeInstanceOf(BadSignatureError);
   });
 
+  it('authenticator – checks each client against its own key once keys are cached', async () => {
+    const other = generateEd25519KeyPair();
+    const otherKey = exportPublicKeyRaw(other.publicKey);
+    const otherId = clientIdFor(otherKey);
+    await store.clients.enroll({ id: otherId, name: 'other', publicKey: otherKey, capabilities: {} });
+    // Both keys are imported and cached by these successful checks...
+    expect((await auth.authenticate(request())).id).toBe(clientId);
+    expect((await auth.authenticate(request({ clientId: otherId }, other.privateKey))).id).toBe(otherId);
+    // ...and neither client's key then verifies a request in the other's name.
+    await expect(auth.authenticate(request({ clientId: otherId }))).rejects.toBeInstanceOf(BadSignatureError);
+    await expect(auth.authenticate(request({}, other.privateKey))).rejects.toBeInstanceOf(BadSignatureError);
+  });
+
   it('authenticator – a forged request does not burn the nonce of the real one', async () => {
     const genuine = request();
     await expect(auth.authenticate({ ...genuine, payload: new Uint8Array([7]) })).rejects.toBeInstanceOf(BadSignatureError);
