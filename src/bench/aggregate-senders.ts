@@ -1,7 +1,7 @@
 /**
  * The uploading clients of the ingest measurement (aggregate.ts measureIngest), run as a process of their own, as
  * clients are: the coordinator's rate is then not paid out of its own event loop for encoding, framing and sending
- * the uploads. Started with fork (IPC, advanced serialization):
+ * the uploads. Started with fork (IPC, advanced serialization), it takes jobs until the parent disconnects:
  *
  *   parent → { address, shapes, clients: [{ id, privateKeyPem, task }] }   the child prepares every update, then
  *   child  → 'ready'
@@ -25,12 +25,23 @@ export interface SenderJob {
 /** Connections the uploads share, as many clients behind one NAT would share a few. */
 const CHANNELS = 8;
 
+/** The parent's next message; undefined once it has disconnected. */
 function nextMessage(): Promise<unknown> {
-  return new Promise((resolve) => process.once('message', resolve));
+  return new Promise((resolve) => {
+    const onMessage = (m: unknown): void => {
+      process.off('disconnect', onDisconnect);
+      resolve(m);
+    };
+    const onDisconnect = (): void => {
+      process.off('message', onMessage);
+      resolve(undefined);
+    };
+    process.once('message', onMessage);
+    process.once('disconnect', onDisconnect);
+  });
 }
 
-async function main(): Promise<void> {
-  const job = (await nextMessage()) as SenderJob;
+async function runJob(job: SenderJob): Promise<void> {
   const proto = loadLetheProto();
   const channels = Array.from({ length: Math.min(job.clients.length, CHANNELS) }, () => createClient(proto, 'fleet', job.address, credentials.createInsecure()));
   const shapes = new Map(job.shapes);
@@ -50,8 +61,11 @@ async function main(): Promise<void> {
     process.send!({ error: String(err) });
   } finally {
     for (const c of channels) c.close();
-    process.disconnect();
   }
+}
+
+async function main(): Promise<void> {
+  for (let job = await nextMessage(); job !== undefined; job = await nextMessage()) await runJob(job as SenderJob);
 }
 
 void main();
