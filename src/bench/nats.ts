@@ -7,7 +7,8 @@
  *                            on 127.0.0.1 in 1 MiB chunks, concurrently; each coordinator verifies every chunk's
  *                            running digest, stores the payload in the JetStream object store and the record in KV;
  *                            the leader reads them all back from JetStream and folds them into the new adapter.
- *                            Update bytes / wall time from the first byte sent to round.aggregated.
+ *                            Update bytes / wall time from the first byte sent to round.aggregated, in the run's
+ *                            second round (steady state; ingest_first_round_mbps is the first).
  *   round_overhead_s_1000  – one round with 1,000 enrolled clients, half on each coordinator, that long-poll for the
  *                            task, fetch the adapter and upload a prepared update at once: seconds from round.started
  *                            to round.aggregated.
@@ -51,7 +52,9 @@ export interface NatsBenchOptions {
 }
 
 export interface NatsBenchResult {
+  /** In the run's second round (steady state); ingest_first_round_mbps is the first. */
   readonly ingest_mbps: number;
+  readonly ingest_first_round_mbps: number;
   readonly ingest_bytes_per_client: number;
   readonly ingest_clients: number;
   /** Seconds from the first byte sent until every upload was acknowledged (stored), and from then to round.aggregated. */
@@ -198,26 +201,31 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
   }
 }
 
+/** Two rounds of one run, as in aggregate.ts measureIngest: the second (steady state) is reported, the first beside it. */
 async function measureIngest(servers: readonly string[], bytesPerClient: number, clientCount: number, progress: (line: string) => void) {
   // lora_B floats per layer: (3C + C + 4C + C)·r = 9Cr.
   const r = Math.max(1, Math.round(bytesPerClient / 4 / (9 * WIDE.nEmbd * WIDE.nLayer)));
   const env = await setUp(servers, WIDE, clientCount, progress);
   try {
     const started = env.next('round.started');
-    await env.createRun({ name: 'ingest', rounds: 1, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
+    await env.createRun({ name: 'ingest', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
     await started;
-    const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
-    const shapes = new Map(tasks[0]!.uploadTensors.map((name) => [name, name === 'score.weight' ? [2, WIDE.nEmbd] : shapeOfB(name, WIDE, r)] as const));
-    const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
-    const aggregated = env.next('round.aggregated');
-    progress(`uploading ${clientCount} × ${(updates[0]!.manifest.totalBytes / 1e6).toFixed(1)} MB`);
-    const cpu = env.cpu();
-    const start = performance.now();
-    await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
-    const acknowledged = performance.now();
-    const end = await aggregated;
-    const bytes = updates[0]!.manifest.totalBytes;
-    return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes, uploadS: (acknowledged - start) / 1000, foldS: (end - acknowledged) / 1000, cpu: cpu() };
+    const round = async (n: number) => {
+      const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
+      const shapes = new Map(tasks[0]!.uploadTensors.map((name) => [name, name === 'score.weight' ? [2, WIDE.nEmbd] : shapeOfB(name, WIDE, r)] as const));
+      const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
+      const aggregated = env.next('round.aggregated');
+      progress(`round ${n}: uploading ${clientCount} × ${(updates[0]!.manifest.totalBytes / 1e6).toFixed(1)} MB`);
+      const cpu = env.cpu();
+      const start = performance.now();
+      await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
+      const acknowledged = performance.now();
+      const end = await aggregated;
+      const bytes = updates[0]!.manifest.totalBytes;
+      return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes, uploadS: (acknowledged - start) / 1000, foldS: (end - acknowledged) / 1000, cpu: cpu() };
+    };
+    const first = await round(1);
+    return { ...(await round(2)), firstRoundMbps: first.mbps };
   } finally {
     await env.tearDown();
   }
@@ -250,6 +258,7 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
   const overhead = await measureRoundOverhead(servers, roundClients, progress);
   return {
     ingest_mbps: ingest.mbps,
+    ingest_first_round_mbps: ingest.firstRoundMbps,
     ingest_bytes_per_client: ingest.bytes,
     ingest_clients: ingestClients,
     ingest_upload_s: ingest.uploadS,
