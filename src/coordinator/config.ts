@@ -43,6 +43,11 @@ export interface CoordinatorConfig {
   readonly waitForClientsMs: number;
   /** 256 MiB: the largest update payload accepted (CoordinatorInfo.max_update_bytes). */
   readonly maxUpdateBytes: number;
+  /**
+   * 256 MiB: most bytes of payload buffers set aside, and faulted in while clients train, for the large uploads of
+   * tasks just handed out (payload-reserve.ts); 0 turns it off.
+   */
+  readonly payloadReserveBytes: number;
   /** 300000 (±5 min): accepted clock skew of signed requests; nonces are remembered this long. */
   readonly timestampWindowMs: number;
   /** 512: test examples the global adapter is evaluated on after each round (a bound on evaluation time). */
@@ -71,6 +76,7 @@ export const DEFAULT_COORDINATOR_CONFIG: Omit<CoordinatorConfig, 'dataDir'> = Ob
   retryAfterMs: 2000,
   waitForClientsMs: 1000,
   maxUpdateBytes: 256 << 20,
+  payloadReserveBytes: 256 << 20,
   timestampWindowMs: 300_000,
   evalMaxExamples: 512,
   evalTestFraction: 0.2,

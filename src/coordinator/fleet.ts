@@ -6,7 +6,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { RequestAuthenticator } from '../auth/authenticator.js';
 import { encodeTensors, hexDigest, type EncodedTensors } from '../wire/codec.js';
 import { WorkerDigestVerifier } from '../wire/digest-worker.js';
-import type { FetchAdapterResponse, MessageInput, SignedRequest } from '../wire/messages.js';
+import type { FetchAdapterResponse, MessageInput, SignedRequest, Task } from '../wire/messages.js';
 import { methodPath } from '../wire/proto.js';
 import { clientStreamHandler, serverStreamHandler, unaryHandler } from '../wire/server.js';
 import type { FleetHandlers } from '../wire/services.js';
@@ -14,10 +14,11 @@ import { fetchAdapterMessages, writeAll } from '../wire/transfer.js';
 import type { CoordinatorCore } from './core.js';
 import { CoordinatorDrainingError, InvalidRequestError, NotFoundError, NotSampledError, WrongRoundError } from './errors.js';
 import { authenticate, guardOpen, handlerOptions, requireWellFormed } from './handlers.js';
-import { ingestUpdate } from './ingest.js';
+import { ingestUpdate, OFF_THREAD_MIN_BYTES } from './ingest.js';
 import { announce } from './peers.js';
-import { essaBasisLayout, seedPoolLayout } from './forward-only.js';
-import { unpackTensors, type Layout } from './layout.js';
+import { essaBasisLayout, KIND_OF_MODE, seedPoolLayout, uploadLayoutOf } from './forward-only.js';
+import { layoutBytes, unpackTensors, type Layout } from './layout.js';
+import { PayloadReserve } from './payload-reserve.js';
 import { currentStrategyState } from './run-strategy.js';
 import type { RunRegistry } from './runs.js';
 import { findTask, parseTaskId, pendingRound } from './tasks.js';
@@ -33,6 +34,16 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
   const cache = new Map<string, Promise<EncodedTensors>>();
   // Checks uploads' running digests off the event loop; its thread exists only while uploads arrive.
   const digests = new WorkerDigestVerifier();
+  const reserve = new PayloadReserve(core.config.payloadReserveBytes, (buffer) => digests.prefault(buffer), core.config.clock);
+
+  /** Sets a faulted-in payload buffer aside for a large upload `task` asks for (payload-reserve.ts). */
+  async function reservePayload(task: Task): Promise<void> {
+    const kind = KIND_OF_MODE[task.mode];
+    if (task.round < 1 || !kind || reserve.limitBytes === 0) return;
+    const bytes = layoutBytes(uploadLayoutOf(await runs.context(task.runId), kind));
+    // Not awaited: the buffer is faulted in while the client trains.
+    if (bytes >= OFF_THREAD_MIN_BYTES) void reserve.reserve(task.taskId, bytes, task.deadlineMs);
+  }
   const bodies = core.proto.bodies;
 
   async function signed(method: string, request: SignedRequest) {
@@ -84,6 +95,7 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       for (;;) {
         if (core.lifecycle.draining || core.lifecycle.closed) return { task: null, retryAfterMs: core.config.retryAfterMs };
         const task = await findTask(core, runs, client);
+        if (task) await reservePayload(task);
         const left = until - core.config.clock();
         if (task || left <= 0) return { task: task ?? null, retryAfterMs: task ? 0 : core.config.retryAfterMs };
         await core.presence.wait(client.id, left);
@@ -123,7 +135,7 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
     PushUpdate: clientStreamHandler(async (call) => {
       guardOpen(core, 'accept an update');
       if (core.lifecycle.draining) throw new CoordinatorDrainingError('accept an update');
-      return ingestUpdate(core, runs, authenticator, call, digests);
+      return ingestUpdate(core, runs, authenticator, call, digests, reserve);
     }, options),
 
     ReportFailure: unaryHandler(async (request: SignedRequest) => {

@@ -26,6 +26,7 @@ import type { MessageInput, PushUpdateRequest, PushUpdateResponse, TensorEntry, 
 import type { ClientRecord } from '../store/store.js';
 import { methodPath } from '../wire/proto.js';
 import type { CoordinatorCore } from './core.js';
+import type { PayloadReserve } from './payload-reserve.js';
 import { InvalidRequestError, InvalidUpdateError, NotSampledError, RoundClosedError, UpdateConflictError, WrongRoundError } from './errors.js';
 import { FITNESS, KIND_OF_MODE, kindCode, SEED_SCALARS, UPDATE_KIND_METRIC, uploadLayoutOf } from './forward-only.js';
 import { layoutBytes } from './layout.js';
@@ -83,7 +84,7 @@ function duplicate(sha256: Buffer, bytes: number): MessageInput<PushUpdateRespon
 
 /** Payloads from this size on have their running digests checked on a worker thread (`digests`); smaller ones, such
  * as seed-scalar uploads, on the event loop, where a check costs less than handing it over. */
-const OFF_THREAD_MIN_BYTES = 4 << 20;
+export const OFF_THREAD_MIN_BYTES = 4 << 20;
 
 export async function ingestUpdate(
   core: CoordinatorCore,
@@ -91,6 +92,8 @@ export async function ingestUpdate(
   authenticator: RequestAuthenticator,
   call: AsyncIterable<PushUpdateRequest>,
   digests?: DigestVerifier,
+  /** Buffers set aside for uploads of tasks handed out (fleet.ts); used with `digests`. */
+  reserve?: PayloadReserve,
 ): Promise<MessageInput<PushUpdateResponse>> {
   const it = call[Symbol.asyncIterator]();
   const head = await it.next();
@@ -140,7 +143,8 @@ export async function ingestUpdate(
 
   // The limit is the expected payload itself, so a client cannot make the coordinator buffer more than its task implies.
   const limits = { maxTotalBytes: Math.min(core.config.maxUpdateBytes, layoutBytes(expected)), expected };
-  const assembler = new TensorAssembler(manifest, limits, manifest.totalBytes >= OFF_THREAD_MIN_BYTES ? digests : undefined);
+  const offThread = manifest.totalBytes >= OFF_THREAD_MIN_BYTES ? digests : undefined;
+  const assembler = new TensorAssembler(manifest, limits, offThread, offThread && reserve?.take(header.taskId, manifest.totalBytes));
   // Verified chunks go to the blob store as they arrive; the digest the assembler verified becomes the blob's address.
   const blob = openBlobWriter(store.blobs, manifest.totalBytes);
   try {

@@ -227,11 +227,16 @@ export class TensorAssembler {
     limits: Partial<AssemblyLimits> = {},
     /** Where running digests are checked; default this thread, as each chunk arrives. */
     digests?: DigestVerifier,
+    /** With `digests`: the payload buffer to fill (total_bytes long, used by nothing else), e.g. one PayloadReserve set aside. */
+    private readonly reserved?: SharedArrayBuffer,
   ) {
     requireLittleEndian();
     this.limits = { ...DEFAULT_ASSEMBLY_LIMITS, ...limits };
     checkManifest(manifest, this.limits);
     this.offThread = digests;
+    if (reserved && (!digests || reserved.byteLength !== manifest.totalBytes)) {
+      throw new RangeError(`a reserved payload buffer needs off-thread digests and ${manifest.totalBytes} bytes, got ${reserved.byteLength}`);
+    }
   }
 
   get receivedBytes(): number {
@@ -308,7 +313,7 @@ export class TensorAssembler {
     if (this.buffer === undefined) {
       const total = this.manifest.totalBytes;
       if (this.offThread) {
-        const shared = new SharedArrayBuffer(total);
+        const shared = this.reserved ?? new SharedArrayBuffer(total);
         this.deferred = this.offThread.open(shared);
         this.buffer = Buffer.from(shared);
       } else this.buffer = Buffer.allocUnsafeSlow(total);

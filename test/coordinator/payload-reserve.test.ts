@@ -1,0 +1,90 @@
+/**
+ * Payload buffers set aside for the uploads of tasks just handed out (src/coordinator/payload-reserve.ts), faulted in
+ * by the digest worker's thread (a real worker, src/wire/digest-worker.ts).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { PayloadReserve } from '../../src/coordinator/payload-reserve.js';
+import { encodeTensors, TensorAssembler } from '../../src/wire/codec.js';
+import { WorkerDigestVerifier } from '../../src/wire/digest-worker.js';
+
+const MIB = 1 << 20;
+
+describe('payload reserve', () => {
+  const verifier = new WorkerDigestVerifier();
+  let now = 1_000_000;
+  const clock = (): number => now;
+  const reserveOf = (limitBytes: number): PayloadReserve => new PayloadReserve(limitBytes, (b) => verifier.prefault(b), clock);
+  afterEach(() => {
+    now = 1_000_000;
+  });
+
+  it('payload reserve – hands out the buffer set aside for a task once it is faulted in, and only once', async () => {
+    const reserve = reserveOf(64 * MIB);
+    await reserve.reserve('task-a', 8 * MIB, now + 60_000);
+    expect(reserve.heldBytes).toBe(8 * MIB);
+    const buffer = reserve.take('task-a', 8 * MIB);
+    expect(buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(buffer!.byteLength).toBe(8 * MIB);
+    expect(reserve.take('task-a', 8 * MIB)).toBeUndefined();
+    expect(reserve.heldBytes).toBe(0);
+  });
+
+  it('payload reserve – gives nothing for another size, a passed deadline or a buffer still being faulted in, and drops it', async () => {
+    const reserve = reserveOf(64 * MIB);
+    await reserve.reserve('sized', 4 * MIB, now + 60_000);
+    expect(reserve.take('sized', 4 * MIB + 4)).toBeUndefined();
+    expect(reserve.take('sized', 4 * MIB)).toBeUndefined(); // dropped by the mismatched take
+
+    await reserve.reserve('late', 4 * MIB, now + 1_000);
+    now += 2_000;
+    expect(reserve.take('late', 4 * MIB)).toBeUndefined();
+
+    const pending = reserve.reserve('busy', 4 * MIB, now + 60_000);
+    expect(reserve.take('busy', 4 * MIB)).toBeUndefined(); // the worker has not finished touching it
+    await pending;
+    expect(reserve.heldBytes).toBe(0);
+  });
+
+  it('payload reserve – stays within its limit by dropping the oldest, and sets aside nothing larger than the limit', async () => {
+    const reserve = reserveOf(10 * MIB);
+    await reserve.reserve('first', 4 * MIB, now + 60_000);
+    await reserve.reserve('second', 4 * MIB, now + 60_000);
+    await reserve.reserve('third', 4 * MIB, now + 60_000);
+    expect(reserve.heldBytes).toBe(8 * MIB);
+    expect(reserve.take('first', 4 * MIB)).toBeUndefined();
+    expect(reserve.take('third', 4 * MIB)).toBeDefined();
+    await reserve.reserve('huge', 11 * MIB, now + 60_000);
+    expect(reserve.take('huge', 11 * MIB)).toBeUndefined();
+  });
+
+  it('payload reserve – writing a faulted-in buffer takes far fewer page faults on this thread than a fresh one', async () => {
+    const reserve = reserveOf(64 * MIB);
+    const bytes = 32 * MIB;
+    const fill = (buffer: SharedArrayBuffer): number => {
+      const before = process.resourceUsage().minorPageFault;
+      new Uint8Array(buffer).fill(1);
+      return process.resourceUsage().minorPageFault - before;
+    };
+    const fresh = fill(new SharedArrayBuffer(bytes));
+    await reserve.reserve('t', bytes, now + 60_000);
+    const prefaulted = fill(reserve.take('t', bytes)!);
+    // 8,192 faults with 4 KiB pages; with huge pages there are few either way.
+    if (fresh > 4000) expect(prefaulted).toBeLessThan(fresh / 8);
+    else expect(prefaulted).toBeLessThanOrEqual(fresh);
+  });
+
+  it('assembler – fills a reserved buffer, whose size must be the payload\'s', async () => {
+    const data = Float32Array.from({ length: 5 << 18 }, (_, i) => Math.cos(i));
+    const encoded = encodeTensors(new Map([['w', { shape: [data.length], data }]]));
+    const reserved = new SharedArrayBuffer(encoded.manifest.totalBytes);
+    const assembler = new TensorAssembler(encoded.manifest, {}, verifier, reserved);
+    for (const c of encoded.chunks) assembler.push(c);
+    const tensors = assembler.finish();
+    await assembler.verified();
+    expect(assembler.payload.buffer).toBe(reserved);
+    const w = tensors.get('w')!.data;
+    expect(Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(data.buffer))).toBe(true);
+    expect(() => new TensorAssembler(encoded.manifest, {}, verifier, new SharedArrayBuffer(16))).toThrow(RangeError);
+    expect(() => new TensorAssembler(encoded.manifest, {}, undefined, reserved)).toThrow(RangeError);
+  });
+});
