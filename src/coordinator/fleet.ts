@@ -36,13 +36,20 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
   const digests = new WorkerDigestVerifier();
   const reserve = new PayloadReserve(core.config.payloadReserveBytes, (buffer) => digests.prefault(buffer), core.config.clock);
 
-  /** Sets a faulted-in payload buffer aside for a large upload `task` asks for (payload-reserve.ts). */
-  async function reservePayload(task: Task): Promise<void> {
+  /**
+   * Sets a faulted-in payload buffer aside for a large upload `task` asks for (payload-reserve.ts), while the client
+   * trains. Best effort: without it the upload allocates its buffer as it arrives, so nothing here fails a PullTask.
+   */
+  function reservePayload(task: Task): void {
     const kind = KIND_OF_MODE[task.mode];
     if (task.round < 1 || !kind || reserve.limitBytes === 0) return;
-    const bytes = layoutBytes(uploadLayoutOf(await runs.context(task.runId), kind));
-    // Not awaited: the buffer is faulted in while the client trains.
-    if (bytes >= OFF_THREAD_MIN_BYTES) void reserve.reserve(task.taskId, bytes, task.deadlineMs);
+    void runs.context(task.runId).then(
+      (ctx) => {
+        const bytes = layoutBytes(uploadLayoutOf(ctx, kind));
+        if (bytes >= OFF_THREAD_MIN_BYTES) void reserve.reserve(task.taskId, bytes, task.deadlineMs);
+      },
+      () => undefined,
+    );
   }
   const bodies = core.proto.bodies;
 
@@ -95,7 +102,7 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       for (;;) {
         if (core.lifecycle.draining || core.lifecycle.closed) return { task: null, retryAfterMs: core.config.retryAfterMs };
         const task = await findTask(core, runs, client);
-        if (task) await reservePayload(task);
+        if (task) reservePayload(task);
         const left = until - core.config.clock();
         if (task || left <= 0) return { task: task ?? null, retryAfterMs: task ? 0 : core.config.retryAfterMs };
         await core.presence.wait(client.id, left);
