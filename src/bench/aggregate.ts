@@ -78,8 +78,7 @@ export function answerOneTask(clients: readonly BenchClient[]): Promise<void[]> 
     clients.map(async (c, k) => {
       const task = await c.pullTask(30_000);
       await c.fetch(task);
-      const shapes = new Map(task.uploadTensors.map((n) => [n, n === 'score.weight' ? [2, SMALL.nEmbd] : shapeOfB(n, SMALL, 8)] as const));
-      await c.push(task, preparedUpdate(task, shapes, k));
+      await c.push(task, preparedUpdate(task, uploadShapes(task, SMALL, 8), k));
     }),
   );
 }
@@ -199,27 +198,22 @@ export async function measureIngest(bytesPerClient: number, clientCount: number)
   const drain = await startDrainServer(loadLetheProto());
   try {
     await env.createRun({ name: 'ingest', rounds: 2, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
-    const shapes = new Map<string, number[]>();
-    for (let layer = 0; layer < WIDE.nLayer; layer++) {
-      const c = WIDE.nEmbd;
-      for (const [m, out] of [['attn.c_attn', 3 * c], ['attn.c_proj', c], ['mlp.c_fc', 4 * c], ['mlp.c_proj', c]] as const) shapes.set(`h.${layer}.${m}.lora_B.weight`, [out, r]);
-    }
-    shapes.set('score.weight', [2, WIDE.nEmbd]);
     // Resolves once the updates are encoded, with the push (timed from its call).
-    const preparePush = async (address: string, tasks: readonly Task[]): Promise<() => Promise<void>> => {
+    const preparePush = async (address: string, tasks: readonly Task[], shapes: ReadonlyMap<string, readonly number[]>): Promise<() => Promise<void>> => {
       const clients = env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]! }));
       await senders.prepare({ address, shapes: [...shapes], clients });
       return () => senders.go();
     };
     const round = async () => {
       const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
-      const bytes = layoutBytes(new Map(tasks[0]!.uploadTensors.map((n) => [n, shapes.get(n)!])));
+      const shapes = uploadShapes(tasks[0]!, WIDE, r);
+      const bytes = layoutBytes(shapes);
       const total = bytes * clientCount;
-      const floorPush = await preparePush(drain.address, tasks);
+      const floorPush = await preparePush(drain.address, tasks, shapes);
       const floorStart = performance.now();
       await floorPush();
       const floorSeconds = (performance.now() - floorStart) / 1000;
-      const push = await preparePush(env.coordinator.address, tasks);
+      const push = await preparePush(env.coordinator.address, tasks, shapes);
       const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
       let accepted = 0;
       const allIn = nextEvent(env.coordinator, (e) => e.type === 'update_accepted' && ++accepted === clientCount);
@@ -281,10 +275,16 @@ export async function measureRoundOverhead(clientCount: number): Promise<number>
   }
 }
 
-export function shapeOfB(name: string, model: GPT2Config, r: number): number[] {
+/** The shapes of `task`'s upload tensors on `model` with LoRA rank r: each lora_B [d_out, r], the 2-label head [2, C]. */
+export function uploadShapes(task: Task, model: GPT2Config, r: number): Map<string, number[]> {
   const c = model.nEmbd;
-  const out = name.includes('c_attn') ? 3 * c : name.includes('c_fc') ? 4 * c : c;
-  return [out, r];
+  return new Map(
+    task.uploadTensors.map((name) => {
+      if (name === 'score.weight') return [name, [2, c]];
+      const out = name.includes('c_attn') ? 3 * c : name.includes('c_fc') ? 4 * c : c;
+      return [name, [out, r]];
+    }),
+  );
 }
 
 export async function benchAggregate(options: AggregateBenchOptions = {}): Promise<AggregateBenchResult> {

@@ -35,7 +35,7 @@ import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
-import { ALL_TARGETS, answerOneTask, shapeOfB, SMALL, WIDE } from './aggregate.js';
+import { ALL_TARGETS, answerOneTask, SMALL, uploadShapes, WIDE } from './aggregate.js';
 import { BenchClient, preparedUpdate } from './bench-client.js';
 
 export interface NatsBenchOptions {
@@ -212,7 +212,7 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
     await started;
     const round = async (n: number) => {
       const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
-      const shapes = new Map(tasks[0]!.uploadTensors.map((name) => [name, name === 'score.weight' ? [2, WIDE.nEmbd] : shapeOfB(name, WIDE, r)] as const));
+      const shapes = uploadShapes(tasks[0]!, WIDE, r);
       const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
       const aggregated = env.next('round.aggregated');
       progress(`round ${n}: uploading ${clientCount} × ${(updates[0]!.manifest.totalBytes / 1e6).toFixed(1)} MB`);
