@@ -42,15 +42,15 @@ export function glibcHasHugePageTunable(version: string | undefined): boolean {
   return major !== undefined && minor !== undefined && (major > 2 || (major === 2 && minor >= 35));
 }
 
-/** One line for a service's startup output when it runs without the tunable on a glibc that has it; else undefined. */
-export function hugePagesHint(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (hugePagesDecided(env) || !glibcHasHugePageTunable(glibcVersion())) return undefined;
-  return `memory: GLIBC_TUNABLES is not set; with GLIBC_TUNABLES=${HUGE_PAGES_TUNABLE} large tensor buffers use huge pages (faster ingest where THP is "madvise"; deploy/ sets it)`;
+/** Whether this process runs without the tunable on a glibc that has it (so it could have huge pages and does not). */
+export function hugePagesMissing(env: NodeJS.ProcessEnv = process.env): boolean {
+  return !hugePagesDecided(env) && glibcHasHugePageTunable(glibcVersion());
 }
 
-/** Whether a process about to allocate large buffers should be started again with the tunable set. */
-export function shouldRestartForHugePages(env: NodeJS.ProcessEnv = process.env): boolean {
-  return !hugePagesDecided(env) && glibcHasHugePageTunable(glibcVersion());
+/** One line for a service's startup output when huge pages are missing (hugePagesMissing); else undefined. */
+export function hugePagesHint(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (!hugePagesMissing(env)) return undefined;
+  return `memory: GLIBC_TUNABLES is not set; with GLIBC_TUNABLES=${HUGE_PAGES_TUNABLE} large tensor buffers use huge pages (faster ingest where THP is "madvise"; deploy/ sets it)`;
 }
 
 /**

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** `lethe`: the one entry point. Finds the longest command path matching argv and runs it. */
-import { runWithHugePages, shouldRestartForHugePages } from '../huge-pages.js';
+import { hugePagesMissing, runWithHugePages } from '../huge-pages.js';
 import { UsageError } from './command.js';
 import { COMMANDS, findCommand } from './registry.js';
 
@@ -26,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const script = process.argv[1];
-  if (command.hugePages === 'restart' && script && shouldRestartForHugePages()) return runWithHugePages(script, argv);
+  if (command.hugePages === 'restart' && script && hugePagesMissing()) return runWithHugePages(script, argv);
   try {
     return await command.run(found.rest);
   } catch (err) {
