@@ -4,6 +4,7 @@
  * for why the accumulator is float32 and how the loop reaches memory speed).
  */
 import { hostTensor, type HostTensor, type TensorMap } from '../tensors/host.js';
+import { pageAlignedBuffer } from '../tensors/page-aligned.js';
 import { RoundRejectedError, UpdateRejectedError } from './errors.js';
 import { FoldKernel } from './fold-kernel.js';
 
@@ -100,9 +101,12 @@ export function applyUpdate(global: TensorMap, update: TensorMap, scale = 1): Ma
   return out;
 }
 
-/** Float32Arrays of these lengths, back to back in one new buffer (one allocation instead of one per tensor). */
+/**
+ * Float32Arrays of these lengths, back to back in one new buffer (one allocation instead of one per tensor), page-aligned
+ * when large, so that a new global adapter is written to disk straight from it.
+ */
 function packedArrays(lengths: readonly number[]): Float32Array[] {
-  const buffer = new ArrayBuffer(4 * lengths.reduce((a, b) => a + b, 0));
+  const buffer = pageAlignedBuffer(4 * lengths.reduce((a, b) => a + b, 0));
   let offset = 0;
   return lengths.map((n) => {
     const a = new Float32Array(buffer, offset, n);

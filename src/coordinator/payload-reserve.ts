@@ -7,9 +7,13 @@
  * round's close like any other, so nothing here can be reused while something still reads it. Unclaimed buffers go
  * when their task's deadline passes, and the oldest go first when a new reservation would pass `limitBytes`.
  */
+import { sharedPageAlignedBuffer } from '../tensors/page-aligned.js';
 
 interface Reservation {
+  /** Page-aligned where possible, so the blob store writes the upload from it with direct I/O (tensors/page-aligned.ts). */
   readonly buffer: SharedArrayBuffer;
+  /** The upload's size (the buffer may be rounded up). */
+  readonly bytes: number;
   readonly deadlineMs: number;
   /** Set once every page has been touched; only then is the buffer handed out (nothing else writes it meanwhile). */
   ready: boolean;
@@ -46,7 +50,7 @@ export class PayloadReserve {
       if (this.bytes + bytes <= this.limitBytes) break;
       this.drop(key, r);
     }
-    const reservation: Reservation = { buffer: new SharedArrayBuffer(bytes), deadlineMs, ready: false };
+    const reservation: Reservation = { buffer: sharedPageAlignedBuffer(bytes), bytes, deadlineMs, ready: false };
     this.held.set(taskId, reservation);
     this.bytes += bytes;
     this.scheduleSweep();
@@ -56,17 +60,17 @@ export class PayloadReserve {
     );
   }
 
-  /** The buffer set aside for `taskId`, when it is ready and has exactly `bytes`; it is no longer held either way. */
+  /** The buffer set aside for `taskId`, when it is ready and was set aside for `bytes`; it is no longer held either way. */
   take(taskId: string, bytes: number): SharedArrayBuffer | undefined {
     const r = this.held.get(taskId);
     if (r === undefined) return undefined;
     this.drop(taskId, r);
-    return r.ready && r.buffer.byteLength === bytes && r.deadlineMs > this.clock() ? r.buffer : undefined;
+    return r.ready && r.bytes === bytes && r.deadlineMs > this.clock() ? r.buffer : undefined;
   }
 
   private drop(key: string, r: Reservation): void {
     this.held.delete(key);
-    this.bytes -= r.buffer.byteLength;
+    this.bytes -= r.bytes;
     if (this.held.size === 0) {
       clearTimeout(this.sweep);
       this.sweep = undefined;

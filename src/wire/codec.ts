@@ -11,6 +11,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { sizeOf, type HostTensor, type TensorMap } from '../tensors/host.js';
+import { sharedPageAlignedBuffer } from '../tensors/page-aligned.js';
 import { ChunkError, LimitError, ManifestError, NonFiniteTensorError, PayloadError, ProtocolError } from './errors.js';
 import type { DeferredDigests, DigestVerifier } from './digest-worker.js';
 import { allFinite } from './finite-kernel.js';
@@ -227,15 +228,15 @@ export class TensorAssembler {
     limits: Partial<AssemblyLimits> = {},
     /** Where running digests are checked; default this thread, as each chunk arrives. */
     digests?: DigestVerifier,
-    /** With `digests`: the payload buffer to fill (total_bytes long, used by nothing else), e.g. one PayloadReserve set aside. */
+    /** With `digests`: the payload buffer to fill (at least total_bytes long, used by nothing else), e.g. one PayloadReserve set aside. */
     private readonly reserved?: SharedArrayBuffer,
   ) {
     requireLittleEndian();
     this.limits = { ...DEFAULT_ASSEMBLY_LIMITS, ...limits };
     checkManifest(manifest, this.limits);
     this.offThread = digests;
-    if (reserved && (!digests || reserved.byteLength !== manifest.totalBytes)) {
-      throw new RangeError(`a reserved payload buffer needs off-thread digests and ${manifest.totalBytes} bytes, got ${reserved.byteLength}`);
+    if (reserved && (!digests || reserved.byteLength < manifest.totalBytes)) {
+      throw new RangeError(`a reserved payload buffer needs off-thread digests and at least ${manifest.totalBytes} bytes, got ${reserved.byteLength}`);
     }
   }
 
@@ -313,9 +314,9 @@ export class TensorAssembler {
     if (this.buffer === undefined) {
       const total = this.manifest.totalBytes;
       if (this.offThread) {
-        const shared = this.reserved ?? new SharedArrayBuffer(total);
+        const shared = this.reserved ?? sharedPageAlignedBuffer(total);
         this.deferred = this.offThread.open(shared);
-        this.buffer = Buffer.from(shared);
+        this.buffer = Buffer.from(shared, 0, total);
       } else this.buffer = Buffer.allocUnsafeSlow(total);
       this.bits = new Uint32Array(this.buffer.buffer, 0, total >> 2);
     }

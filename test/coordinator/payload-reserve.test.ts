@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { PayloadReserve } from '../../src/coordinator/payload-reserve.js';
+import { isPageAligned } from '../../src/tensors/page-aligned.js';
 import { encodeTensors, TensorAssembler } from '../../src/wire/codec.js';
 import { WorkerDigestVerifier } from '../../src/wire/digest-worker.js';
 
@@ -18,14 +19,15 @@ describe('payload reserve', () => {
     now = 1_000_000;
   });
 
-  it('payload reserve – hands out the buffer set aside for a task once it is faulted in, and only once', async () => {
+  it('payload reserve – hands out the page-aligned buffer set aside for a task once it is faulted in, and only once', async () => {
     const reserve = reserveOf(64 * MIB);
-    await reserve.reserve('task-a', 8 * MIB, now + 60_000);
-    expect(reserve.heldBytes).toBe(8 * MIB);
-    const buffer = reserve.take('task-a', 8 * MIB);
+    await reserve.reserve('task-a', 8 * MIB + 3, now + 60_000);
+    expect(reserve.heldBytes).toBe(8 * MIB + 3);
+    const buffer = reserve.take('task-a', 8 * MIB + 3);
     expect(buffer).toBeInstanceOf(SharedArrayBuffer);
-    expect(buffer!.byteLength).toBe(8 * MIB);
-    expect(reserve.take('task-a', 8 * MIB)).toBeUndefined();
+    expect(isPageAligned(buffer!)).toBe(true); // so the upload's blob file is written from it directly
+    expect(buffer!.byteLength).toBeGreaterThanOrEqual(8 * MIB + 3);
+    expect(reserve.take('task-a', 8 * MIB + 3)).toBeUndefined();
     expect(reserve.heldBytes).toBe(0);
   });
 
@@ -73,15 +75,16 @@ describe('payload reserve', () => {
     else expect(prefaulted).toBeLessThanOrEqual(fresh);
   });
 
-  it('assembler – fills a reserved buffer, whose size must be the payload\'s', async () => {
+  it('assembler – fills a reserved buffer, which must hold at least the payload, and its payload is exactly the payload\'s bytes', async () => {
     const data = Float32Array.from({ length: 5 << 18 }, (_, i) => Math.cos(i));
     const encoded = encodeTensors(new Map([['w', { shape: [data.length], data }]]));
-    const reserved = new SharedArrayBuffer(encoded.manifest.totalBytes);
+    const reserved = new SharedArrayBuffer(encoded.manifest.totalBytes + 4096); // as a page-aligned one is rounded up
     const assembler = new TensorAssembler(encoded.manifest, {}, verifier, reserved);
     for (const c of encoded.chunks) assembler.push(c);
     const tensors = assembler.finish();
     await assembler.verified();
     expect(assembler.payload.buffer).toBe(reserved);
+    expect(assembler.payload.byteLength).toBe(encoded.manifest.totalBytes);
     const w = tensors.get('w')!.data;
     expect(Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(data.buffer))).toBe(true);
     expect(() => new TensorAssembler(encoded.manifest, {}, verifier, new SharedArrayBuffer(16))).toThrow(RangeError);
