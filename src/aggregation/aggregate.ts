@@ -60,26 +60,30 @@ export function foldInto(acc: Float32Array, delta: Float32Array, w: number): voi
 }
 
 /**
- * Σ_k w_k·delta_k for the named tensors, one kernel for all of them. Shapes come from the first update; callers
- * check layouts first (updates.ts).
+ * global + Σ_k w_k·delta_k for the named tensors, every other tensor of `global` copied unchanged, in one pass that
+ * never materialises the sum. Also returns ‖Σ_k w_k·delta_k‖² of each named
+ * tensor (float64: the norm of the update, and a finiteness check, since the squares of float32 values cannot
+ * overflow it). The result lies back to back in one buffer in `global`'s order, as applyUpdate's does.
  */
-export function weightedSumTensors(
+export function applyWeightedSum(
+  global: TensorMap,
   deltas: readonly TensorMap[],
   weights: readonly number[],
   names: readonly string[],
-): Map<string, HostTensor> {
+): { readonly global: Map<string, HostTensor>; readonly squaredNorms: Map<string, number> } {
   const kernel = new FoldKernel();
-  const sums = packedArrays(names.map((name) => deltas[0]!.get(name)!.data.length));
+  const summed = new Set(names);
+  const datas = packedArrays([...global.values()].map((t) => t.data.length));
   const out = new Map<string, HostTensor>();
-  names.forEach((name, i) => {
-    kernel.weightedSum(
-      deltas.map((d) => d.get(name)!.data),
-      weights,
-      sums[i]!,
-    );
-    out.set(name, hostTensor(deltas[0]!.get(name)!.shape, sums[i]!));
+  const squaredNorms = new Map<string, number>();
+  [...global].forEach(([name, t], i) => {
+    const data = datas[i]!;
+    if (summed.has(name)) {
+      squaredNorms.set(name, kernel.addWeightedSum(t.data, deltas.map((d) => d.get(name)!.data), weights, data));
+    } else data.set(t.data);
+    out.set(name, hostTensor(t.shape, data));
   });
-  return out;
+  return { global: out, squaredNorms };
 }
 
 /**

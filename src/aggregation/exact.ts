@@ -26,7 +26,7 @@
  */
 import { lowRankSvd } from '../linalg/svd.js';
 import { hostTensor, type HostTensor, type TensorMap } from '../tensors/host.js';
-import { applyUpdate, firstNonFinite, weightedSumTensors } from './aggregate.js';
+import { applyWeightedSum, firstNonFinite } from './aggregate.js';
 import { AdapterLayoutError, StrategyConfigError } from './errors.js';
 import type { AggregateOutcome, AggregationStrategy, ClientFailure, ClientUpdate, RoundContext } from './strategy.js';
 import {
@@ -75,13 +75,13 @@ export class ExactStrategy implements AggregationStrategy {
     const modules = this.pairModules(ctx.global);
 
     const linearNames = names.filter((n) => loraModule(n) === undefined);
-    const linear = weightedSumTensors(
+    const { global, squaredNorms } = applyWeightedSum(
+      ctx.global,
       results.map((u) => u.delta),
       weights,
       linearNames,
     );
-    checkFiniteAggregate(linear, results);
-    const global = applyUpdate(ctx.global, linear);
+    checkFiniteAggregate(results, squaredNorms);
 
     let energy = 0; // Σ s² over all modules, of M = Σ w_k B_k A_k
     let tail = 0; // the part dropped by truncation

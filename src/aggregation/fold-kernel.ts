@@ -40,6 +40,10 @@
  *       (local.set $pa (i32.add (local.get $pa) (i32.const 64)))
  *       (local.set $ps (i32.add (local.get $ps) (i32.const 64)))
  *       (br 0))))
+ *
+ * `sumsq(p, nbytes)`: Σ x² over the float32 values in [p, p + nbytes), accumulated in float64 (each f32x4 is widened
+ * to two f64x2, four accumulators): the norm DP and the round metrics take, exact to float64 rounding. nbytes must be
+ * a multiple of 64.
  */
 
 /** Floats per chunk: 32 KiB, so GROUP input slots plus the sum stay in L2. */
@@ -68,12 +72,13 @@ const WASM_MODULE = new wasm.Module(assembleFoldModule());
 
 /** The kernel (see the header): byte addresses into its linear memory; nbytes a multiple of 64. */
 export type FoldFn = (acc: number, src: number, stride: number, wts: number, k: number, nbytes: number, add: number) => void;
+type SumsqFn = (p: number, nbytes: number) => number;
 
 /** The kernel over a fresh linear memory of at least `bytes`, for callers that lay out their own data in it. */
-export function foldKernelOver(bytes: number): { readonly fold: FoldFn; readonly memory: ArrayBuffer } {
+export function foldKernelOver(bytes: number): { readonly fold: FoldFn; readonly sumsq: SumsqFn; readonly memory: ArrayBuffer } {
   const memory = new wasm.Memory({ initial: Math.max(1, Math.ceil(bytes / 65536)) });
   const instance = new wasm.Instance(WASM_MODULE, { env: { memory } });
-  return { fold: instance.exports['fold'] as FoldFn, memory: memory.buffer };
+  return { fold: instance.exports['fold'] as FoldFn, sumsq: instance.exports['sumsq'] as SumsqFn, memory: memory.buffer };
 }
 
 /**
@@ -82,13 +87,15 @@ export function foldKernelOver(bytes: number): { readonly fold: FoldFn; readonly
  */
 export class FoldKernel {
   private readonly fold: FoldFn;
+  private readonly sumsq: SumsqFn;
   private readonly sum: Float32Array;
   private readonly weights: Float32Array;
   private readonly slots: Float32Array[];
 
   constructor() {
-    const { fold, memory } = foldKernelOver(SLOTS_AT + GROUP * CHUNK * 4);
+    const { fold, sumsq, memory } = foldKernelOver(SLOTS_AT + GROUP * CHUNK * 4);
     this.fold = fold;
+    this.sumsq = sumsq;
     this.sum = new Float32Array(memory, SUM_AT, CHUNK);
     this.weights = new Float32Array(memory, WEIGHTS_AT, GROUP);
     this.slots = Array.from({ length: GROUP }, (_, j) => new Float32Array(memory, SLOTS_AT + j * CHUNK * 4, CHUNK));
@@ -103,22 +110,51 @@ export class FoldKernel {
       out.fill(0);
       return;
     }
-    const n = out.length;
-    for (let start = 0; start < n; start += CHUNK) {
-      const len = Math.min(CHUNK, n - start);
-      // Whole 64-byte blocks: lanes past `len` sum stale slot values into sum lanes that are never copied out.
-      const bytes = Math.ceil(len / STEP) * STEP * 4;
-      for (let first = 0; first < inputs.length; first += GROUP) {
-        const k = Math.min(GROUP, inputs.length - first);
-        for (let j = 0; j < k; j++) {
-          this.slots[j]!.set(inputs[first + j]!.subarray(start, start + len));
-          this.weights[j] = weights[first + j]!;
-        }
-        this.fold(SUM_AT, SLOTS_AT, CHUNK * 4, WEIGHTS_AT, k, bytes, first === 0 ? 0 : 1);
-      }
+    for (let start = 0; start < out.length; start += CHUNK) {
+      const len = this.sumChunk(inputs, weights, start, Math.min(CHUNK, out.length - start));
       out.set(len === CHUNK ? this.sum : this.sum.subarray(0, len), start);
     }
   }
+
+  /**
+   * out[i] = base[i] + Σ_k weights[k]·inputs[k][i] without materialising the sum, and returns Σ_i (Σ_k
+   * weights[k]·inputs[k][i])², the squared norm of what was added (float64), taken from each chunk's sum while it is
+   * in cache. `out` may be `base` or an input; lengths as for weightedSum.
+   */
+  addWeightedSum(base: Float32Array, inputs: readonly Float32Array[], weights: readonly number[], out: Float32Array): number {
+    let squares = 0;
+    for (let start = 0; start < out.length; start += CHUNK) {
+      const len = Math.min(CHUNK, out.length - start);
+      if (inputs.length > 0) this.sumChunk(inputs, weights, start, len);
+      else this.sum.fill(0);
+      const vectors = len - (len % STEP);
+      squares += this.sumsq(SUM_AT, vectors * 4);
+      for (let i = vectors; i < len; i++) squares += this.sum[i]! * this.sum[i]!;
+      this.slots[0]!.set(base.subarray(start, start + len));
+      this.weights[0] = 1;
+      this.fold(SUM_AT, SLOTS_AT, CHUNK * 4, WEIGHTS_AT, 1, blockBytes(len), 1);
+      out.set(len === CHUNK ? this.sum : this.sum.subarray(0, len), start);
+    }
+    return squares;
+  }
+
+  /** Leaves Σ_k weights[k]·inputs[k][start, start + len) in the first `len` floats of the sum chunk; returns len. */
+  private sumChunk(inputs: readonly Float32Array[], weights: readonly number[], start: number, len: number): number {
+    for (let first = 0; first < inputs.length; first += GROUP) {
+      const k = Math.min(GROUP, inputs.length - first);
+      for (let j = 0; j < k; j++) {
+        this.slots[j]!.set(inputs[first + j]!.subarray(start, start + len));
+        this.weights[j] = weights[first + j]!;
+      }
+      this.fold(SUM_AT, SLOTS_AT, CHUNK * 4, WEIGHTS_AT, k, blockBytes(len), first === 0 ? 0 : 1);
+    }
+    return len;
+  }
+}
+
+/** Whole 64-byte blocks covering `len` floats: lanes past `len` sum stale slot values into sum lanes never copied out. */
+function blockBytes(len: number): number {
+  return Math.ceil(len / STEP) * STEP * 4;
 }
 
 /** Builds the binary module described in the header (imports env.memory, exports `fold`). */
@@ -135,7 +171,7 @@ function assembleFoldModule(): Uint8Array {
   };
   const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
   const name = (s: string): number[] => [s.length, ...Array.from(s, (c) => c.charCodeAt(0))];
-  const [I32, V128] = [0x7f, 0x7b];
+  const [I32, V128, F64] = [0x7f, 0x7b, 0x7c];
   const [ACC, SRC, STRIDE, WTS, K, N, ADD] = [0, 1, 2, 3, 4, 5, 6];
   const V = [7, 8, 9, 10];
   const [W, PA, PS, P, WP, END, WEND] = [11, 12, 13, 14, 15, 16, 17];
@@ -181,12 +217,50 @@ function assembleFoldModule(): Uint8Array {
     0x0c, 0, 0x0b, 0x0b, // br 0, end loop, end block
     0x0b, // end func
   ];
+  const sumsq = assembleSumsq({ get, set, load, add, i32 });
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0]), // type (i32 ×7) -> ()
+    ...section(1, [2, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0, 0x60, 2, I32, I32, 1, F64]), // (i32 ×7) -> (); (i32, i32) -> f64
     ...section(2, [1, ...name('env'), ...name('memory'), 0x02, 0x00, 1]), // import memory, min 1 page
-    ...section(3, [1, 0]),
-    ...section(7, [1, ...name('fold'), 0x00, 0]),
-    ...section(10, [1, ...leb(body.length), ...body]),
+    ...section(3, [2, 0, 1]),
+    ...section(7, [2, ...name('fold'), 0x00, 0, ...name('sumsq'), 0x00, 1]),
+    ...section(10, [2, ...leb(body.length), ...body, ...leb(sumsq.length), ...sumsq]),
   ]);
+}
+
+interface Emit {
+  readonly get: (i: number) => number[];
+  readonly set: (i: number) => number[];
+  readonly load: (off: number) => number[];
+  readonly add: (i: number, by: number[]) => number[];
+  readonly i32: (c: number) => number[];
+}
+
+/** The body of `sumsq` (see the header), with the emitters of assembleFoldModule. */
+function assembleSumsq({ get, set, load, add, i32 }: Emit): number[] {
+  const [I32, V128] = [0x7f, 0x7b];
+  const [P, N, END, V, H] = [0, 1, 2, 3, 4];
+  const A = [5, 6, 7, 8];
+  const PROMOTE_LOW = [0xfd, 0x5f]; // f64x2.promote_low_f32x4
+  const F64X2_ADD = [0xfd, 0xf0, 0x01];
+  const F64X2_MUL = [0xfd, 0xf2, 0x01];
+  const HIGH_TO_LOW = [0xfd, 0x0d, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]; // i8x16.shuffle
+  /** a += x·x, x the f64x2 that `widen` leaves on the stack. */
+  const square = (a: number, widen: number[]): number[] => [...widen, ...set(H), ...get(a), ...get(H), ...get(H), ...F64X2_MUL, ...F64X2_ADD, ...set(a)];
+  return [
+    2, 1, I32, 6, V128, // locals: $end; $v $h $a0..$a3
+    ...get(P), ...get(N), 0x6a, ...set(END),
+    0x02, 0x40, 0x03, 0x40, // block, loop
+    ...get(P), ...get(END), 0x4f, 0x0d, 1, // br_if 1 (p >= end)
+    ...[0, 1, 2, 3].flatMap((i) => [
+      ...get(P), ...load(16 * i), ...set(V),
+      ...square(A[(2 * i) % 4]!, [...get(V), ...PROMOTE_LOW]),
+      ...square(A[(2 * i + 1) % 4]!, [...get(V), ...get(V), ...HIGH_TO_LOW, ...PROMOTE_LOW]),
+    ]),
+    ...add(P, i32(64)),
+    0x0c, 0, 0x0b, 0x0b, // br 0, end loop, end block
+    ...get(A[0]!), ...get(A[1]!), ...F64X2_ADD, ...get(A[2]!), ...get(A[3]!), ...F64X2_ADD, ...F64X2_ADD, ...set(V),
+    ...get(V), 0xfd, 0x21, 0, ...get(V), 0xfd, 0x21, 1, 0xa0, // f64x2.extract_lane 0 + lane 1
+    0x0b,
+  ];
 }

@@ -45,7 +45,7 @@ export function createStrategy(config: StrategyConfig): AggregationStrategy {
   return serverOptimizer === undefined ? inner : withServerOptimizer(inner, serverOptimizer);
 }
 
-export { applyUpdate, equalWeights, exampleWeights, foldInto, weightedSum, weightedSumTensors } from './aggregate.js';
+export { applyUpdate, applyWeightedSum, equalWeights, exampleWeights, foldInto, weightedSum } from './aggregate.js';
 export * from './errors.js';
 export { ExactStrategy } from './exact.js';
 export { FedAvgStrategy, FfaStrategy } from './linear.js';

@@ -2,8 +2,7 @@
  * The two strategies that average tensors linearly: new global = global + Σ_k w_k·delta_k over the travelling tensors.
  * They differ only in what travels (updates.ts `travellingTensors`).
  */
-import { globalNorm } from '../tensors/host.js';
-import { applyUpdate, weightedSumTensors } from './aggregate.js';
+import { applyWeightedSum } from './aggregate.js';
 import type { AggregateOutcome, AggregationStrategy, ClientFailure, ClientUpdate, RoundContext } from './strategy.js';
 import {
   checkFiniteAggregate,
@@ -75,17 +74,15 @@ function aggregateLinear(
   if (results.length < options.minClients) return undefined; // minClients ≥ 1 covers an empty round
   for (const r of results) checkUpdateLayout(ctx.global, travelling, r);
   const weights = roundWeights(results, options.weighting);
-  const update = weightedSumTensors(
+  const { global, squaredNorms } = applyWeightedSum(
+    ctx.global,
     results.map((r) => r.delta),
     weights,
     travelling,
   );
-  // The float64 sum of float32 squares cannot overflow, so a finite norm proves every value finite: the full check
-  // (which names the culprit) runs only when it is not.
-  const norm = globalNorm(update);
-  if (!Number.isFinite(norm)) checkFiniteAggregate(update, results);
+  checkFiniteAggregate(results, squaredNorms);
   return {
-    global: applyUpdate(ctx.global, update),
-    metrics: { clients: results.length, failures: failures.length, update_norm: norm },
+    global,
+    metrics: { clients: results.length, failures: failures.length, update_norm: Math.sqrt([...squaredNorms.values()].reduce((a, b) => a + b, 0)) },
   };
 }

@@ -131,12 +131,13 @@ export function rejectNonFinite(results: readonly ClientUpdate[], names: readonl
 }
 
 /**
- * Checks an aggregate for NaN/±Infinity. When it is bad, blames the first non-finite client update if there is one
- * (UpdateRejectedError), otherwise the sum itself overflowed (RoundRejectedError).
+ * Checks an aggregate by ‖what each tensor added‖² (applyWeightedSum): one that is not finite means NaN/±Infinity in
+ * that tensor. Blames the first client update holding one there (UpdateRejectedError), otherwise the weighted sum
+ * itself overflowed (RoundRejectedError).
  */
-export function checkFiniteAggregate(aggregate: TensorMap, results: readonly ClientUpdate[]): void {
-  for (const [name, t] of aggregate) {
-    if (firstNonFinite(t.data) < 0) continue;
+export function checkFiniteAggregate(results: readonly ClientUpdate[], squaredNorms: ReadonlyMap<string, number>): void {
+  for (const [name, squares] of squaredNorms) {
+    if (Number.isFinite(squares)) continue;
     rejectNonFinite(results, [name]);
     throw new RoundRejectedError(`the weighted sum of ${name} overflowed float32 although every update is finite`, 'non_finite_aggregate');
   }

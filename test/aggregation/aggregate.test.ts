@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   applyUpdate,
+  applyWeightedSum,
   equalWeights,
   exampleWeights,
   firstNonFinite,
   foldInto,
   weightedSum,
-  weightedSumTensors,
 } from '../../src/aggregation/aggregate.js';
 import { RoundRejectedError, UpdateRejectedError } from '../../src/aggregation/errors.js';
 import { maxAbsDiff } from './fixtures.js';
@@ -79,12 +79,37 @@ describe('aggregate', () => {
     expect([...acc]).toEqual(Array.from({ length: 33 }, (_, i) => i + 1));
   });
 
-  it('weightedSumTensors – sums each named tensor with its shape', () => {
-    const d1 = new Map([['x', { shape: [2, 2], data: ramp(4, (i) => i) }]]);
-    const d2 = new Map([['x', { shape: [2, 2], data: ramp(4, () => 1) }]]);
-    const out = weightedSumTensors([d1, d2], [0.5, 0.5], ['x']);
-    expect(out.get('x')!.shape).toEqual([2, 2]);
-    expect([...out.get('x')!.data]).toEqual([0.5, 1, 1.5, 2]);
+  it('applyWeightedSum – adds the weighted sum of the named tensors to the global, copies the others, and gives each sum\'s squared norm', () => {
+    // Prepare: lengths across several kernel chunks (8,192 floats) and not a multiple of its 16-float blocks.
+    const n = 2 * 8192 + 5;
+    const global = new Map([
+      ['moved', { shape: [n], data: ramp(n, (i) => Math.sin(i)) }],
+      ['kept', { shape: [3], data: ramp(3, () => 7) }],
+    ]);
+    const deltas = [0, 1, 2].map((k) => new Map([['moved', { shape: [n], data: ramp(n, (i) => Math.cos(i * (k + 1)) / 100) }]]));
+    const weights = [0.5, 0.3, 0.2];
+    // Execute
+    const { global: out, squaredNorms } = applyWeightedSum(global, deltas, weights, ['moved']);
+    // Assert
+    const sum = ramp(n, (i) => weights.reduce((s, w, k) => s + w * deltas[k]!.get('moved')!.data[i]!, 0));
+    const expected = ramp(n, (i) => global.get('moved')!.data[i]! + sum[i]!);
+    expect(maxAbsDiff(out.get('moved')!.data, expected)).toBeLessThan(1e-6);
+    expect([...out.get('kept')!.data]).toEqual([7, 7, 7]);
+    expect(out.get('kept')!.data).not.toBe(global.get('kept')!.data);
+    const squares = sum.reduce((s, x) => s + x * x, 0);
+    expect(Math.abs(squaredNorms.get('moved')! - squares) / squares).toBeLessThan(1e-6);
+    expect([...squaredNorms.keys()]).toEqual(['moved']);
+  });
+
+  it('applyWeightedSum – a NaN in an update makes that tensor\'s squared norm NaN', () => {
+    const global = new Map([['x', { shape: [40], data: ramp(40, () => 1) }]]);
+    // 40 floats: two 16-float blocks for the SIMD kernel, then a tail of 8 summed in JS; a NaN in each part.
+    for (const at of [5, 37]) {
+      const bad = ramp(40, () => 0);
+      bad[at] = Number.NaN;
+      const { squaredNorms } = applyWeightedSum(global, [new Map([['x', { shape: [40], data: bad }]])], [1], ['x']);
+      expect(squaredNorms.get('x')).toBeNaN();
+    }
   });
 
   it('applyUpdate – adds the update to the named tensors and copies the others', () => {
