@@ -7,7 +7,7 @@
 import { Metadata, status as Status, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { KeyObject } from 'node:crypto';
 import { newNonce, signRequest } from '../auth/signing.js';
-import type { HostTensor } from '../tensors/host.js';
+import type { HostTensor, TensorMap } from '../tensors/host.js';
 import type { UnlearningRequest } from '../wire/admin-messages.js';
 import { type AssemblyLimits, type EncodedTensors } from '../wire/codec.js';
 import { RpcError } from '../wire/errors.js';
@@ -28,7 +28,7 @@ import { methodPath, type LetheProto } from '../wire/proto.js';
 import { CLIENT_CHANNEL_OPTIONS } from '../wire/server.js';
 import { fromStatus, isServiceError } from '../wire/status.js';
 import { callUnary, clientStreamCall, createClient, type EnrollmentClient, type FleetClient } from '../wire/services.js';
-import { pushUpdateMessages, receiveAdapter, writeAll } from '../wire/transfer.js';
+import { completeAdapter, pushUpdateMessages, receiveAdapter, writeAll } from '../wire/transfer.js';
 
 /**
  * The shared client channel options, with grpc-js's own reconnect backoff capped at the node's (5 s): after a
@@ -134,16 +134,35 @@ export class FleetConnection {
     await callUnary(this.enrollment, 'UpdateCapabilities', { auth, body: bytes }, { deadline: this.clock() + this.timeoutMs });
   }
 
-  /** Downloads and verifies (chunk digests, total SHA-256, finiteness) a stored payload. */
-  async fetchAdapter(runId: string, sha256: Uint8Array, limits: Partial<AssemblyLimits>, timeoutMs: number): Promise<{ tensors: Map<string, HostTensor>; bytes: number }> {
-    const bytes = this.options.proto.bodies.fetchAdapter.encode({ runId, sha256 });
+  /**
+   * Downloads and verifies (chunk digests, total SHA-256, finiteness) a stored payload. With `held`, an earlier adapter
+   * of the same run, asks for the adapter without the tensors the run keeps frozen and puts `held`'s back in; a whole
+   * that does not hash to `sha256` is fetched again in full. `bytes`: what came over the wire.
+   */
+  async fetchAdapter(
+    runId: string,
+    sha256: Uint8Array,
+    limits: Partial<AssemblyLimits>,
+    timeoutMs: number,
+    held?: TensorMap,
+  ): Promise<{ tensors: Map<string, HostTensor>; bytes: number }> {
+    if (held) {
+      const { manifest, tensors } = await this.download(runId, sha256, true, limits, timeoutMs);
+      const whole = manifest.sha256.equals(sha256) ? tensors : completeAdapter(held, tensors, sha256);
+      if (whole) return { tensors: whole, bytes: manifest.totalBytes };
+    }
+    const { manifest, tensors } = await this.download(runId, sha256, false, limits, timeoutMs);
+    if (!manifest.sha256.equals(sha256)) {
+      throw new RpcError('FetchAdapter answered with another payload than the one asked for', Status.INTERNAL, 'wrong_payload', '');
+    }
+    return { tensors, bytes: manifest.totalBytes };
+  }
+
+  private async download(runId: string, sha256: Uint8Array, omitFrozen: boolean, limits: Partial<AssemblyLimits>, timeoutMs: number) {
+    const bytes = this.options.proto.bodies.fetchAdapter.encode({ runId, sha256, omitFrozen });
     const call = this.client.FetchAdapter({ auth: this.auth('FetchAdapter', bytes), body: bytes }, new Metadata(), { deadline: this.clock() + timeoutMs });
     try {
-      const { manifest, tensors } = await receiveAdapter(call, limits);
-      if (!manifest.sha256.equals(Buffer.from(sha256))) {
-        throw new RpcError('FetchAdapter answered with another payload than the one asked for', Status.INTERNAL, 'wrong_payload', '');
-      }
-      return { tensors, bytes: manifest.totalBytes };
+      return await receiveAdapter(call, limits);
     } catch (err) {
       call.cancel();
       throw asRpcError(err);

@@ -67,6 +67,8 @@ export class ClientNode {
   private readonly events = new EventChannel<ClientEvent>();
   private readonly backoff: Backoff;
   private readonly adapters = new Map<string, TensorMap>();
+  /** The last global adapter fetched of each run: it holds the tensors the run keeps frozen (fetchPayload). */
+  private readonly runAdapters = new Map<string, TensorMap>();
   private current: CurrentTask | undefined;
   private online = false;
   private announced = false;
@@ -312,7 +314,7 @@ export class ClientNode {
     this.config.log(`task ${task.taskId}: ${task.mode}, ${task.training?.steps ?? 0} steps`);
     try {
       if (task.mode === 'TRAINING_MODE_UNLEARN') return await this.unlearn(task, current);
-      const global = await this.fetchPayload(task, task.adapterSha256);
+      const global = await this.fetchPayload(task, task.adapterSha256, true);
       const essaBasis = task.essa && task.essa.basisSha256.length > 0 ? await this.fetchPayload(task, task.essa.basisSha256) : undefined;
       const model = await this.models.get(task.baseModel);
       const data = this.data.encoded(task.labels, tokenizerFor(model.config), Math.min(task.seqLen, model.config.nPositions));
@@ -333,7 +335,7 @@ export class ClientNode {
 
   /** An unlearning task (unlearn-task.ts): fetch the global and earlier unlearning adapters, run O3, upload the package. */
   private async unlearn(task: Task, current: CurrentTask): Promise<void> {
-    const global = await this.fetchPayload(task, task.adapterSha256);
+    const global = await this.fetchPayload(task, task.adapterSha256, true);
     const priors: TensorMap[] = [];
     for (const sha of task.unlearning?.priorAdaptersSha256 ?? []) priors.push(await this.fetchPayload(task, sha));
     const model = await this.models.get(task.baseModel);
@@ -360,14 +362,18 @@ export class ClientNode {
     this.config.log(`task ${task.taskId}: this client's ε after it: ${epsilon.toFixed(4)} of ${budget.epsilon}`);
   }
 
-  /** A payload the task names (its adapter, an ESSA basis), cached by SHA-256. */
-  private async fetchPayload(task: Task, sha256: Buffer): Promise<TensorMap> {
+  /**
+   * A payload the task names (its adapter, an ESSA basis), cached by SHA-256. The run's global adapter (`adapter`) is
+   * fetched without the tensors the run keeps frozen when this client holds an earlier one of the run.
+   */
+  private async fetchPayload(task: Task, sha256: Buffer, adapter = false): Promise<TensorMap> {
     const sha = hexDigest(sha256);
     const hit = this.adapters.get(sha);
     if (hit) return hit;
-    const { value } = await this.retrying(task, () => this.conn.fetchAdapter(task.runId, sha256, { maxTotalBytes: MAX_FETCH_BYTES }, 60_000));
-    this.adapters.set(sha, value.tensors);
-    if (this.adapters.size > ADAPTER_CACHE_SIZE) this.adapters.delete(this.adapters.keys().next().value!);
+    const held = adapter ? this.runAdapters.get(task.runId) : undefined;
+    const { value } = await this.retrying(task, () => this.conn.fetchAdapter(task.runId, sha256, { maxTotalBytes: MAX_FETCH_BYTES }, 60_000, held));
+    remember(this.adapters, sha, value.tensors);
+    if (adapter) remember(this.runAdapters, task.runId, value.tensors);
     return value.tensors;
   }
 
@@ -411,6 +417,13 @@ export class ClientNode {
       if (classifyFailure(reportErr) === 'fatal') await this.failed(reportErr);
     }
   }
+}
+
+/** Sets `key` as the newest entry of a cache of ADAPTER_CACHE_SIZE entries, dropping the oldest beyond that. */
+function remember(cache: Map<string, TensorMap>, key: string, value: TensorMap): void {
+  cache.delete(key);
+  cache.set(key, value);
+  if (cache.size > ADAPTER_CACHE_SIZE) cache.delete(cache.keys().next().value!);
 }
 
 /** The ReportFailure reason for a local error. */

@@ -60,16 +60,19 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
     return { client, body: req.body };
   }
 
-  function encodedPayload(sha: string, layout: Layout): Promise<EncodedTensors> {
-    const hit = cache.get(sha);
+  /** Payload `sha` of `layout`, encoded; with `only`, just the tensors it names (FetchAdapterBody.omit_frozen). */
+  function encodedPayload(sha: string, layout: Layout, only?: ReadonlySet<string>): Promise<EncodedTensors> {
+    const key = only ? `${sha}/travelling` : sha;
+    const hit = cache.get(key);
     if (hit) return hit;
     const encoded = (async () => {
       const bytes = await core.store.blobs.get(sha);
       if (!bytes) throw new NotFoundError(`payload ${sha} is not stored`);
-      return encodeTensors(unpackTensors(bytes, layout));
+      const tensors = unpackTensors(bytes, layout);
+      return encodeTensors(only ? new Map([...tensors].filter(([name]) => only.has(name))) : tensors);
     })();
-    cache.set(sha, encoded);
-    encoded.catch(() => cache.get(sha) === encoded && cache.delete(sha));
+    cache.set(key, encoded);
+    encoded.catch(() => cache.get(key) === encoded && cache.delete(key));
     if (cache.size > ADAPTER_CACHE_SIZE) cache.delete(cache.keys().next().value!);
     return encoded;
   }
@@ -111,7 +114,7 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
 
     FetchAdapter: serverStreamHandler(async (request: SignedRequest, call: ServerWritableStream<SignedRequest, MessageInput<FetchAdapterResponse>>) => {
       const { client, body } = await signed('FetchAdapter', request);
-      const { runId, sha256 } = bodies.fetchAdapter.decode(body);
+      const { runId, sha256, omitFrozen } = bodies.fetchAdapter.decode(body);
       if (sha256.length !== 32) throw new InvalidRequestError(`sha256 must be 32 bytes, got ${sha256.length}`);
       const sha = hexDigest(sha256);
       const run = await core.store.runs.get(runId);
@@ -126,15 +129,19 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
       if (!round || !round.sampledClientIds.includes(client.id)) throw new NotSampledError(client.id, runId, run.currentRound);
       const ctx = await runs.context(runId);
       let layout: Layout | undefined;
-      if (sha === round.adapterShaBefore || sha === run.globalAdapterSha) layout = ctx.layout.adapter;
-      else {
+      let only: ReadonlySet<string> | undefined;
+      if (sha === round.adapterShaBefore || sha === run.globalAdapterSha) {
+        layout = ctx.layout.adapter;
+        // The frozen tensors are those no upload carries (FFA's lora_A); with none, the answer is the whole adapter.
+        if (omitFrozen && ctx.layout.upload.size < layout.size) only = new Set(ctx.layout.upload.keys());
+      } else {
         // The round's forward-only payloads: the ESSA basis and FedKSeed's pool its tasks name.
         const state = currentStrategyState(await core.store.runs.getStrategyState(runId), (r) => r < round.round);
         if (sha === state.essa?.basis) layout = essaBasisLayout(ctx);
         else if (sha === state.seedPool) layout = seedPoolLayout(ctx);
       }
       if (!layout) throw new NotFoundError(`payload ${sha} is not one run ${runId}'s current round names; fetch the one your task names`);
-      const encoded = await encodedPayload(sha, layout);
+      const encoded = await encodedPayload(sha, layout, only);
       runs.scratch(runId, round.round).bytesDown += encoded.manifest.totalBytes;
       await writeAll(call, fetchAdapterMessages(encoded));
     }, options),

@@ -208,6 +208,7 @@ export interface PullTaskResponse {
 export interface FetchAdapterBody {
   runId: string;
   sha256: Buffer;
+  omitFrozen: boolean;
 }
 
 export interface FetchAdapterResponse {

@@ -2,11 +2,12 @@
  * Moving encoded tensors through the streaming calls (fleet.proto): building the message sequences of PushUpdate
  * and FetchAdapter from a codec result, writing them with backpressure, and assembling them on the receiving side.
  */
+import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { TensorAssembler, type AssemblyLimits, type EncodedTensors, type WireChunk } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { FetchAdapterResponse, MessageInput, PushUpdateRequest, RequestAuth, TensorChunk, TensorManifest } from './messages.js';
-import type { HostTensor } from '../tensors/host.js';
+import type { HostTensor, TensorMap } from '../tensors/host.js';
 
 /**
  * The PushUpdate messages for one upload: the first carries auth, the serialized UpdateHeader (whose manifest must be
@@ -90,4 +91,23 @@ export async function receiveAdapter(
   if (!first?.manifest) throw new ProtocolError('FetchAdapter stream did not start with a manifest', 'missing_header');
   const tensors = await receivePayload(new TensorAssembler(first.manifest, limits), first.chunk, rest);
   return { manifest: first.manifest, tensors };
+}
+
+/**
+ * The whole adapter from a FetchAdapter answer to omit_frozen (fleet.proto): `received`'s tensors, with `held`'s (an
+ * earlier adapter of the same run, whose order is the adapter order) in the gaps. Undefined unless every received
+ * tensor has its place and shape in `held` and the whole, in that order, hashes to `sha256`: the client then fetches
+ * the adapter in full.
+ */
+export function completeAdapter(held: TensorMap, received: TensorMap, sha256: Uint8Array): Map<string, HostTensor> | undefined {
+  if ([...received.keys()].some((name) => !held.has(name))) return undefined;
+  const hash = createHash('sha256');
+  const whole = new Map<string, HostTensor>();
+  for (const [name, own] of held) {
+    const t = received.get(name) ?? own;
+    if (t.shape.length !== own.shape.length || t.shape.some((d, i) => d !== own.shape[i])) return undefined;
+    hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    whole.set(name, t);
+  }
+  return hash.digest().equals(sha256) ? whole : undefined;
 }

@@ -99,6 +99,9 @@ describe('client node', () => {
       ['ROUND_STATE_COMPLETED', 1],
     ]);
     expect(rounds[0]!.metrics.mean_local_loss).toBeGreaterThan(0);
+    // Round 2's adapter came without FFA's frozen lora_A (the client holds it from round 1): had the client's rebuilt
+    // adapter not hashed to the task's, it would have fetched it again in full, and round 2 would show more bytes.
+    expect(rounds[1]!.metrics.bytes_down).toBeLessThan(0.75 * rounds[0]!.metrics.bytes_down!);
     const uploads = events.filter((e) => e.type === 'uploaded');
     expect(uploads.map((e) => e.type === 'uploaded' && e.result)).toEqual(['RESULT_ACCEPTED', 'RESULT_ACCEPTED']);
     expect(events.at(-1)).toEqual({ type: 'closed' });

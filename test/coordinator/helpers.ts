@@ -133,9 +133,14 @@ export class TestClient {
 
   /** Any payload of the run by SHA-256 (an adapter, an ESSA basis, a seed pool). */
   async fetchPayload(runId: string, sha256: Uint8Array): Promise<Map<string, HostTensor>> {
-    const body = proto.bodies.fetchAdapter.encode({ runId, sha256 });
+    return (await this.download(runId, sha256)).tensors;
+  }
+
+  /** A FetchAdapter answer as it came: its manifest and tensors (`omitFrozen`: FetchAdapterBody.omit_frozen). */
+  download(runId: string, sha256: Uint8Array, omitFrozen = false): Promise<{ manifest: TensorManifest; tensors: Map<string, HostTensor> }> {
+    const body = proto.bodies.fetchAdapter.encode({ runId, sha256, omitFrozen });
     const stream = this.fleet.FetchAdapter({ auth: this.auth('fleet', 'FetchAdapter', body), body }, new Metadata());
-    return (await receiveAdapter(stream)).tensors;
+    return receiveAdapter(stream);
   }
 
   reportFailure(task: Task, message = 'test failure') {
