@@ -85,10 +85,10 @@ function isAlive(pid: number): boolean {
 /**
  * A temporary file taking writes as they come (batched, positional); the first I/O error fails `finish`.
  *
- * Pieces that lie back to back in a page-aligned buffer (tensors/page-aligned.ts) at their offsets in the file are written
- * in whole blocks with O_DIRECT, through a second descriptor: the device reads them from that buffer, and nothing is
- * copied into the page cache. Everything else, including such a payload's last partial block, goes through the page
- * cache. The two never write the same block, and the final fdatasync makes both durable.
+ * Pieces that lie back to back in a page-aligned buffer (tensors/page-aligned.ts) at their offsets in the file are
+ * written in whole blocks with O_DIRECT, through a second descriptor: the device reads them from that buffer, and
+ * nothing is copied into the page cache. Everything else, including such a payload's last partial block, goes through
+ * the page cache. The two never write the same block, and the final fdatasync makes both durable.
  */
 export class TempBlobFile {
   private readonly handle: Promise<FileHandle>;
