@@ -25,9 +25,22 @@ const wasm = (globalThis as unknown as { WebAssembly: WasmMemoryApi }).WebAssemb
 const aligned = new WeakSet<ArrayBufferLike>();
 
 /**
+ * Allocating wasm memories never prompts V8 to collect garbage: in a process doing nothing else, 400 dropped 32 MiB
+ * ones were never collected (13 GB resident), where as many ArrayBuffers stayed under 0.3 GB. A coordinator's other
+ * allocations do prompt collections (RSS stayed under 1.8 GB over 12 ingest rounds of 134 MB, as with the plain
+ * buffers before), but past this many bytes of them not yet collected, buffers are ordinary ones.
+ */
+const MAX_UNCOLLECTED_BYTES = 1 << 30;
+let uncollected = 0;
+const collected = new FinalizationRegistry<number>((bytes) => {
+  uncollected -= bytes;
+});
+
+/**
  * A zeroed buffer of at least `bytes`: from PAGE_ALIGNED_MIN_BYTES on, a page-aligned SharedArrayBuffer rounded up to
- * 64 KiB when the process can map one; otherwise (small, or no address space left for another wasm memory) an
- * ordinary ArrayBuffer of exactly `bytes`, which the store simply writes through the page cache.
+ * 64 KiB when the process can map one; otherwise (small, past MAX_UNCOLLECTED_BYTES, or no address space left for
+ * another wasm memory) an ordinary ArrayBuffer of exactly `bytes`, which the store simply writes through the page
+ * cache.
  */
 export function pageAlignedBuffer(bytes: number): ArrayBufferLike {
   return (bytes >= PAGE_ALIGNED_MIN_BYTES && wasmMemory(bytes)) || new ArrayBuffer(bytes);
@@ -40,10 +53,12 @@ export function sharedPageAlignedBuffer(bytes: number): SharedArrayBuffer {
 
 function wasmMemory(bytes: number): SharedArrayBuffer | undefined {
   const pages = Math.ceil(bytes / WASM_PAGE_BYTES);
-  if (pages > MAX_WASM_PAGES) return undefined;
+  if (pages > MAX_WASM_PAGES || uncollected + pages * WASM_PAGE_BYTES > MAX_UNCOLLECTED_BYTES) return undefined;
   try {
     const { buffer } = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
     aligned.add(buffer);
+    uncollected += buffer.byteLength;
+    collected.register(buffer, buffer.byteLength);
     return buffer;
   } catch {
     return undefined; // RangeError: no room for another wasm memory
