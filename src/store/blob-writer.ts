@@ -1,5 +1,6 @@
 /** Streaming blob writes on any BlobStore: its own writer when it has one, else pieces gathered and stored by `put`. */
 import { createHash } from 'node:crypto';
+import { setImmediate } from 'node:timers/promises';
 import { IntegrityError } from './errors.js';
 import type { BlobStore, BlobWriter } from './store.js';
 
@@ -7,15 +8,25 @@ export function openBlobWriter(blobs: BlobStore, totalBytes: number): BlobWriter
   return blobs.writer?.(totalBytes) ?? new BufferedBlobWriter(blobs);
 }
 
+/** Bytes putOwned hashes between turns of the event loop. */
+const HASH_SLICE_BYTES = 4 << 20;
+
 /**
  * Stores bytes that the caller hands over and never modifies again (a freshly aggregated adapter). Unlike `put`, which
  * copies because its caller may reuse the buffer, the store may keep these very bytes in its cache; and they are
- * hashed while the store is already writing them.
+ * hashed while the store is already writing them. The hashing yields to the event loop every few MiB: the store opens
+ * its file and issues its writes from I/O callbacks, which one long hash would hold back until it ended (a 57 MB
+ * adapter was hashed in 40–49 ms, then written in 26–40).
  */
-export function putOwned(blobs: BlobStore, bytes: Uint8Array): Promise<{ sha256: string; created: boolean }> {
+export async function putOwned(blobs: BlobStore, bytes: Uint8Array): Promise<{ sha256: string; created: boolean }> {
   const writer = openBlobWriter(blobs, bytes.byteLength);
   writer.write(bytes);
-  return writer.commit(createHash('sha256').update(bytes).digest('hex'));
+  const hash = createHash('sha256');
+  for (let at = 0; at < bytes.byteLength; at += HASH_SLICE_BYTES) {
+    hash.update(bytes.subarray(at, at + HASH_SLICE_BYTES));
+    await setImmediate();
+  }
+  return writer.commit(hash.digest('hex'));
 }
 
 /** Gathers the pieces and stores them with `put`, which hashes them again; a different hash is an IntegrityError. */

@@ -127,7 +127,8 @@ export class TempBlobFile {
       return;
     }
     const whole = n - (n % DIRECT_IO_ALIGNMENT);
-    if (whole > 0) this.writeDirect(span.subarray(0, whole), at);
+    // In batch-sized writes, so that the pool's threads keep several requests at the device at once.
+    for (let from = 0; from < whole; from += WRITE_BATCH_BYTES) this.writeDirect(span.subarray(from, Math.min(whole, from + WRITE_BATCH_BYTES)), at + from);
     this.written = at + whole;
     const rest = span.subarray(whole);
     if (rest.byteLength === 0) return;
