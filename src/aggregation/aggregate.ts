@@ -61,9 +61,10 @@ export function foldInto(acc: Float32Array, delta: Float32Array, w: number): voi
 
 /**
  * global + Σ_k w_k·delta_k for the named tensors, every other tensor of `global` copied unchanged, in one pass that
- * never materialises the sum. Also returns ‖Σ_k w_k·delta_k‖² of each named
- * tensor (float64: the norm of the update, and a finiteness check, since the squares of float32 values cannot
- * overflow it). The result lies back to back in one buffer in `global`'s order, as applyUpdate's does.
+ * never materialises the sum. Also returns ‖Σ_k w_k·delta_k‖² of each named tensor (float64: the norm of the update,
+ * and a finiteness check, since the squares of float32 values cannot overflow it). The result's tensors lie back to
+ * back in one buffer, in `global`'s order: a global adapter in layout order is then already its own blob payload
+ * (coordinator/layout.ts packTensors returns a view instead of copying it).
  */
 export function applyWeightedSum(
   global: TensorMap,
@@ -86,23 +87,9 @@ export function applyWeightedSum(
   return { global: out, squaredNorms };
 }
 
-/**
- * global + scale·update for the tensors in `update`; every other tensor of `global` is copied unchanged. The result's
- * tensors lie back to back in one buffer, in `global`'s order: a global adapter in layout order is then already its
- * own blob payload (coordinator/layout.ts packTensors returns a view instead of copying it).
- */
+/** global + scale·update for the tensors in `update`; every other tensor of `global` is copied unchanged (applyWeightedSum). */
 export function applyUpdate(global: TensorMap, update: TensorMap, scale = 1): Map<string, HostTensor> {
-  const kernel = new FoldKernel();
-  const datas = packedArrays([...global.values()].map((t) => t.data.length));
-  const out = new Map<string, HostTensor>();
-  [...global].forEach(([name, t], i) => {
-    const u = update.get(name);
-    const data = datas[i]!;
-    if (u === undefined) data.set(t.data);
-    else kernel.weightedSum([t.data, u.data], [1, scale], data);
-    out.set(name, hostTensor(t.shape, data));
-  });
-  return out;
+  return applyWeightedSum(global, [update], [scale], [...update.keys()]).global;
 }
 
 /**

@@ -83,7 +83,8 @@ function requireLittleEndian(): void {
   if (!LITTLE_ENDIAN) throw new ProtocolError('the wire codec needs a little-endian host', 'platform_unsupported');
 }
 
-function bytesOf(data: Float32Array): Uint8Array {
+/** The bytes of float32 data, as a view. */
+export function bytesOf(data: Float32Array): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 

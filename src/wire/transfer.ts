@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { TensorAssembler, type AssemblyLimits, type EncodedTensors, type WireChunk } from './codec.js';
+import { bytesOf, TensorAssembler, type AssemblyLimits, type EncodedTensors, type WireChunk } from './codec.js';
 import { ProtocolError } from './errors.js';
 import type { FetchAdapterResponse, MessageInput, PushUpdateRequest, RequestAuth, TensorChunk, TensorManifest } from './messages.js';
 import type { HostTensor, TensorMap } from '../tensors/host.js';
@@ -106,7 +106,7 @@ export function completeAdapter(held: TensorMap, received: TensorMap, sha256: Ui
   for (const [name, own] of held) {
     const t = received.get(name) ?? own;
     if (t.shape.length !== own.shape.length || t.shape.some((d, i) => d !== own.shape[i])) return undefined;
-    hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    hash.update(bytesOf(t.data));
     whole.set(name, t);
   }
   return hash.digest().equals(sha256) ? whole : undefined;

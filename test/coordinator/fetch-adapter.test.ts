@@ -6,8 +6,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Coordinator } from '../../src/coordinator/coordinator.js';
-import type { HostTensor } from '../../src/tensors/host.js';
 import type { Task } from '../../src/wire/messages.js';
+import { bytesOf } from '../../src/wire/codec.js';
 import { completeAdapter } from '../../src/wire/transfer.js';
 import { Admin, makeDelta, runJson, tempDir, TestClient, waitFor, writeTestModel } from './helpers.js';
 
@@ -58,7 +58,7 @@ describe('FetchAdapter – omit_frozen', () => {
       expect(partial.manifest.sha256.equals(task.adapterSha256)).toBe(false); // the partial payload's own hash
       const rebuilt = completeAdapter(whole.tensors, partial.tensors, task.adapterSha256)!;
       expect([...rebuilt.keys()]).toEqual([...whole.tensors.keys()]);
-      for (const [name, t] of rebuilt) expect(bytesOf(t).equals(bytesOf(whole.tensors.get(name)!))).toBe(true);
+      for (const [name, t] of rebuilt) expect(Buffer.from(bytesOf(t.data)).equals(bytesOf(whole.tensors.get(name)!.data))).toBe(true);
     });
   });
 
@@ -85,7 +85,3 @@ describe('FetchAdapter – omit_frozen', () => {
     });
   });
 });
-
-function bytesOf(t: HostTensor): Buffer {
-  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-}
