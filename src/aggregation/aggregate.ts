@@ -63,18 +63,19 @@ export function foldInto(acc: Float32Array, delta: Float32Array, w: number): voi
  * global + Σ_k w_k·delta_k for the named tensors, every other tensor of `global` copied unchanged, in one pass that
  * never materialises the sum. Also returns ‖Σ_k w_k·delta_k‖² of each named tensor (float64: the norm of the update,
  * and a finiteness check, since the squares of float32 values cannot overflow it). The result's tensors lie back to
- * back in one buffer, in `global`'s order: a global adapter in layout order is then already its own blob payload
- * (coordinator/layout.ts packTensors returns a view instead of copying it).
+ * back in one buffer from `allocate`, in `global`'s order: a global adapter in layout order is then already its own blob
+ * payload (coordinator/layout.ts packTensors returns a view instead of copying it).
  */
 export function applyWeightedSum(
   global: TensorMap,
   deltas: readonly TensorMap[],
   weights: readonly number[],
   names: readonly string[],
+  allocate: (bytes: number) => ArrayBufferLike = pageAlignedBuffer,
 ): { readonly global: Map<string, HostTensor>; readonly squaredNorms: Map<string, number> } {
   const kernel = new FoldKernel();
   const summed = new Set(names);
-  const datas = packedArrays([...global.values()].map((t) => t.data.length));
+  const datas = packedArrays([...global.values()].map((t) => t.data.length), allocate);
   const out = new Map<string, HostTensor>();
   const squaredNorms = new Map<string, number>();
   [...global].forEach(([name, t], i) => {
@@ -94,10 +95,12 @@ export function applyUpdate(global: TensorMap, update: TensorMap, scale = 1): Ma
 
 /**
  * Float32Arrays of these lengths, back to back in one new buffer (one allocation instead of one per tensor), page-aligned
- * when large, so that a new global adapter is written to disk straight from it.
+ * when large (pageAlignedBuffer), so that a new global adapter is written to disk straight from it.
  */
-function packedArrays(lengths: readonly number[]): Float32Array[] {
-  const buffer = pageAlignedBuffer(4 * lengths.reduce((a, b) => a + b, 0));
+function packedArrays(lengths: readonly number[], allocate: (bytes: number) => ArrayBufferLike): Float32Array[] {
+  const bytes = 4 * lengths.reduce((a, b) => a + b, 0);
+  const buffer = allocate(bytes);
+  if (buffer.byteLength < bytes) throw new RangeError(`an allocator gave ${buffer.byteLength} bytes where ${bytes} were asked for`);
   let offset = 0;
   return lengths.map((n) => {
     const a = new Float32Array(buffer, offset, n);

@@ -80,6 +80,7 @@ export class ExactStrategy implements AggregationStrategy {
       results.map((u) => u.delta),
       weights,
       linearNames,
+      ctx.allocate,
     );
     checkFiniteAggregate(results, squaredNorms);
 

@@ -79,6 +79,7 @@ function aggregateLinear(
     results.map((r) => r.delta),
     weights,
     travelling,
+    ctx.allocate,
   );
   checkFiniteAggregate(results, squaredNorms);
   return {

@@ -31,6 +31,12 @@ export interface RoundContext {
   readonly global: TensorMap;
   /** How many clients the round expected (q × population under Poisson sampling). DP divides by this. */
   readonly expectedClients: number;
+  /**
+   * Memory of at least `bytes` (zeroed) for the next global adapter's tensors, laid back to back in `global`'s order;
+   * default tensors/page-aligned.ts pageAlignedBuffer. The coordinator hands over one it faulted in while the clients
+   * trained (round-close.ts).
+   */
+  readonly allocate?: (bytes: number) => ArrayBufferLike;
 }
 
 export interface AggregateOutcome {

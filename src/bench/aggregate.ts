@@ -28,6 +28,7 @@ import { exportPrivateKeyPem } from '../auth/keys.js';
 import { Coordinator } from '../coordinator/coordinator.js';
 import type { CoordinatorEvent } from '../coordinator/events.js';
 import { layoutBytes } from '../coordinator/layout.js';
+import { withoutHeapFloor } from '../memory-tuning.js';
 import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { loadLetheProto, type LetheProto } from '../wire/proto.js';
@@ -147,9 +148,16 @@ export interface IngestMeasurement {
   readonly floorMbps: number;
 }
 
-/** A process of uploading clients (aggregate-senders.ts), told its job and then when to go. */
+/**
+ * A process of uploading clients (aggregate-senders.ts), told its job and then when to go. It runs as clients do:
+ * without the coordinator's heap floor (memory-tuning.ts), which `lethe bench` gives this process.
+ */
 class SenderProcess {
-  private readonly child: ChildProcess = fork(fileURLToPath(new URL('./aggregate-senders.js', import.meta.url)), [], { serialization: 'advanced', stdio: 'inherit' });
+  private readonly child: ChildProcess = fork(fileURLToPath(new URL('./aggregate-senders.js', import.meta.url)), [], {
+    serialization: 'advanced',
+    stdio: 'inherit',
+    execArgv: withoutHeapFloor(),
+  });
 
   /** Hands over the job; resolves once every update is encoded and the clients are ready to push. */
   async prepare(job: SenderJob): Promise<void> {

@@ -31,6 +31,7 @@ import { SUBJECTS } from '../bus/events.js';
 import { connectNatsBus, type NatsEventBus } from '../bus/nats.js';
 import { destroyNatsState } from '../cluster/cluster.js';
 import { ProcessGroup } from '../demo/processes.js';
+import { HEAP_FLOOR_FLAG } from '../memory-tuning.js';
 import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { loadLetheProto } from '../wire/proto.js';
@@ -156,7 +157,7 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
   try {
     const children = Array.from({ length: COORDINATORS }, (_, i) => {
       const args = ['coordinator', 'start', '--data-dir', join(root, `c${i}`), '--port', '0', '--nats', servers.join(','), '--bucket-prefix', prefix];
-      return group.spawn(`coordinator-${i}`, args, join(root, `c${i}.log`));
+      return group.spawn(`coordinator-${i}`, args, join(root, `c${i}.log`), [HEAP_FLOOR_FLAG]);
     });
     const addresses = await Promise.all(children.map(async (child) => (await child.waitForLine(/listening on (\S+) /, 60_000))[1]!));
     bus = await connectNatsBus({ servers });

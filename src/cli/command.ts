@@ -10,10 +10,10 @@ export interface Command {
   /** Flags, one line, shown by `lethe help`. */
   readonly usage: string;
   /**
-   * 'restart': the command allocates large buffers in its own process, so `lethe` starts it again with huge pages
-   * when the environment has not decided them (src/huge-pages.ts; glibc reads its tunables only at start).
+   * 'restart': the command allocates large buffers in its own process, so `lethe` starts it again with huge pages and
+   * the heap floor when they were not decided (src/memory-tuning.ts: both are read only as a process starts).
    */
-  readonly hugePages?: 'restart';
+  readonly memoryTuning?: 'restart';
   /** Runs with the arguments after the command path; resolves to the exit code. */
   run(argv: string[]): Promise<number>;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** `lethe`: the one entry point. Finds the longest command path matching argv and runs it. */
-import { hugePagesMissing, runWithHugePages } from '../huge-pages.js';
+import { memoryTuningMissing, runWithMemoryTuning } from '../memory-tuning.js';
 import { UsageError } from './command.js';
 import { COMMANDS, findCommand } from './registry.js';
 
@@ -26,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const script = process.argv[1];
-  if (command.hugePages === 'restart' && script && hugePagesMissing()) return runWithHugePages(script, argv);
+  if (command.memoryTuning === 'restart' && script && memoryTuningMissing()) return runWithMemoryTuning(script, argv);
   try {
     return await command.run(found.rest);
   } catch (err) {

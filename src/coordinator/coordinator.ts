@@ -24,6 +24,7 @@ import { writeSecretFile } from '../auth/key-file.js';
 import { RequestAuthenticator } from '../auth/authenticator.js';
 import { EventChannel } from '../lifecycle/event-channel.js';
 import { PrivacyLedger } from '../privacy/ledger.js';
+import { WorkerDigestVerifier } from '../wire/digest-worker.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { addStandardServices, bindServer, createServer, type StandardServices } from '../wire/server.js';
 import { adminHandlers, createRunFromConfig, inferenceHandlers } from './admin.js';
@@ -156,6 +157,7 @@ export class Coordinator implements AsyncDisposable {
       leases: state.leases,
       ledger: new PrivacyLedger({ store: store.ledger, now: config.clock }),
       lifecycle,
+      digests: new WorkerDigestVerifier(),
       coordinatorId: id,
       startedAt: config.clock(),
     };

@@ -6,6 +6,7 @@ import type { EventBus } from '../bus/bus.js';
 import type { RunLeases } from '../cluster/leases.js';
 import type { PrivacyLedger } from '../privacy/ledger.js';
 import type { Store } from '../store/store.js';
+import type { WorkerDigestVerifier } from '../wire/digest-worker.js';
 import type { LetheProto } from '../wire/proto.js';
 import type { CoordinatorConfig } from './config.js';
 import type { EventChannel } from '../lifecycle/event-channel.js';
@@ -30,6 +31,11 @@ export interface CoordinatorCore {
   readonly leases: RunLeases;
   readonly ledger: PrivacyLedger;
   readonly lifecycle: Lifecycle;
+  /**
+   * Byte work off the event loop, on a worker thread that exists only while there is some (wire/digest-worker.ts):
+   * uploads' running digests, and faulting in buffers set aside for uploads and for a round's new adapter.
+   */
+  readonly digests: WorkerDigestVerifier;
   /** Stable id of this coordinator (kept in its data directory). */
   readonly coordinatorId: string;
   readonly startedAt: number;

@@ -5,7 +5,6 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { RequestAuthenticator } from '../auth/authenticator.js';
 import { encodeTensors, hexDigest, type EncodedTensors } from '../wire/codec.js';
-import { WorkerDigestVerifier } from '../wire/digest-worker.js';
 import type { FetchAdapterResponse, MessageInput, SignedRequest, Task } from '../wire/messages.js';
 import { methodPath } from '../wire/proto.js';
 import { clientStreamHandler, serverStreamHandler, unaryHandler } from '../wire/server.js';
@@ -32,9 +31,7 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
   const options = handlerOptions(core);
   // Promises, so the clients of a round asking at once share one read and one encoding.
   const cache = new Map<string, Promise<EncodedTensors>>();
-  // Checks uploads' running digests off the event loop; its thread exists only while uploads arrive.
-  const digests = new WorkerDigestVerifier();
-  const reserve = new PayloadReserve(core.config.payloadReserveBytes, (buffer) => digests.prefault(buffer), core.config.clock);
+  const reserve = new PayloadReserve(core.config.payloadReserveBytes, (buffer) => core.digests.prefault(buffer), core.config.clock);
 
   /**
    * Sets a faulted-in payload buffer aside for a large upload `task` asks for (payload-reserve.ts), while the client
@@ -149,7 +146,7 @@ export function fleetHandlers(core: CoordinatorCore, runs: RunRegistry, authenti
     PushUpdate: clientStreamHandler(async (call) => {
       guardOpen(core, 'accept an update');
       if (core.lifecycle.draining) throw new CoordinatorDrainingError('accept an update');
-      return ingestUpdate(core, runs, authenticator, call, digests, reserve);
+      return ingestUpdate(core, runs, authenticator, call, reserve);
     }, options),
 
     ReportFailure: unaryHandler(async (request: SignedRequest) => {

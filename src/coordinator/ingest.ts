@@ -20,7 +20,6 @@ import type { RequestAuthenticator } from '../auth/authenticator.js';
 import { openBlobWriter } from '../store/blob-writer.js';
 import { InvalidTransitionError } from '../store/errors.js';
 import { hexDigest, TensorAssembler, type WireChunk } from '../wire/codec.js';
-import type { DigestVerifier } from '../wire/digest-worker.js';
 import { ProtocolError } from '../wire/errors.js';
 import type { MessageInput, PushUpdateRequest, PushUpdateResponse, TensorEntry, UpdateHeader, UpdateKind } from '../wire/messages.js';
 import type { ClientRecord } from '../store/store.js';
@@ -82,7 +81,7 @@ function duplicate(sha256: Buffer, bytes: number): MessageInput<PushUpdateRespon
   return { result: 'RESULT_DUPLICATE', sha256, storedBytes: bytes };
 }
 
-/** Payloads from this size on have their running digests checked on a worker thread (`digests`); smaller ones, such
+/** Payloads from this size on have their running digests checked on a worker thread (`core.digests`); smaller ones, such
  * as seed-scalar uploads, on the event loop, where a check costs less than handing it over. */
 export const OFF_THREAD_MIN_BYTES = 4 << 20;
 
@@ -91,8 +90,7 @@ export async function ingestUpdate(
   runs: RunRegistry,
   authenticator: RequestAuthenticator,
   call: AsyncIterable<PushUpdateRequest>,
-  digests?: DigestVerifier,
-  /** Buffers set aside for uploads of tasks handed out (fleet.ts); used with `digests`. */
+  /** Buffers set aside for uploads of tasks handed out (fleet.ts). */
   reserve?: PayloadReserve,
 ): Promise<MessageInput<PushUpdateResponse>> {
   const it = call[Symbol.asyncIterator]();
@@ -143,7 +141,7 @@ export async function ingestUpdate(
 
   // The limit is the expected payload itself, so a client cannot make the coordinator buffer more than its task implies.
   const limits = { maxTotalBytes: Math.min(core.config.maxUpdateBytes, layoutBytes(expected)), expected };
-  const offThread = manifest.totalBytes >= OFF_THREAD_MIN_BYTES ? digests : undefined;
+  const offThread = manifest.totalBytes >= OFF_THREAD_MIN_BYTES ? core.digests : undefined;
   const assembler = new TensorAssembler(manifest, limits, offThread, offThread && reserve?.take(header.taskId, manifest.totalBytes));
   // Verified chunks go to the blob store as they arrive; the digest the assembler verified becomes the blob's address.
   const blob = openBlobWriter(store.blobs, manifest.totalBytes);

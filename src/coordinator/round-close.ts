@@ -6,17 +6,18 @@
  *
  * Nothing is copied on the way: the updates and the old adapter are read as Float32Array views of the stored bytes
  * (often the very buffers ingest verified, from the store's cache), which the strategies only read, and the new
- * adapter they return is stored as it lies.
+ * adapter they return is stored as it lies, from memory set aside when the round opened (prepareOutput).
  */
 import { UpdateRejectedError, type AggregateOutcome, type ClientFailure } from '../aggregation/index.js';
 import { crashPointForTests } from '../privacy/crash-point.js';
 import { putOwned } from '../store/blob-writer.js';
 import type { JsonObject, RoundRecord } from '../store/store.js';
 import type { HostTensor } from '../tensors/host.js';
+import { PAGE_ALIGNED_MIN_BYTES, pageAlignedBuffer, sharedPageAlignedBuffer } from '../tensors/page-aligned.js';
 import type { CoordinatorCore } from './core.js';
 import { NotFoundError } from './errors.js';
 import { denseRound, ESSA_POPULATION, kindOfMetrics, loadEssaState, nextSeedPool, storeEssaState, UPDATE_KIND_METRIC, uploadLayoutOf, type StoredUpdate } from './forward-only.js';
-import { packTensors, viewTensors } from './layout.js';
+import { layoutBytes, packTensors, viewTensors } from './layout.js';
 import { buildStrategy, currentStrategyState, strategyDocument, type StrategyState } from './run-strategy.js';
 import type { RoundScratch, RunContext } from './runs.js';
 
@@ -33,6 +34,32 @@ function finiteNumbers(metrics: JsonObject | Readonly<Record<string, number>>): 
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(metrics)) if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
   return out;
+}
+
+/**
+ * Memory for the new global adapter of a round just opened, faulted in on the worker thread while the clients train,
+ * so that the close writes the aggregate into mapped pages instead of taking a page fault per 4 KiB on the event
+ * loop (about 20 ms of a 0.1 s close for a 57 MB adapter here). Resolves undefined when the fault-in fails; no
+ * buffer at all for adapters below PAGE_ALIGNED_MIN_BYTES (few faults) or above the payload reserve's limit (a
+ * coordinator told to hold little memory aside).
+ */
+export function prepareOutput(core: CoordinatorCore, ctx: RunContext): Promise<SharedArrayBuffer | undefined> | undefined {
+  const bytes = layoutBytes(ctx.layout.adapter);
+  if (bytes < PAGE_ALIGNED_MIN_BYTES || bytes > core.config.payloadReserveBytes) return undefined;
+  const buffer = sharedPageAlignedBuffer(bytes);
+  return core.digests.prefault(buffer).then(
+    () => buffer,
+    () => undefined,
+  );
+}
+
+/** An allocator (RoundContext.allocate) that hands out `spare` once, to the first request of the adapter's size. */
+export function allocatorWith(spare: SharedArrayBuffer | undefined, adapterBytes: number): (bytes: number) => ArrayBufferLike {
+  return (bytes) => {
+    const buffer = bytes === adapterBytes && spare !== undefined ? spare : pageAlignedBuffer(bytes);
+    if (buffer === spare) spare = undefined;
+    return buffer;
+  };
 }
 
 async function blob(core: CoordinatorCore, sha256: string, what: string): Promise<Uint8Array> {
@@ -92,10 +119,11 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
   const essaUploads = stored.filter((u) => u.kind === 'UPDATE_KIND_ESSA_FITNESS').length;
   const uploadsBehind = (rs: readonly { clientId: string }[]): number => rs.reduce((s, r) => s + (r.clientId === ESSA_POPULATION ? essaUploads : 1), 0);
   const built = buildStrategy(config, ctx.plan, state, round.expectedClients);
+  const allocate = allocatorWith(await scratch.output, layoutBytes(layout.adapter));
   let outcome: AggregateOutcome | undefined;
   for (;;) {
     try {
-      outcome = built.strategy.aggregate({ round: n, global, expectedClients: round.expectedClients }, results, failures);
+      outcome = built.strategy.aggregate({ round: n, global, expectedClients: round.expectedClients, allocate }, results, failures);
       break;
     } catch (err) {
       // Updates were checked on arrival; a strategy that still rejects one drops that client, not the round.

@@ -22,7 +22,7 @@ import { chargeRound, refreshBudget } from './budget.js';
 import type { CoordinatorCore } from './core.js';
 import { announce } from './peers.js';
 import { prepareEssa } from './forward-only.js';
-import { closeRound } from './round-close.js';
+import { closeRound, prepareOutput } from './round-close.js';
 import type { RunCandidate, RunContext, RunRegistry } from './runs.js';
 import { expectedParticipants, sampleClients } from './sampling.js';
 
@@ -196,6 +196,7 @@ export class RunDriver {
       this.kick();
       return;
     }
+    this.runs.scratch(ctx.id, round).output = prepareOutput(this.core, ctx);
     this.core.presence.notify(record.sampledClientIds);
     this.after(record.deadlineAt - this.core.config.clock());
   }

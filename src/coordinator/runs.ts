@@ -28,6 +28,8 @@ export interface RoundScratch {
   readonly failures: Map<string, string>;
   /** Adapter bytes served to this round's clients. */
   bytesDown: number;
+  /** Memory for the round's new global adapter, being faulted in while the clients train (round-close.ts prepareOutput). */
+  output?: Promise<SharedArrayBuffer | undefined>;
 }
 
 /** A client that may be sampled, with what the task needs to know about it. */

@@ -30,6 +30,7 @@ import { loadLetheProto } from '../wire/proto.js';
 import { RpcError } from '../wire/errors.js';
 import { AdminApi } from './admin.js';
 import { DEMO_RUN_SEED, demoRunConfig, type DemoOptions, type EvalRunFields } from './config.js';
+import { HEAP_FLOOR_FLAG } from '../memory-tuning.js';
 import { delay, ProcessGroup, type ChildHandle } from './processes.js';
 import { renderReportHtml, type DemoReport, type RoundRow } from './report.js';
 import { roundRow, summarize, tableHeader, tableLine } from './table.js';
@@ -156,6 +157,7 @@ export async function runDemo(o: DemoOptions, io: DemoIo): Promise<DemoResult> {
       'coordinator',
       ['coordinator', 'start', '--port', String(o.port), '--host', '127.0.0.1', '--data-dir', session.coordinator, ...backendArgs(o)],
       join(session.logs, 'coordinator.log'),
+      [HEAP_FLOOR_FLAG],
     );
     const m = await coordinator.waitForLine(/listening on ([\w.-]+:\d+)/, 60_000);
     const address = m[1]!;

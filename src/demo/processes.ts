@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { withHugePages } from '../huge-pages.js';
+import { withHugePages } from '../memory-tuning.js';
 
 export interface ChildHandle {
   readonly name: string;
@@ -26,7 +26,7 @@ export class ProcessGroup {
    */
   constructor(
     private readonly command: { readonly executable: string; readonly script: string },
-    /** Default: this process's, with huge pages for the children's large buffers (src/huge-pages.ts). */
+    /** Default: this process's, with huge pages for the children's large buffers (src/memory-tuning.ts). */
     private readonly env: NodeJS.ProcessEnv = withHugePages(process.env),
   ) {}
 
@@ -34,10 +34,10 @@ export class ProcessGroup {
     return [...this.children];
   }
 
-  /** Starts `lethe <args>`; its stdout and stderr go to `logPath`. */
-  spawn(name: string, args: readonly string[], logPath: string): ChildHandle {
+  /** Starts `node [nodeFlags] lethe <args>`; its stdout and stderr go to `logPath`. */
+  spawn(name: string, args: readonly string[], logPath: string, nodeFlags: readonly string[] = []): ChildHandle {
     if (this.stopping) throw new Error(`cannot start ${name}: the process group is stopping`);
-    const child = spawn(this.command.executable, [this.command.script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
+    const child = spawn(this.command.executable, [...nodeFlags, this.command.script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
     const log: WriteStream = createWriteStream(logPath, { flags: 'a' });
     const watchers = new Set<(text: string) => void>();
     let seen = '';

@@ -141,6 +141,27 @@ describe('aggregate', () => {
     expect([...new Float32Array(out[0]!.buffer)]).toEqual([0, 1, 2, 8, 8, 1, 1, 1, 1, 1]);
   });
 
+  it('applyWeightedSum – lays its result into the buffer its allocator gives, and refuses one too small for it', () => {
+    // Prepare: a buffer larger than needed (as page-aligned ones are, in whole 64 KiB pages), already holding junk.
+    const global = new Map([
+      ['a', { shape: [3], data: ramp(3, (i) => i) }],
+      ['b', { shape: [2], data: ramp(2, () => 7) }],
+    ]);
+    const given = new ArrayBuffer(64);
+    new Float32Array(given).fill(-1);
+    const asked: number[] = [];
+    // Execute
+    const { global: out } = applyWeightedSum(global, [new Map([['a', { shape: [3], data: ramp(3, () => 1) }]])], [2], ['a'], (bytes) => {
+      asked.push(bytes);
+      return given;
+    });
+    // Assert
+    expect(asked).toEqual([20]);
+    expect([...out.values()].map((t) => t.data.buffer === given)).toEqual([true, true]);
+    expect([...new Float32Array(given, 0, 5)]).toEqual([2, 3, 4, 7, 7]);
+    expect(() => applyWeightedSum(global, [], [], [], () => new ArrayBuffer(16))).toThrow(/gave 16 bytes where 20 were asked for/);
+  });
+
   it('firstNonFinite – finds NaN and infinities and nothing in finite data', () => {
     expect(firstNonFinite(Float32Array.of(1, Number.NaN))).toBe(1);
     expect(firstNonFinite(Float32Array.of(Number.NEGATIVE_INFINITY))).toBe(0);

@@ -31,6 +31,16 @@ describe('ffa', () => {
     expect(out.metrics['clients']).toBe(3);
   });
 
+  it('ffa – lays the new global adapter into the memory the round context allocates (the coordinator\'s faulted-in buffer)', () => {
+    const clients = [update(global, ffaNames, 'c1', 10), update(global, ffaNames, 'c2', 30)];
+    const buffers: ArrayBuffer[] = [];
+    const allocate = (bytes: number): ArrayBuffer => buffers[buffers.push(new ArrayBuffer(bytes)) - 1]!;
+    const out = new FfaStrategy().aggregate({ ...context(global), allocate }, clients, [])!;
+    expect(buffers).toHaveLength(1);
+    expect([...out.global.values()].every((t) => t.data.buffer === buffers[0])).toBe(true);
+    expect(out.global.get('h.0.attn.c_attn.lora_A.weight')!.data).toEqual(global.get('h.0.attn.c_attn.lora_A.weight')!.data);
+  });
+
   it('ffa – equal weighting ignores example counts', () => {
     // Prepare
     const clients = [update(global, ffaNames, 'c1', 1), update(global, ffaNames, 'c2', 99)];

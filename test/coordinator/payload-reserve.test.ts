@@ -1,9 +1,13 @@
 /**
- * Payload buffers set aside for the uploads of tasks just handed out (src/coordinator/payload-reserve.ts), faulted in
- * by the digest worker's thread (a real worker, src/wire/digest-worker.ts).
+ * Payload buffers set aside for the uploads of tasks just handed out (src/coordinator/payload-reserve.ts), and the
+ * memory for a round's new adapter (round-close.ts prepareOutput), faulted in by the digest worker's thread (a real
+ * worker, src/wire/digest-worker.ts).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { CoordinatorCore } from '../../src/coordinator/core.js';
 import { PayloadReserve } from '../../src/coordinator/payload-reserve.js';
+import { allocatorWith, prepareOutput } from '../../src/coordinator/round-close.js';
+import type { RunContext } from '../../src/coordinator/runs.js';
 import { isPageAligned } from '../../src/tensors/page-aligned.js';
 import { encodeTensors, TensorAssembler } from '../../src/wire/codec.js';
 import { WorkerDigestVerifier } from '../../src/wire/digest-worker.js';
@@ -89,5 +93,41 @@ describe('payload reserve', () => {
     expect(Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(data.buffer))).toBe(true);
     expect(() => new TensorAssembler(encoded.manifest, {}, verifier, new SharedArrayBuffer(16))).toThrow(RangeError);
     expect(() => new TensorAssembler(encoded.manifest, {}, undefined, reserved)).toThrow(RangeError);
+  });
+});
+
+describe('round output', () => {
+  const digests = new WorkerDigestVerifier();
+  const coreWith = (payloadReserveBytes: number): CoordinatorCore => ({ config: { payloadReserveBytes }, digests }) as unknown as CoordinatorCore;
+  const runWith = (floats: number): RunContext => ({ layout: { adapter: new Map([['a', [floats / 2]], ['b', [floats / 2]]]) } }) as unknown as RunContext;
+
+  it('prepareOutput – sets aside a zeroed, page-aligned buffer for the whole adapter, faulted in off this thread', async () => {
+    const bytes = 4 * (6 * MIB);
+    const buffer = await prepareOutput(coreWith(256 * MIB), runWith(6 * MIB));
+    expect(buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(isPageAligned(buffer!)).toBe(true);
+    expect(buffer!.byteLength).toBeGreaterThanOrEqual(bytes);
+    const before = process.resourceUsage().minorPageFault;
+    const view = new Uint8Array(buffer!);
+    expect(view.every((b) => b === 0)).toBe(true);
+    view.fill(1);
+    // 6,144 faults for 24 MiB of fresh 4 KiB pages; its pages are mapped already.
+    expect(process.resourceUsage().minorPageFault - before).toBeLessThan(600);
+  });
+
+  it('prepareOutput – sets nothing aside for a small adapter or one above the reserve limit', () => {
+    expect(prepareOutput(coreWith(256 * MIB), runWith(1024))).toBeUndefined();
+    expect(prepareOutput(coreWith(0), runWith(6 * MIB))).toBeUndefined();
+  });
+
+  it('allocatorWith – hands the spare out once, to a request of the adapter\'s size; others get fresh memory', () => {
+    const spare = new SharedArrayBuffer(8 * MIB);
+    const allocate = allocatorWith(spare, 8 * MIB);
+    expect(allocate(4 * MIB)).not.toBe(spare);
+    expect(allocate(8 * MIB)).toBe(spare);
+    const again = allocate(8 * MIB);
+    expect(again).not.toBe(spare);
+    expect(again.byteLength).toBeGreaterThanOrEqual(8 * MIB);
+    expect(allocatorWith(undefined, 8 * MIB)(8 * MIB).byteLength).toBeGreaterThanOrEqual(8 * MIB);
   });
 });

@@ -130,7 +130,7 @@ const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Prom
 export const benchCommand: Command = {
   path: ['bench'],
   // Some suites run a coordinator in this process: measure it with the memory settings deploy/ gives it.
-  hugePages: 'restart',
+  memoryTuning: 'restart',
   summary: `benchmarks: ${Object.keys(SUITES).join(', ')} (one JSON line each with --json)`,
   usage: `SUITE [--json] — ${Object.entries(SUITES).map(([k, s]) => `${k} ${s.usage}`).join('; ')}`,
   async run(argv) {

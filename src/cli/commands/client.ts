@@ -22,7 +22,7 @@ import { loadLetheProto } from '../../wire/proto.js';
 import { channelCredentials } from '../../wire/tls.js';
 import { numberFlag, UsageError, type Command } from '../command.js';
 import { type Flags, parseFlags, resolveDataDir, startBackend, str, tlsFlags } from '../flags.js';
-import { hugePagesHint } from '../../huge-pages.js';
+import { hugePagesHint } from '../../memory-tuning.js';
 
 /** Exit code for a refusal that retrying cannot fix (revoked client, refused join token). */
 export const EXIT_REFUSED = 3;

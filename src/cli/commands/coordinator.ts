@@ -14,7 +14,7 @@ import { DEFAULT_NATS_CLUSTER_CONFIG, natsClusterConfig, type NatsClusterConfig 
 import { ClusterConfigError } from '../../cluster/errors.js';
 import { UsageError, numberFlag, type Command } from '../command.js';
 import { readRunConfigFile } from './runs.js';
-import { hugePagesHint } from '../../huge-pages.js';
+import { heapFloorHint, hugePagesHint } from '../../memory-tuning.js';
 
 async function tlsFiles(cert: string | undefined, key: string | undefined, ca: string | undefined): Promise<TlsFiles | undefined> {
   if (!cert && !key && !ca) return undefined;
@@ -84,8 +84,7 @@ export const coordinatorStartCommand: Command = {
     });
     await coordinator.start();
     process.stderr.write(`admin token: ${adminTokenPath(dataDir)}\n`);
-    const memoryHint = hugePagesHint();
-    if (memoryHint) process.stderr.write(`${memoryHint}\n`);
+    for (const hint of [hugePagesHint(), heapFloorHint()]) if (hint) process.stderr.write(`${hint}\n`);
     if (runJson) {
       const run = await coordinator.ensureRun(JSON.parse(runJson));
       process.stderr.write(run.created ? `created run ${run.runId} from --config\n` : `run ${run.runId} from --config already exists\n`);

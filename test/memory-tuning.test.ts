@@ -1,6 +1,7 @@
 /**
- * src/huge-pages.ts: the glibc tunable that gives large buffers transparent huge pages, set on the processes Lethe
- * starts. The fault counts are real: a child process fills a fresh 32 MiB buffer and reports its minor page faults.
+ * src/memory-tuning.ts: the glibc tunable that gives large buffers transparent huge pages, set on the processes Lethe
+ * starts, and the coordinator's heap floor (a node flag). The fault counts are real: a child process fills a fresh
+ * 32 MiB buffer and reports its minor page faults.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -10,7 +11,21 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessGroup } from '../src/demo/processes.js';
-import { glibcHasHugePageTunable, glibcVersion, HUGE_PAGES_TUNABLE, hugePagesDecided, hugePagesHint, runWithHugePages, withHugePages } from '../src/huge-pages.js';
+import {
+  glibcHasHugePageTunable,
+  glibcVersion,
+  HEAP_FLOOR_FLAG,
+  heapFloorDecided,
+  heapFloorHint,
+  HUGE_PAGES_TUNABLE,
+  hugePagesDecided,
+  hugePagesHint,
+  memoryTuningMissing,
+  runWithMemoryTuning,
+  withHeapFloor,
+  withHugePages,
+  withoutHeapFloor,
+} from '../src/memory-tuning.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -19,7 +34,7 @@ const FILL_SCRIPT = `
 const before = process.resourceUsage().minorPageFault;
 Buffer.allocUnsafeSlow(32 << 20).fill(1);
 const faults = process.resourceUsage().minorPageFault - before;
-process.stdout.write(JSON.stringify({ tunables: process.env.GLIBC_TUNABLES ?? null, faults }) + '\\n');
+process.stdout.write(JSON.stringify({ tunables: process.env.GLIBC_TUNABLES ?? null, execArgv: process.execArgv, faults }) + '\\n');
 process.exitCode = Number(process.argv[2] ?? 0);
 `;
 
@@ -42,10 +57,11 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 
 interface FillReport {
   readonly tunables: string | null;
+  readonly execArgv: readonly string[];
   readonly faults: number;
 }
 
-/** The fill script writing its report to a file (runWithHugePages shares this process's stdout with the child). */
+/** The fill script writing its report to a file (runWithMemoryTuning shares this process's stdout with the child). */
 async function reportingScript(name: string): Promise<{ script: string; read: () => FillReport }> {
   const report = join(dir, `${name}.json`);
   const path = join(dir, `${name}.cjs`);
@@ -77,6 +93,18 @@ describe('huge pages', () => {
     expect(hugePagesHint(off)).toBeUndefined();
   });
 
+  it('heap floor – is added once, respects a size the user chose, is left off for clients, and is named when missing', () => {
+    expect(withHeapFloor(['--inspect'])).toEqual(['--inspect', HEAP_FLOOR_FLAG]);
+    expect(heapFloorDecided(withHeapFloor([]))).toBe(true);
+    const own = ['--initial_old_space_size=512'];
+    expect(withHeapFloor(own)).toBe(own);
+    expect(heapFloorHint(own)).toBeUndefined();
+    expect(heapFloorHint([])).toContain(HEAP_FLOOR_FLAG);
+    expect(withoutHeapFloor(['--inspect', HEAP_FLOOR_FLAG])).toEqual(['--inspect']);
+    expect(memoryTuningMissing({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, [])).toBe(true);
+    expect(memoryTuningMissing({ GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' }, [HEAP_FLOOR_FLAG])).toBe(false);
+  });
+
   it('glibcHasHugePageTunable – is true from glibc 2.35 on and false for older or no glibc', () => {
     expect(glibcHasHugePageTunable('2.35')).toBe(true);
     expect(glibcHasHugePageTunable('2.36')).toBe(true);
@@ -85,30 +113,34 @@ describe('huge pages', () => {
     expect(glibcHasHugePageTunable(undefined)).toBe(false);
   });
 
-  it('runWithHugePages – starts the script with the tunable set and returns its exit code', async () => {
+  it('runWithMemoryTuning – starts the script with the tunable and the heap floor set and returns its exit code', async () => {
     const { script: wrapped, read } = await reportingScript('exit');
-    expect(await runWithHugePages(wrapped, ['7'])).toBe(7);
+    expect(await runWithMemoryTuning(wrapped, ['7'])).toBe(7);
     expect(read().tunables?.split(':')).toContain(HUGE_PAGES_TUNABLE);
+    expect(read().execArgv).toContain(HEAP_FLOOR_FLAG);
   });
 
-  it('ProcessGroup – starts the demo\'s and benchmarks\' child processes with the tunable', async () => {
+  it('ProcessGroup – starts the demo\'s and benchmarks\' child processes with the tunable, and the node flags asked for', async () => {
     const printer = join(dir, 'print.cjs');
-    await writeFile(printer, `console.log('tunables=' + process.env.GLIBC_TUNABLES); setTimeout(() => undefined, 60_000);`);
+    await writeFile(printer, `console.log('tunables=' + process.env.GLIBC_TUNABLES + ' flags=' + process.execArgv.join(',')); setTimeout(() => undefined, 60_000);`);
     const group = new ProcessGroup({ executable: process.execPath, script: printer });
     try {
-      const child = group.spawn('printer', [], join(dir, 'printer.log'));
-      const [, tunables] = (await child.waitForLine(/tunables=(\S+)/, 10_000)) as RegExpMatchArray;
+      const plain = group.spawn('printer', [], join(dir, 'printer.log'));
+      const [, tunables, flags] = (await plain.waitForLine(/tunables=(\S+) flags=(\S*)/, 10_000)) as RegExpMatchArray;
       expect(tunables!.split(':')).toContain(HUGE_PAGES_TUNABLE);
+      expect(flags).toBe('');
+      const floored = group.spawn('coordinator', [], join(dir, 'coordinator.log'), [HEAP_FLOOR_FLAG]);
+      expect((await floored.waitForLine(/flags=(\S*)/, 10_000))[1]).toBe(HEAP_FLOOR_FLAG);
     } finally {
       await group.stopAll(1_000);
     }
   });
 
-  it.skipIf(!glibcHasHugePageTunable(glibcVersion()))('lethe bench starts itself again with the tunable; a command without large buffers does not', async () => {
-    // A preload script records each lethe process's GLIBC_TUNABLES as it starts.
+  it('lethe bench starts itself again with the tunable and the heap floor; a command without large buffers does not', async () => {
+    // A preload script records each lethe process's GLIBC_TUNABLES and node flags as it starts.
     const log = join(dir, 'starts.log');
     const preload = join(dir, 'record.cjs');
-    await writeFile(preload, `require('fs').appendFileSync(${JSON.stringify(log)}, (process.env.GLIBC_TUNABLES ?? '-') + '\\n');`);
+    await writeFile(preload, `require('fs').appendFileSync(${JSON.stringify(log)}, (process.env.GLIBC_TUNABLES ?? '-') + ' ' + (process.execArgv.join(',') || '-') + '\\n');`);
     const lethe = (args: string[]): Promise<number | null> => {
       const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: `--require ${preload}` };
       delete env['GLIBC_TUNABLES'];
@@ -119,17 +151,17 @@ describe('huge pages', () => {
       });
     };
     expect(await lethe(['bench', 'no-such-suite'])).toBe(2); // the usage error, from the restarted process
-    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['-', HUGE_PAGES_TUNABLE]);
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['- -', `${HUGE_PAGES_TUNABLE} ${HEAP_FLOOR_FLAG}`]);
     await rm(log);
     expect(await lethe(['privacy', 'epsilon', '--no-such-flag'])).toBe(2);
-    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['-']);
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['- -']);
   });
 
   it.skipIf(!glibcHasHugePageTunable(glibcVersion()) || thpMode() === 'never' || thpMode() === undefined)(
     'a process started with the tunable takes far fewer page faults to fill a fresh 32 MiB buffer',
     async () => {
       const { script: wrapped, read } = await reportingScript('faults');
-      expect(await runWithHugePages(wrapped, [])).toBe(0);
+      expect(await runWithMemoryTuning(wrapped, [])).toBe(0);
       const huge = read();
       const plain = await plainFill();
       expect(plain.tunables).toBeNull();
