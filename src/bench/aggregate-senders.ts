@@ -1,9 +1,9 @@
 /**
- * The uploading clients of the ingest measurement (aggregate.ts measureIngest), run as a process of their own, as
- * clients are: the coordinator's rate is then not paid out of its own event loop for encoding, framing and sending
- * the uploads. Started with fork (IPC, advanced serialization), it takes jobs until the parent disconnects:
+ * The uploading clients of the ingest measurements (aggregate.ts and nats.ts measureIngest), run as a process of
+ * their own, as clients are: the coordinator's rate is then not paid out of its own event loop for encoding, framing
+ * and sending the uploads. Started with fork (IPC, advanced serialization), it takes jobs until the parent disconnects:
  *
- *   parent → { address, shapes, clients: [{ id, privateKeyPem, task }] }   the child prepares every update, then
+ *   parent → { shapes, clients: [{ id, privateKeyPem, task, address }] }   the child prepares every update, then
  *   child  → 'ready'
  *   parent → 'go'                                                           every client pushes at once
  *   child  → 'done' | { error }
@@ -13,16 +13,16 @@ import { credentials } from '@grpc/grpc-js';
 import { importPrivateKeyPem } from '../auth/keys.js';
 import type { Task } from '../wire/messages.js';
 import { loadLetheProto } from '../wire/proto.js';
-import { createClient } from '../wire/services.js';
+import { createClient, type FleetClient } from '../wire/services.js';
 import { BenchClient, preparedUpdate } from './bench-client.js';
 
 export interface SenderJob {
-  readonly address: string;
   readonly shapes: readonly (readonly [string, readonly number[]])[];
-  readonly clients: readonly { readonly id: string; readonly privateKeyPem: string; readonly task: Task }[];
+  /** Each client with the coordinator it uploads to. */
+  readonly clients: readonly { readonly id: string; readonly privateKeyPem: string; readonly task: Task; readonly address: string }[];
 }
 
-/** Connections the uploads share, as many clients behind one NAT would share a few. */
+/** Connections to each coordinator the uploads share, as many clients behind one NAT would share a few. */
 const CHANNELS = 8;
 
 /** The parent's next message; undefined once it has disconnected. */
@@ -43,11 +43,16 @@ function nextMessage(): Promise<unknown> {
 
 async function runJob(job: SenderJob): Promise<void> {
   const proto = loadLetheProto();
-  const channels = Array.from({ length: Math.min(job.clients.length, CHANNELS) }, () => createClient(proto, 'fleet', job.address, credentials.createInsecure()));
+  // Each coordinator's clients take its channels in turn.
   const shapes = new Map(job.shapes);
+  const channels = new Map<string, FleetClient[]>();
   const clients = job.clients.map((c, k) => {
+    const own = channels.get(c.address) ?? [];
+    channels.set(c.address, own);
+    const seen = job.clients.slice(0, k).filter((d) => d.address === c.address).length;
+    if (seen < CHANNELS) own.push(createClient(proto, 'fleet', c.address, credentials.createInsecure()));
     const privateKey = importPrivateKeyPem(c.privateKeyPem);
-    const client = new BenchClient(proto, channels[k % channels.length]!, { privateKey, publicKey: createPublicKey(privateKey) });
+    const client = new BenchClient(proto, own[seen % CHANNELS]!, { privateKey, publicKey: createPublicKey(privateKey) });
     client.id = c.id;
     return client;
   });
@@ -60,7 +65,7 @@ async function runJob(job: SenderJob): Promise<void> {
   } catch (err) {
     process.send!({ error: String(err) });
   } finally {
-    for (const c of channels) c.close();
+    for (const c of [...channels.values()].flat()) c.close();
   }
 }
 

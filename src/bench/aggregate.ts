@@ -152,7 +152,7 @@ export interface IngestMeasurement {
  * A process of uploading clients (aggregate-senders.ts), told its job and then when to go. It runs as clients do:
  * without the coordinator's heap floor (memory-tuning.ts), which `lethe bench` gives this process.
  */
-class SenderProcess {
+export class SenderProcess {
   private readonly child: ChildProcess = fork(fileURLToPath(new URL('./aggregate-senders.js', import.meta.url)), [], {
     serialization: 'advanced',
     stdio: 'inherit',
@@ -170,6 +170,11 @@ class SenderProcess {
     const done = replyOf(this.child, 'done');
     this.child.send('go');
     await done;
+  }
+
+  /** The process's id (undefined if it could not start). */
+  get pid(): number | undefined {
+    return this.child.pid;
   }
 
   kill(): void {
@@ -208,8 +213,8 @@ export async function measureIngest(bytesPerClient: number, clientCount: number)
     await env.createRun({ name: 'ingest', rounds: 2, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
     // Resolves once the updates are encoded, with the push (timed from its call).
     const preparePush = async (address: string, tasks: readonly Task[], shapes: ReadonlyMap<string, readonly number[]>): Promise<() => Promise<void>> => {
-      const clients = env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]! }));
-      await senders.prepare({ address, shapes: [...shapes], clients });
+      const clients = env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]!, address }));
+      await senders.prepare({ shapes: [...shapes], clients });
       return () => senders.go();
     };
     const round = async () => {

@@ -4,7 +4,8 @@
  * subjects (round.started, round.aggregated) on the NATS bus. MB = 10^6 bytes. Everything but training.
  *
  *   ingest_mbps            – K clients (half on each coordinator) upload dense updates of `ingestBytes` each over gRPC
- *                            on 127.0.0.1 in 1 MiB chunks, concurrently; each coordinator verifies every chunk's
+ *                            on 127.0.0.1 in 1 MiB chunks, concurrently, from a process of their own (as in
+ *                            aggregate.ts, without the coordinators' heap floor); each coordinator verifies every chunk's
  *                            running digest, stores the payload in the JetStream object store and the record in KV;
  *                            the leader reads them all back from JetStream and folds them into the new adapter.
  *                            Update bytes / wall time from the first byte sent to round.aggregated, in the run's
@@ -13,8 +14,8 @@
  *                            task, fetch the adapter and upload a prepared update at once: seconds from round.started
  *                            to round.aggregated.
  *   *_cpu_s                – CPU seconds (user + system) the two coordinator processes, and a nats-server running on
- *                            this machine, spent in each measured window (Linux /proc; null elsewhere), and this
- *                            process, which plays the clients. Wall times on a shared, loaded machine
+ *                            this machine, spent in each measured window (Linux /proc; null elsewhere), and the
+ *                            process that plays the clients. Wall times on a shared, loaded machine
  *                            mostly measure the queue for a core; CPU seconds do not.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
@@ -36,8 +37,10 @@ import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
-import { ALL_TARGETS, answerOneTask, SMALL, uploadShapes, WIDE } from './aggregate.js';
-import { BenchClient, preparedUpdate } from './bench-client.js';
+import { exportPrivateKeyPem } from '../auth/keys.js';
+import { layoutBytes } from '../coordinator/layout.js';
+import { ALL_TARGETS, answerOneTask, SenderProcess, SMALL, uploadShapes, WIDE } from './aggregate.js';
+import { BenchClient } from './bench-client.js';
 
 export interface NatsBenchOptions {
   /** 'nats://127.0.0.1:4222': the NATS server(s) with JetStream. */
@@ -63,8 +66,8 @@ export interface NatsBenchResult {
   readonly ingest_aggregate_s: number;
   readonly ingest_cpu_s_coordinators: number | null;
   readonly ingest_cpu_s_nats_server: number | null;
-  /** CPU seconds of this process, which plays the uploading clients (gRPC), in the ingest window. */
-  readonly ingest_cpu_s_clients: number;
+  /** CPU seconds of the process that plays the uploading clients (gRPC), in the ingest window (null without /proc). */
+  readonly ingest_cpu_s_clients: number | null;
   readonly round_overhead_s_1000: number;
   readonly round_clients: number;
   /** Of round_overhead_s_1000, the seconds from the last acknowledged upload to round.aggregated (closing the round). */
@@ -72,7 +75,7 @@ export interface NatsBenchResult {
   readonly round_cpu_s_coordinators: number | null;
   readonly round_cpu_s_nats_server: number | null;
   /** CPU seconds of this process, which plays the clients (signing, gRPC), in the round window. */
-  readonly round_cpu_s_clients: number;
+  readonly round_cpu_s_clients: number | null;
   readonly coordinators: number;
   /** The machine's 1-minute load average at the end, and its CPU count: the numbers depend on both. */
   readonly load_average_1m: number;
@@ -125,15 +128,23 @@ function cpuOf(pids: readonly (number | undefined)[]): number | null {
   return times.length === 0 ? null : times.reduce((a, b) => a + b, 0);
 }
 
-/** CPU meter over a window: coordinators' and local nats-servers' CPU seconds spent since start(). */
-function cpuMeter(coordinators: readonly (number | undefined)[]) {
+/** CPU seconds (user + system) this process has used so far. */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
+/**
+ * CPU meter over a window: the seconds that coordinators, local nats-servers and the clients (the process `clients`,
+ * or this one) spent since start().
+ */
+function cpuMeter(coordinators: readonly (number | undefined)[], clients?: number) {
   const nats = localNatsServers();
-  const before = { coordinators: cpuOf(coordinators), nats: cpuOf(nats), clients: process.cpuUsage() };
+  const clientCpu = (): number | null => (clients === undefined ? ownCpuSeconds() : cpuSeconds(clients));
+  const before = { coordinators: cpuOf(coordinators), nats: cpuOf(nats), clients: clientCpu() };
   return () => {
-    const after = { coordinators: cpuOf(coordinators), nats: cpuOf(nats) };
     const delta = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : b - a);
-    const clients = process.cpuUsage(before.clients);
-    return { coordinators: delta(before.coordinators, after.coordinators), nats: delta(before.nats, after.nats), clients: (clients.user + clients.system) / 1e6 };
+    return { coordinators: delta(before.coordinators, cpuOf(coordinators)), nats: delta(before.nats, cpuOf(nats)), clients: delta(before.clients, clientCpu()) };
   };
 }
 
@@ -179,8 +190,10 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
     const theBus = bus;
     return {
       clients,
-      /** Starts measuring CPU; the returned function gives the seconds spent since. */
-      cpu: () => cpuMeter(children.map((c) => c.process.pid)),
+      /** The coordinator each client enrolled with and talks to. */
+      addressOf: (k: number) => addresses[k % COORDINATORS]!,
+      /** Starts measuring CPU (the clients' in process `clientPid`, else this one); the returned function gives the seconds spent since. */
+      cpu: (clientPid?: number) => cpuMeter(children.map((c) => c.process.pid), clientPid),
       /** Resolves with the time (performance.now) of the first event of `type` on the bus. */
       next(type: 'round.started' | 'round.aggregated'): Promise<number> {
         const sub: Subscription = theBus.subscribe(SUBJECTS.ofType(type));
@@ -206,7 +219,11 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
 async function measureIngest(servers: readonly string[], bytesPerClient: number, clientCount: number, progress: (line: string) => void) {
   // lora_B floats per layer: (3C + C + 4C + C)·r = 9Cr.
   const r = Math.max(1, Math.round(bytesPerClient / 4 / (9 * WIDE.nEmbd * WIDE.nLayer)));
-  const env = await setUp(servers, WIDE, clientCount, progress);
+  const senders = new SenderProcess();
+  const env = await setUp(servers, WIDE, clientCount, progress).catch((err: unknown) => {
+    senders.kill();
+    throw err;
+  });
   try {
     const started = env.next('round.started');
     await env.createRun({ name: 'ingest', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
@@ -214,20 +231,22 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
     const round = async (n: number) => {
       const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
       const shapes = uploadShapes(tasks[0]!, WIDE, r);
-      const updates = tasks.map((t, k) => preparedUpdate(t, shapes, k));
+      const bytes = layoutBytes(shapes);
+      const clients = env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]!, address: env.addressOf(k) }));
+      await senders.prepare({ shapes: [...shapes], clients });
       const aggregated = env.next('round.aggregated');
-      progress(`round ${n}: uploading ${clientCount} × ${(updates[0]!.manifest.totalBytes / 1e6).toFixed(1)} MB`);
-      const cpu = env.cpu();
+      progress(`round ${n}: uploading ${clientCount} × ${(bytes / 1e6).toFixed(1)} MB`);
+      const cpu = env.cpu(senders.pid);
       const start = performance.now();
-      await Promise.all(env.clients.map((c, k) => c.push(tasks[k]!, updates[k]!)));
+      await senders.go();
       const acknowledged = performance.now();
       const end = await aggregated;
-      const bytes = updates[0]!.manifest.totalBytes;
       return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes, uploadS: (acknowledged - start) / 1000, foldS: (end - acknowledged) / 1000, cpu: cpu() };
     };
     const first = await round(1);
     return { ...(await round(2)), firstRoundMbps: first.mbps };
   } finally {
+    senders.kill();
     await env.tearDown();
   }
 }
