@@ -43,16 +43,18 @@ function nextMessage(): Promise<unknown> {
 
 async function runJob(job: SenderJob): Promise<void> {
   const proto = loadLetheProto();
-  // Each coordinator's clients take its channels in turn.
   const shapes = new Map(job.shapes);
+  // Each coordinator's clients take its channels in turn.
   const channels = new Map<string, FleetClient[]>();
-  const clients = job.clients.map((c, k) => {
+  const assigned = new Map<string, number>();
+  const clients = job.clients.map((c) => {
     const own = channels.get(c.address) ?? [];
     channels.set(c.address, own);
-    const seen = job.clients.slice(0, k).filter((d) => d.address === c.address).length;
-    if (seen < CHANNELS) own.push(createClient(proto, 'fleet', c.address, credentials.createInsecure()));
+    const index = assigned.get(c.address) ?? 0;
+    assigned.set(c.address, index + 1);
+    if (index < CHANNELS) own.push(createClient(proto, 'fleet', c.address, credentials.createInsecure()));
     const privateKey = importPrivateKeyPem(c.privateKeyPem);
-    const client = new BenchClient(proto, own[seen % CHANNELS]!, { privateKey, publicKey: createPublicKey(privateKey) });
+    const client = new BenchClient(proto, own[index % CHANNELS]!, { privateKey, publicKey: createPublicKey(privateKey) });
     client.id = c.id;
     return client;
   });
