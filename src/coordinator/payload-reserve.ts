@@ -54,10 +54,13 @@ export class PayloadReserve {
     this.held.set(taskId, reservation);
     this.bytes += bytes;
     this.scheduleSweep();
-    return this.prefault(reservation.buffer).then(
-      () => void (reservation.ready = true),
-      () => void (this.held.get(taskId) === reservation && this.drop(taskId, reservation)),
-    );
+    // A prefault that throws (no worker thread to be had) rejects like one that fails: never past this point.
+    return Promise.resolve()
+      .then(() => this.prefault(reservation.buffer))
+      .then(
+        () => void (reservation.ready = true),
+        () => void (this.held.get(taskId) === reservation && this.drop(taskId, reservation)),
+      );
   }
 
   /** The buffer set aside for `taskId`, when it is ready and was set aside for `bytes`; it is no longer held either way. */

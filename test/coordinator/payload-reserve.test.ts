@@ -51,6 +51,15 @@ describe('payload reserve', () => {
     expect(reserve.heldBytes).toBe(0);
   });
 
+  it('payload reserve – a prefault that throws (no worker thread) sets nothing aside and never rejects', async () => {
+    const reserve = new PayloadReserve(64 * MIB, () => {
+      throw new Error('no worker thread');
+    }, clock);
+    await expect(reserve.reserve('t', 4 * MIB, now + 60_000)).resolves.toBeUndefined();
+    expect(reserve.heldBytes).toBe(0);
+    expect(reserve.take('t', 4 * MIB)).toBeUndefined();
+  });
+
   it('payload reserve – stays within its limit by dropping the oldest, and sets aside nothing larger than the limit', async () => {
     const reserve = reserveOf(10 * MIB);
     await reserve.reserve('first', 4 * MIB, now + 60_000);
@@ -118,6 +127,18 @@ describe('round output', () => {
   it('prepareOutput – sets nothing aside for a small adapter or one above the reserve limit', () => {
     expect(prepareOutput(coreWith(256 * MIB), runWith(1024))).toBeUndefined();
     expect(prepareOutput(coreWith(0), runWith(6 * MIB))).toBeUndefined();
+  });
+
+  it('prepareOutput – resolves without a buffer when it cannot be faulted in, so the close allocates its own', async () => {
+    const broken = {
+      config: { payloadReserveBytes: 256 * MIB },
+      digests: {
+        prefault: () => {
+          throw new Error('no worker thread');
+        },
+      },
+    } as unknown as CoordinatorCore;
+    await expect(prepareOutput(broken, runWith(6 * MIB))).resolves.toBeUndefined();
   });
 
   it('allocatorWith – hands the spare out once, to a request of the adapter\'s size; others get fresh memory', () => {
