@@ -70,9 +70,11 @@ export function hugePagesHint(env: NodeJS.ProcessEnv = process.env): string | un
 export const HEAP_FLOOR_MIB = 256;
 export const HEAP_FLOOR_FLAG = `--initial-old-space-size=${HEAP_FLOOR_MIB}`;
 
+const INITIAL_OLD_SPACE = /^--initial[-_]old[-_]space[-_]size(=|$)/;
+
 /** True when node's flags already set the initial old space, either way (a user's own size is respected). */
 export function heapFloorDecided(execArgv: readonly string[] = process.execArgv): boolean {
-  return execArgv.some((a) => /^--initial[-_]old[-_]space[-_]size(=|$)/.test(a));
+  return execArgv.some((a) => INITIAL_OLD_SPACE.test(a));
 }
 
 /** `execArgv` with the heap floor added (unchanged when it already decides the initial old space). */
@@ -80,9 +82,9 @@ export function withHeapFloor(execArgv: readonly string[] = process.execArgv): r
   return heapFloorDecided(execArgv) ? execArgv : [...execArgv, HEAP_FLOOR_FLAG];
 }
 
-/** `execArgv` without the heap floor (for processes that stand for clients, such as benchmark senders). */
+/** `execArgv` without any initial old space (for processes that stand for clients, such as benchmark senders). */
 export function withoutHeapFloor(execArgv: readonly string[] = process.execArgv): string[] {
-  return execArgv.filter((a) => a !== HEAP_FLOOR_FLAG);
+  return execArgv.filter((a) => !INITIAL_OLD_SPACE.test(a));
 }
 
 /** One line for the coordinator's startup output when it runs without the heap floor; else undefined. */

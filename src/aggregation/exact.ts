@@ -88,8 +88,9 @@ export class ExactStrategy implements AggregationStrategy {
     let tail = 0; // the part dropped by truncation
     for (const m of modules) {
       const f = this.refactor(ctx.global, m, results, weights);
-      global.set(m.a, f.a);
-      global.set(m.b, f.b);
+      // Into the tensors' places in the new adapter's one buffer, which is then stored as it lies.
+      global.get(m.a)!.data.set(f.a.data);
+      global.get(m.b)!.data.set(f.b.data);
       energy += f.energy;
       tail += f.tail;
     }

@@ -32,15 +32,18 @@ export interface RoundContext {
   /** How many clients the round expected (q × population under Poisson sampling). DP divides by this. */
   readonly expectedClients: number;
   /**
-   * Memory of at least `bytes` (zeroed) for the next global adapter's tensors, laid back to back in `global`'s order;
-   * default tensors/page-aligned.ts pageAlignedBuffer. The coordinator hands over one it faulted in while the clients
-   * trained (round-close.ts).
+   * Memory of at least `bytes` for the next global adapter's tensors, laid back to back in `global`'s order; default
+   * tensors/page-aligned.ts pageAlignedBuffer. The coordinator hands over one it faulted in while the clients trained
+   * (round-close.ts).
    */
   readonly allocate?: (bytes: number) => ArrayBufferLike;
 }
 
 export interface AggregateOutcome {
-  /** The next global adapter: the same names and shapes as `RoundContext.global`. */
+  /**
+   * The next global adapter: the same names and shapes as `RoundContext.global`, in memory of its own (never
+   * `RoundContext.global`'s or an update's), which the caller may keep or overwrite.
+   */
   readonly global: Map<string, HostTensor>;
   /** Scalars worth logging (norms, clip fraction, noise std, ...). */
   readonly metrics: Readonly<Record<string, number>>;

@@ -45,7 +45,8 @@ export interface CoordinatorConfig {
   readonly maxUpdateBytes: number;
   /**
    * 256 MiB: most bytes of payload buffers set aside, and faulted in while clients train, for the large uploads of
-   * tasks just handed out (payload-reserve.ts); 0 turns it off.
+   * tasks just handed out (payload-reserve.ts). Each open round of a run whose adapter is no larger than this also
+   * has its new adapter's memory set aside, apart from that budget (round-close.ts prepareOutput). 0 turns both off.
    */
   readonly payloadReserveBytes: number;
   /** 300000 (±5 min): accepted clock skew of signed requests; nonces are remembered this long. */

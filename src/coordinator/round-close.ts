@@ -120,7 +120,10 @@ export async function closeRound(core: CoordinatorCore, ctx: RunContext, round: 
   const essaUploads = stored.filter((u) => u.kind === 'UPDATE_KIND_ESSA_FITNESS').length;
   const uploadsBehind = (rs: readonly { clientId: string }[]): number => rs.reduce((s, r) => s + (r.clientId === ESSA_POPULATION ? essaUploads : 1), 0);
   const built = buildStrategy(config, ctx.plan, state, round.expectedClients);
-  const allocate = allocatorWith(await scratch.output, layoutBytes(layout.adapter));
+  // Taken off the scratch: a close retried after a failure must not write into what the blob store may hold by then.
+  const output = scratch.output;
+  scratch.output = undefined;
+  const allocate = allocatorWith(await output, layoutBytes(layout.adapter));
   let outcome: AggregateOutcome | undefined;
   for (;;) {
     try {

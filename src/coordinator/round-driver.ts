@@ -202,8 +202,14 @@ export class RunDriver {
   }
 
   private async close(ctx: RunContext, round: RoundRecord): Promise<void> {
-    await this.fence();
-    const result = await closeRound(this.core, ctx, round, this.runs.scratch(round.runId, round.round));
+    const scratch = this.runs.scratch(round.runId, round.round);
+    try {
+      await this.fence();
+    } catch (err) {
+      scratch.output = undefined; // another coordinator closes the round: its memory is not needed here
+      throw err;
+    }
+    const result = await closeRound(this.core, ctx, round, scratch);
     this.runs.dropScratch(round.runId, round.round);
     if (result.kind === 'failed') {
       this.core.config.log(`run ${ctx.id}: round ${round.round} failed: ${result.reason}`);

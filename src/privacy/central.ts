@@ -277,7 +277,9 @@ function indicator(r: ClientUpdate): number | undefined {
 
 /**
  * Runs the inner strategy on the clipped updates and turns its step (mean over n) into (Σ u_k + N(0, std²))/m for
- * the travelling tensors; everything else is ctx.global. Noise is drawn before the inner strategy runs.
+ * the travelling tensors; everything else is ctx.global. Noise is drawn before the inner strategy runs. The result
+ * is written over the inner strategy's own tensors (AggregateOutcome.global is the caller's), so it stays in the
+ * memory the round context allocated.
  */
 function noisyInnerAggregate(
   inner: AggregationStrategy,
@@ -295,19 +297,15 @@ function noisyInnerAggregate(
   const m = ctx.expectedClients;
   const out = new Map<string, HostTensor>();
   for (const [name, g] of ctx.global) {
-    const z = noiseByName.get(name);
-    if (!z) {
-      out.set(name, { shape: [...g.shape], data: g.data.slice() });
-      continue;
-    }
     const stepped = outcome.global.get(name);
-    if (!stepped || !sameShape(stepped.shape, g.shape)) {
+    if (!stepped || !sameShape(stepped.shape, g.shape) || stepped.data.length !== g.data.length) {
       throw new InvalidUpdateError(`inner strategy ${inner.name} returned no tensor "${name}" of shape [${g.shape.join(', ')}]`);
     }
-    const data = new Float32Array(g.data.length);
-    for (let i = 0; i < data.length; i++) {
-      data[i] = g.data[i]! + ((stepped.data[i]! - g.data[i]!) * n + z[i]!) / m;
-    }
+    const data = stepped.data;
+    const z = noiseByName.get(name);
+    if (!z) data.set(g.data);
+    // Element i of the step is read before it is overwritten.
+    else for (let i = 0; i < data.length; i++) data[i] = g.data[i]! + ((data[i]! - g.data[i]!) * n + z[i]!) / m;
     out.set(name, { shape: [...g.shape], data });
   }
   return out;

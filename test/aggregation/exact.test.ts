@@ -34,6 +34,17 @@ describe('exact', () => {
     expect(out.metrics['truncation_rel_err']).toBeLessThan(1e-6);
   });
 
+  it('exact – lays the re-factored adapter, factors and head, into the one buffer the round context allocates', () => {
+    const clients = [update(global, names, 'e1', 20), update(global, names, 'e2', 60)];
+    const given: ArrayBuffer[] = [];
+    const allocate = (bytes: number): ArrayBuffer => given[given.push(new ArrayBuffer(bytes)) - 1]!;
+    const plain = strategy.aggregate(context(global), clients, [])!;
+    const out = strategy.aggregate({ ...context(global), allocate }, clients, [])!;
+    expect(given).toHaveLength(1);
+    expect([...out.global.values()].every((t) => t.data.buffer === given[0])).toBe(true);
+    for (const [name, t] of plain.global) expect([...out.global.get(name)!.data]).toEqual([...t.data]);
+  });
+
   it('exact – otherwise gives the best rank-r approximation: the residual equals the tail singular values', () => {
     // Prepare: 4 clients moving both factors, so the average of products has rank up to 4r (capped by d_in = 6)
     const clients = ['x1', 'x2', 'x3', 'x4'].map((id, k) => update(global, names, id, k + 1, 1));

@@ -8,7 +8,7 @@ import type { CoordinatorCore } from '../../src/coordinator/core.js';
 import { PayloadReserve } from '../../src/coordinator/payload-reserve.js';
 import { allocatorWith, prepareOutput } from '../../src/coordinator/round-close.js';
 import type { RunContext } from '../../src/coordinator/runs.js';
-import { isPageAligned } from '../../src/tensors/page-aligned.js';
+import { isPageAligned, sharedPageAlignedBuffer } from '../../src/tensors/page-aligned.js';
 import { encodeTensors, TensorAssembler } from '../../src/wire/codec.js';
 import { WorkerDigestVerifier } from '../../src/wire/digest-worker.js';
 
@@ -116,12 +116,17 @@ describe('round output', () => {
     expect(buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(isPageAligned(buffer!)).toBe(true);
     expect(buffer!.byteLength).toBeGreaterThanOrEqual(bytes);
-    const before = process.resourceUsage().minorPageFault;
-    const view = new Uint8Array(buffer!);
-    expect(view.every((b) => b === 0)).toBe(true);
-    view.fill(1);
-    // 6,144 faults for 24 MiB of fresh 4 KiB pages; its pages are mapped already.
-    expect(process.resourceUsage().minorPageFault - before).toBeLessThan(600);
+    expect(new Uint8Array(buffer!).every((b) => b === 0)).toBe(true);
+    const fill = (b: SharedArrayBuffer): number => {
+      const before = process.resourceUsage().minorPageFault;
+      new Uint8Array(b).fill(1);
+      return process.resourceUsage().minorPageFault - before;
+    };
+    const fresh = fill(sharedPageAlignedBuffer(bytes));
+    const prepared = fill(buffer!);
+    // 6,144 faults for 24 MiB of fresh 4 KiB pages, where the kernel gives those (THP "madvise" or "never").
+    if (fresh > 3000) expect(prepared).toBeLessThan(fresh / 8);
+    else expect(prepared).toBeLessThanOrEqual(fresh);
   });
 
   it('prepareOutput – sets nothing aside for a small adapter or one above the reserve limit', () => {

@@ -194,6 +194,29 @@ describe('central – around the real FFA-LoRA strategy', () => {
     out.global.get('score.weight')!.data.forEach((v) => expect(v).toBeCloseTo((4 * k) / 4, 6));
     expect([...out.global.get(A)!.data]).toEqual([1, 2, 3, 4, 5, 6]);
   });
+
+  it('writes the noisy adapter into the memory the round context allocates, and leaves the old global as it was', () => {
+    // Prepare
+    const A = 'h.0.attn.c_attn.lora_A.weight';
+    const B = 'h.0.attn.c_attn.lora_B.weight';
+    const global = new Map([
+      [A, hostTensor([2, 3], Float32Array.of(1, 2, 3, 4, 5, 6))],
+      [B, hostTensor([4, 2], new Float32Array(8).fill(0.5))],
+    ]);
+    const before = [...global.values()].map((t) => [...t.data]);
+    const given: ArrayBuffer[] = [];
+    const allocate = (bytes: number): ArrayBuffer => given[given.push(new ArrayBuffer(bytes)) - 1]!;
+    const results: ClientUpdate[] = [{ clientId: 'c', numExamples: 1, delta: new Map([[B, hostTensor([4, 2], new Float32Array(8).fill(0.1))]]), metrics: {} }];
+    const dp = new DpFixedClipping(new FfaStrategy(), { noiseMultiplier: 1, clipNorm: 10, samplingRate: 0.1 }, { accountant: new RdpAccountant(), noise: recordingNoise([], 0.2) });
+    // Execute
+    const out = dp.aggregate({ round: 1, global, expectedClients: 2, allocate }, results, [])!;
+    // Assert: one buffer, both tensors in it (so the coordinator stores it as it lies); B = 0.5 + (0.1 + 0.2)/2.
+    expect(given).toHaveLength(1);
+    expect([...out.global.values()].map((t) => t.data.buffer === given[0])).toEqual([true, true]);
+    out.global.get(B)!.data.forEach((v) => expect(v).toBeCloseTo(0.65, 6));
+    expect([...out.global.get(A)!.data]).toEqual([1, 2, 3, 4, 5, 6]);
+    expect([...global.values()].map((t) => [...t.data])).toEqual(before);
+  });
 });
 
 describe('central – DpAdaptiveClipping', () => {
