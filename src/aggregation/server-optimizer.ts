@@ -18,8 +18,8 @@
  * lora_A of `ffa` costs nothing. Not for `exact`: it re-factors A and B every round (the SVD basis may rotate or flip
  * sign), so moments accumulated on the factors are meaningless; index.ts rejects that combination.
  */
-import { globalNorm, hostTensor, subtract, type HostTensor, type TensorMap } from '../tensors/host.js';
-import { applyUpdate } from './aggregate.js';
+import { globalNorm, hostTensor, sameLayout, type HostTensor, type TensorMap } from '../tensors/host.js';
+import { applyUpdate, weightedSum } from './aggregate.js';
 import { OptimizerStateError, StrategyConfigError } from './errors.js';
 import type { AggregateOutcome, AggregationStrategy, ClientFailure, ClientInstructions, ClientUpdate, RoundContext } from './strategy.js';
 
@@ -89,23 +89,35 @@ export class ServerOptimizer {
     return this.steps;
   }
 
-  /** x_{t+1} from x_t = `global` and Δ_t = `pseudoGradient` (tensors absent from it are copied unchanged). */
-  step(global: TensorMap, pseudoGradient: TensorMap): Map<string, HostTensor> {
+  /**
+   * x_{t+1} from x_t = `global` and Δ_t = `pseudoGradient` (tensors absent from it are copied unchanged). With `into`
+   * (the same names and shapes as `global`), x_{t+1} is written over its tensors instead of into fresh memory; each may
+   * be the Δ_t it is computed from, since every element is read before it is overwritten.
+   */
+  step(global: TensorMap, pseudoGradient: TensorMap, into?: TensorMap): Map<string, HostTensor> {
     this.steps++;
     const { kind, lr } = this.config;
-    if (kind === 'fedavg') return applyUpdate(global, pseudoGradient, lr);
+    if (kind === 'fedavg' && into === undefined) return applyUpdate(global, pseudoGradient, lr);
     const out = new Map<string, HostTensor>();
     for (const [name, x] of global) {
+      const target = into === undefined ? new Float32Array(x.data.length) : into.get(name)?.data;
+      if (target?.length !== x.data.length) throw new RangeError(`the step's destination has no tensor ${name} of ${x.data.length} values`);
+      out.set(name, hostTensor(x.shape, target));
       const delta = pseudoGradient.get(name);
+      if (kind === 'fedavg') {
+        if (delta === undefined) target.set(x.data);
+        else weightedSum([x.data, delta.data], [1, lr], target);
+        continue;
+      }
       const state = this.moments.get(name) ?? (delta && delta.data.some((d) => d !== 0) ? this.initMoments(name, x) : undefined);
       if (delta === undefined || state === undefined) {
-        out.set(name, hostTensor(x.shape, x.data.slice()));
+        target.set(x.data);
         continue;
       }
       if (state.m.length !== x.data.length) {
         throw new OptimizerStateError(`optimizer state for ${name} has ${state.m.length} values, the tensor ${x.data.length}`, 'bad_state');
       }
-      out.set(name, hostTensor(x.shape, this.adaptiveStep(x.data, delta.data, state)));
+      this.adaptiveStep(x.data, delta.data, state, target);
     }
     return out;
   }
@@ -161,9 +173,9 @@ export class ServerOptimizer {
     return state;
   }
 
-  private adaptiveStep(x: Float32Array, delta: Float32Array, { m, v }: Moments): Float32Array {
+  /** Writes x + η·m̂/(√v + τ) into `out` (which may be `delta`: element i is read before it is written). */
+  private adaptiveStep(x: Float32Array, delta: Float32Array, { m, v }: Moments, out: Float32Array): void {
     const { kind, lr, beta1, beta2, tau } = this.config;
-    const out = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) {
       const d = delta[i]!;
       const d2 = d * d;
@@ -171,7 +183,6 @@ export class ServerOptimizer {
       v[i] = kind === 'fedadam' ? beta2 * v[i]! + (1 - beta2) * d2 : v[i]! - (1 - beta2) * d2 * Math.sign(v[i]! - d2);
       out[i] = x[i]! + (lr * m[i]!) / (Math.sqrt(v[i]!) + tau);
     }
-    return out;
   }
 }
 
@@ -214,19 +225,33 @@ export class ServerOptimizedStrategy implements AggregationStrategy {
   aggregate(ctx: RoundContext, results: readonly ClientUpdate[], failures: readonly ClientFailure[]): AggregateOutcome | undefined {
     const proposed = this.inner.aggregate(ctx, results, failures);
     if (proposed === undefined) return undefined;
-    const pseudoGradient = subtract(proposed.global, ctx.global);
-    const global = this.optimizer.step(ctx.global, pseudoGradient);
+    if (!sameLayout(proposed.global, ctx.global)) throw new RangeError(`inner strategy ${this.inner.name} returned an adapter of another layout`);
+    // The proposal is this strategy's to overwrite (AggregateOutcome.global): it becomes Δ_t and then the step, in
+    // place, so the new adapter stays in the memory the round context allocated.
+    const pseudoGradient = proposed.global;
+    for (const [name, t] of pseudoGradient) weightedSum([t.data, ctx.global.get(name)!.data], [1, -1], t.data);
+    const pseudoGradientNorm = globalNorm(pseudoGradient);
+    const global = this.optimizer.step(ctx.global, pseudoGradient, pseudoGradient);
     return {
       global,
-      metrics: {
-        ...proposed.metrics,
-        pseudo_gradient_norm: globalNorm(pseudoGradient),
-        server_step_norm: globalNorm(subtract(global, ctx.global)),
-      },
+      metrics: { ...proposed.metrics, pseudo_gradient_norm: pseudoGradientNorm, server_step_norm: distance(global, ctx.global) },
     };
   }
 }
 
 export function withServerOptimizer(inner: AggregationStrategy, optimizer: ServerOptimizer | ServerOptimizerOptions): ServerOptimizedStrategy {
   return new ServerOptimizedStrategy(inner, optimizer instanceof ServerOptimizer ? optimizer : new ServerOptimizer(optimizer));
+}
+
+/** ‖a − b‖ over tensor maps of one layout, without materialising the difference. */
+function distance(a: TensorMap, b: TensorMap): number {
+  let s = 0;
+  for (const [name, t] of a) {
+    const o = b.get(name)!.data;
+    for (let i = 0; i < t.data.length; i++) {
+      const d = t.data[i]! - o[i]!;
+      s += d * d;
+    }
+  }
+  return Math.sqrt(s);
 }

@@ -106,6 +106,25 @@ describe('withServerOptimizer', () => {
     expect(strategy.name).toBe('ffa+fedadam');
   });
 
+  it('withServerOptimizer – steps in the memory the round context allocates, as it would in fresh memory, and leaves the old global alone', () => {
+    for (const kind of ['fedavg', 'fedadam', 'fedyogi'] as const) {
+      // Prepare: the same optimizer twice, one stepping into the allocated buffer (through the strategy) and one not.
+      const options = { kind, lr: kind === 'fedavg' ? 0.5 : 0.01 };
+      const before = [...global.values()].map((t) => [...t.data]);
+      const given: ArrayBuffer[] = [];
+      const allocate = (bytes: number): ArrayBuffer => given[given.push(new ArrayBuffer(bytes)) - 1]!;
+      const proposal = new FfaStrategy().aggregate(context(global), clients, [])!.global;
+      const fresh = new ServerOptimizer(options).step(global, new Map([...proposal].map(([n, t]) => [n, { shape: t.shape, data: t.data.map((v, i) => v - global.get(n)!.data[i]!) }])));
+      // Execute
+      const out = withServerOptimizer(new FfaStrategy(), options).aggregate({ ...context(global), allocate }, clients, [])!;
+      // Assert
+      expect(given).toHaveLength(1);
+      expect([...out.global.values()].every((t) => t.data.buffer === given[0])).toBe(true);
+      for (const [n, t] of fresh) expect(maxAbsDiff(out.global.get(n)!.data, t.data)).toBeLessThan(1e-6);
+      expect([...global.values()].map((t) => [...t.data])).toEqual(before);
+    }
+  });
+
   it('withServerOptimizer – keeps the old global (and its state) when the inner strategy does', () => {
     const strategy = withServerOptimizer(new FfaStrategy({ minClients: 5 }), { kind: 'fedyogi' });
     expect(strategy.aggregate(context(global), clients, [])).toBeUndefined();

@@ -3,35 +3,28 @@
  * run never changes, and the client-side completion (src/wire/transfer.ts completeAdapter) that must hash to the
  * task's adapter SHA-256.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Coordinator } from '../../src/coordinator/coordinator.js';
 import type { Task } from '../../src/wire/messages.js';
 import { bytesOf } from '../../src/wire/codec.js';
 import { completeAdapter } from '../../src/wire/transfer.js';
-import { Admin, makeDelta, runJson, tempDir, TestClient, waitFor, writeTestModel } from './helpers.js';
+import { makeDelta, runJson, tempDir, waitFor, writeTestModel, type Admin, type TestClient } from './helpers.js';
+import { liveCoordinator, type LiveCoordinator } from './live.js';
 
 describe('FetchAdapter – omit_frozen', () => {
   const dir = tempDir('lethe-fetch-adapter-');
-  let coordinator: Coordinator;
+  let live: LiveCoordinator;
   let admin: Admin;
   let client: TestClient;
   let baseModel: string;
 
   beforeAll(async () => {
     baseModel = await writeTestModel(dir.path);
-    coordinator = new Coordinator({ dataDir: join(dir.path, 'data'), port: 0, log: () => undefined, waitForClientsMs: 50, backend: 'cpu' });
-    await coordinator.start();
-    admin = new Admin(coordinator.address, coordinator.adminToken);
-    client = new TestClient(coordinator.address);
-    await client.enroll(await admin.joinToken(1));
-    await client.heartbeat();
+    live = await liveCoordinator(dir.path);
+    ({ admin, client } = live);
   });
 
   afterAll(async () => {
-    client.close();
-    admin.close();
-    await coordinator.close();
+    await live.close();
     dir.remove();
   });
 

@@ -6,43 +6,35 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Coordinator } from '../../src/coordinator/coordinator.js';
 import { hfConfigJson } from '../../src/model/checkpoint.js';
 import type { GPT2Config } from '../../src/model/gpt2.js';
 import { PAGE_ALIGNED_MIN_BYTES } from '../../src/tensors/page-aligned.js';
-import { Admin, makeDelta, runJson, tempDir, TestClient, waitFor } from './helpers.js';
+import { makeDelta, runJson, tempDir, waitFor } from './helpers.js';
+import { liveCoordinator, type LiveCoordinator } from './live.js';
 
 /** Wide enough that the adapter (all four projections, r 32) passes PAGE_ALIGNED_MIN_BYTES; no weights are loaded. */
 const MODEL: GPT2Config = Object.freeze({ vocabSize: 257, nPositions: 32, nEmbd: 256, nLayer: 2, nHead: 2, layerNormEpsilon: 1e-5 });
 
 describe('round output', () => {
   const dir = tempDir('lethe-round-output-');
-  let coordinator: Coordinator;
-  let admin: Admin;
-  let client: TestClient;
+  let live: LiveCoordinator;
   let baseModel: string;
 
   beforeAll(async () => {
     baseModel = join(dir.path, 'base');
     await mkdir(baseModel);
     await writeFile(join(baseModel, 'config.json'), JSON.stringify(hfConfigJson(MODEL)));
-    coordinator = new Coordinator({ dataDir: join(dir.path, 'data'), port: 0, log: () => undefined, waitForClientsMs: 50, backend: 'cpu' });
-    await coordinator.start();
-    admin = new Admin(coordinator.address, coordinator.adminToken);
-    client = new TestClient(coordinator.address);
-    await client.enroll(await admin.joinToken(1));
-    await client.heartbeat();
+    live = await liveCoordinator(dir.path);
   });
 
   afterAll(async () => {
-    client.close();
-    admin.close();
-    await coordinator.close();
+    await live.close();
     dir.remove();
   });
 
   it('round close – stores the new adapter in the memory the coordinator set aside and faulted in when the round opened', async () => {
     // Prepare: record what the worker is asked to fault in (uploads this small get no reserved buffer).
+    const { coordinator, admin, client } = live;
     const { digests, store } = coordinator.core;
     const prefault = digests.prefault.bind(digests);
     const faulted: SharedArrayBuffer[] = [];
