@@ -18,7 +18,7 @@
  * lora_A of `ffa` costs nothing. Not for `exact`: it re-factors A and B every round (the SVD basis may rotate or flip
  * sign), so moments accumulated on the factors are meaningless; index.ts rejects that combination.
  */
-import { globalNorm, hostTensor, sameLayout, type HostTensor, type TensorMap } from '../tensors/host.js';
+import { distance, globalNorm, hostTensor, sameLayout, type HostTensor, type TensorMap } from '../tensors/host.js';
 import { applyUpdate, weightedSum } from './aggregate.js';
 import { OptimizerStateError, StrategyConfigError } from './errors.js';
 import type { AggregateOutcome, AggregationStrategy, ClientFailure, ClientInstructions, ClientUpdate, RoundContext } from './strategy.js';
@@ -241,17 +241,4 @@ export class ServerOptimizedStrategy implements AggregationStrategy {
 
 export function withServerOptimizer(inner: AggregationStrategy, optimizer: ServerOptimizer | ServerOptimizerOptions): ServerOptimizedStrategy {
   return new ServerOptimizedStrategy(inner, optimizer instanceof ServerOptimizer ? optimizer : new ServerOptimizer(optimizer));
-}
-
-/** ‖a − b‖ over tensor maps of one layout, without materialising the difference. */
-function distance(a: TensorMap, b: TensorMap): number {
-  let s = 0;
-  for (const [name, t] of a) {
-    const o = b.get(name)!.data;
-    for (let i = 0; i < t.data.length; i++) {
-      const d = t.data[i]! - o[i]!;
-      s += d * d;
-    }
-  }
-  return Math.sqrt(s);
 }

@@ -159,8 +159,20 @@ export class SenderProcess {
     execArgv: withoutHeapFloor(),
   });
 
-  /** Hands over the job; resolves once every update is encoded and the clients are ready to push. */
-  async prepare(job: SenderJob): Promise<void> {
+  /**
+   * Hands over the job: these enrolled clients (their identities) upload for `tasks` to `addressOf(k)`; resolves once
+   * every update is encoded and the clients are ready to push.
+   */
+  async prepare(
+    clients: readonly BenchClient[],
+    tasks: readonly Task[],
+    shapes: ReadonlyMap<string, readonly number[]>,
+    addressOf: (k: number) => string,
+  ): Promise<void> {
+    const job: SenderJob = {
+      shapes: [...shapes],
+      clients: clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]!, address: addressOf(k) })),
+    };
     this.child.send(job);
     await replyOf(this.child, 'ready');
   }
@@ -213,8 +225,7 @@ export async function measureIngest(bytesPerClient: number, clientCount: number)
     await env.createRun({ name: 'ingest', rounds: 2, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
     // Resolves once the updates are encoded, with the push (timed from its call).
     const preparePush = async (address: string, tasks: readonly Task[], shapes: ReadonlyMap<string, readonly number[]>): Promise<() => Promise<void>> => {
-      const clients = env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]!, address }));
-      await senders.prepare({ shapes: [...shapes], clients });
+      await senders.prepare(env.clients, tasks, shapes, () => address);
       return () => senders.go();
     };
     const round = async () => {

@@ -27,7 +27,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { readAdminToken } from '../auth/admin-token.js';
-import { exportPrivateKeyPem } from '../auth/keys.js';
 import type { Subscription } from '../bus/bus.js';
 import { SUBJECTS } from '../bus/events.js';
 import { connectNatsBus, type NatsEventBus } from '../bus/nats.js';
@@ -232,8 +231,7 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
       const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
       const shapes = uploadShapes(tasks[0]!, WIDE, r);
       const bytes = layoutBytes(shapes);
-      const clients = env.clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]!, address: env.addressOf(k) }));
-      await senders.prepare({ shapes: [...shapes], clients });
+      await senders.prepare(env.clients, tasks, shapes, env.addressOf);
       const aggregated = env.next('round.aggregated');
       progress(`round ${n}: uploading ${clientCount} × ${(bytes / 1e6).toFixed(1)} MB`);
       const cpu = env.cpu(senders.pid);

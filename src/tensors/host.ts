@@ -62,17 +62,18 @@ export function sameLayout(a: TensorMap, b: TensorMap): boolean {
   return true;
 }
 
-/** a - b per tensor (e.g. an update = trained adapter − global adapter). Layouts must match. */
-export function subtract(a: TensorMap, b: TensorMap): Map<string, HostTensor> {
-  if (!sameLayout(a, b)) throw new RangeError('cannot subtract tensor maps with different names or shapes');
-  const out = new Map<string, HostTensor>();
+/** ‖a − b‖ over all tensors (e.g. how far a step moved an adapter), without materialising the difference. Layouts must match. */
+export function distance(a: TensorMap, b: TensorMap): number {
+  if (!sameLayout(a, b)) throw new RangeError('cannot compare tensor maps with different names or shapes');
+  let s = 0;
   for (const [name, t] of a) {
     const o = b.get(name)!.data;
-    const d = new Float32Array(t.data.length);
-    for (let i = 0; i < d.length; i++) d[i] = t.data[i]! - o[i]!;
-    out.set(name, { shape: [...t.shape], data: d });
+    for (let i = 0; i < t.data.length; i++) {
+      const d = t.data[i]! - o[i]!;
+      s += d * d;
+    }
   }
-  return out;
+  return Math.sqrt(s);
 }
 
 /** Names of tensors holding a non-finite value; empty when all are finite. */
