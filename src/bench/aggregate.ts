@@ -71,15 +71,19 @@ export interface AggregateBenchResult {
 }
 
 /**
- * Lightweight clients (the round-overhead measurements here and in nats.ts): each long-polls for its task, fetches the
- * adapter and uploads a prepared update of the SMALL model's r 8 shapes at once, no training.
+ * Lightweight clients (the round-overhead measurements here and in nats.ts): in each of `rounds` rounds, each client
+ * long-polls for its task, fetches the adapter and uploads a prepared update of the SMALL model's r 8 shapes at once,
+ * no training. `uploaded(n)` is called as each client's upload of its n-th round (from 1) is acknowledged.
  */
-export function answerOneTask(clients: readonly BenchClient[]): Promise<void[]> {
+export function answerTasks(clients: readonly BenchClient[], rounds = 1, uploaded: (round: number) => void = () => undefined): Promise<void[]> {
   return Promise.all(
     clients.map(async (c, k) => {
-      const task = await c.pullTask(30_000);
-      await c.fetch(task);
-      await c.push(task, preparedUpdate(task, uploadShapes(task, SMALL, 8), k));
+      for (let n = 0; n < rounds; n++) {
+        const task = await c.pullTask(30_000);
+        await c.fetch(task);
+        await c.push(task, preparedUpdate(task, uploadShapes(task, SMALL, 8), k));
+        uploaded(n + 1);
+      }
     }),
   );
 }
@@ -290,7 +294,7 @@ export async function measureRoundOverhead(clientCount: number): Promise<number>
     const opened = nextEvent(env.coordinator, (e) => e.type === 'round_opened');
     const closed = nextEvent(env.coordinator, (e) => e.type === 'round_closed' || e.type === 'round_failed');
     // Everyone long-polls before the run exists, like idle clients waiting for work.
-    const work = answerOneTask(env.clients);
+    const work = answerTasks(env.clients);
     await env.createRun({ name: 'overhead', rounds: 1, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
     const [t0, t1] = await Promise.all([opened, closed, work]);
     return (t1 - t0) / 1000;

@@ -10,9 +10,10 @@
  *                            the leader reads them all back from JetStream and folds them into the new adapter.
  *                            Update bytes / wall time from the first byte sent to round.aggregated, in the run's
  *                            second round (steady state; ingest_first_round_mbps is the first).
- *   round_overhead_s_1000  – one round with 1,000 enrolled clients, half on each coordinator, that long-poll for the
- *                            task, fetch the adapter and upload a prepared update at once: seconds from round.started
- *                            to round.aggregated.
+ *   round_overhead_s_1000  – 1,000 enrolled clients, half on each coordinator, that long-poll for the task, fetch the
+ *                            adapter and upload a prepared update at once, in each of a run's two rounds: seconds
+ *                            from round.started to round.aggregated in the second round (steady state;
+ *                            round_overhead_first_round_s is the first, which also compiles the code paths).
  *   *_cpu_s                – CPU seconds (user + system) the two coordinator processes, and a nats-server running on
  *                            this machine, spent in each measured window (Linux /proc; null elsewhere), and the
  *                            process that plays the clients. Wall times on a shared, loaded machine
@@ -38,7 +39,7 @@ import { hfConfigJson } from '../model/checkpoint.js';
 import type { GPT2Config } from '../model/gpt2.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
-import { ALL_TARGETS, answerOneTask, SenderProcess, SMALL, uploadShapes, WIDE } from './aggregate.js';
+import { ALL_TARGETS, answerTasks, SenderProcess, SMALL, uploadShapes, WIDE } from './aggregate.js';
 import { BenchClient } from './bench-client.js';
 
 export interface NatsBenchOptions {
@@ -67,7 +68,9 @@ export interface NatsBenchResult {
   readonly ingest_cpu_s_nats_server: number | null;
   /** CPU seconds of the process that plays the uploading clients (gRPC), in the ingest window (null without /proc). */
   readonly ingest_cpu_s_clients: number | null;
+  /** In the run's second round (steady state); round_overhead_first_round_s is the first. */
   readonly round_overhead_s_1000: number;
+  readonly round_overhead_first_round_s: number;
   readonly round_clients: number;
   /** Of round_overhead_s_1000, the seconds from the last acknowledged upload to round.aggregated (closing the round). */
   readonly round_aggregate_s: number;
@@ -193,15 +196,16 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
       addressOf: (k: number) => addresses[k % COORDINATORS]!,
       /** Starts measuring CPU (the clients' in process `clientPid`, else this one); the returned function gives the seconds spent since. */
       cpu: (clientPid?: number) => cpuMeter(children.map((c) => c.process.pid), clientPid),
-      /** Resolves with the time (performance.now) of the first event of `type` on the bus. */
-      next(type: 'round.started' | 'round.aggregated'): Promise<number> {
+      /** Resolves with the time (performance.now) of the event of `type` for round `round` (subscribe before it happens). */
+      at(type: 'round.started' | 'round.aggregated', round: number): Promise<number> {
         const sub: Subscription = theBus.subscribe(SUBJECTS.ofType(type));
         return (async () => {
-          for await (const _ of sub) {
+          for await (const event of sub) {
+            if (!('round' in event) || event.round !== round) continue;
             sub.unsubscribe();
             return performance.now();
           }
-          throw new Error(`the bus closed before ${type}`);
+          throw new Error(`the bus closed before ${type} of round ${round}`);
         })();
       },
       createRun: (config: Record<string, unknown>) =>
@@ -224,7 +228,7 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
     throw err;
   });
   try {
-    const started = env.next('round.started');
+    const started = env.at('round.started', 1);
     await env.createRun({ name: 'ingest', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
     await started;
     const round = async (n: number) => {
@@ -232,7 +236,7 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
       const shapes = uploadShapes(tasks[0]!, WIDE, r);
       const bytes = layoutBytes(shapes);
       await senders.prepare(env.clients, tasks, shapes, env.addressOf);
-      const aggregated = env.next('round.aggregated');
+      const aggregated = env.at('round.aggregated', n);
       progress(`round ${n}: uploading ${clientCount} × ${(bytes / 1e6).toFixed(1)} MB`);
       const cpu = env.cpu(senders.pid);
       const start = performance.now();
@@ -249,19 +253,32 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
   }
 }
 
+/**
+ * Two rounds of one run with `clientCount` clients, each client answering both in turn (its second long poll waits
+ * while the first round closes, as an idle client's does). A round is timed from round.started to round.aggregated;
+ * the second is the steady state, where the first also compiles the code paths, in the coordinators and the clients.
+ */
 async function measureRoundOverhead(servers: readonly string[], clientCount: number, progress: (line: string) => void) {
   const env = await setUp(servers, SMALL, clientCount, progress);
   try {
-    const opened = env.next('round.started');
-    const closed = env.next('round.aggregated');
-    const cpu = env.cpu(); // includes the long polls' setup and the run's creation: an upper bound
+    const events = [1, 2].map((n) => ({ opened: env.at('round.started', n), closed: env.at('round.aggregated', n) }));
+    let cpu = env.cpu(); // from before the run's creation (round 1), then from round 1's close: upper bounds
+    const rounds: { seconds: number; aggregateS: number; cpu: ReturnType<typeof cpu> }[] = [];
+    const acknowledged = [0, 0];
+    const allUploaded: number[] = [];
     // Everyone long-polls before the run exists, like idle clients waiting for work.
-    const work = answerOneTask(env.clients);
-    progress(`one round with ${clientCount} clients`);
-    await env.createRun({ name: 'overhead', rounds: 1, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
-    const uploaded = work.then(() => performance.now());
-    const [t0, t1, tUploaded] = await Promise.all([opened, closed, uploaded]);
-    return { seconds: (t1 - t0) / 1000, aggregateS: (t1 - tUploaded) / 1000, cpu: cpu() };
+    const work = answerTasks(env.clients, 2, (n) => {
+      if (++acknowledged[n - 1]! === clientCount) allUploaded[n - 1] = performance.now();
+    });
+    progress(`two rounds with ${clientCount} clients`);
+    await env.createRun({ name: 'overhead', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
+    for (const { opened, closed } of events) {
+      const [t0, t1] = await Promise.all([opened, closed]);
+      rounds.push({ seconds: (t1 - t0) / 1000, aggregateS: (t1 - allUploaded[rounds.length]!) / 1000, cpu: cpu() });
+      cpu = env.cpu();
+    }
+    await work;
+    return { ...rounds[1]!, firstRoundSeconds: rounds[0]!.seconds };
   } finally {
     await env.tearDown();
   }
@@ -285,6 +302,7 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_cpu_s_nats_server: ingest.cpu.nats,
     ingest_cpu_s_clients: ingest.cpu.clients,
     round_overhead_s_1000: overhead.seconds,
+    round_overhead_first_round_s: overhead.firstRoundSeconds,
     round_clients: roundClients,
     round_aggregate_s: overhead.aggregateS,
     round_cpu_s_coordinators: overhead.cpu.coordinators,
