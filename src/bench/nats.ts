@@ -18,6 +18,8 @@
  *                            this machine, spent in each measured window (Linux /proc; null elsewhere), and the
  *                            process that plays the clients. Wall times on a shared, loaded machine
  *                            mostly measure the queue for a core; CPU seconds do not.
+ *   ingest_cpu_mbps        – ingest's update bytes per CPU-second of the coordinators and nats-server together:
+ *                            what the system moves per core, without the clients, which run elsewhere in real use.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
  */
@@ -66,6 +68,11 @@ export interface NatsBenchResult {
   readonly ingest_aggregate_s: number;
   readonly ingest_cpu_s_coordinators: number | null;
   readonly ingest_cpu_s_nats_server: number | null;
+  /**
+   * Update bytes per CPU-second of the coordinators and the local nats-server together (null without /proc): what the
+   * system moves per core, whatever the machine's load and wherever its clients run.
+   */
+  readonly ingest_cpu_mbps: number | null;
   /** CPU seconds of the process that plays the uploading clients (gRPC), in the ingest window (null without /proc). */
   readonly ingest_cpu_s_clients: number | null;
   /** In the run's second round (steady state); round_overhead_first_round_s is the first. */
@@ -270,12 +277,13 @@ async function measureRoundOverhead(servers: readonly string[], clientCount: num
     const work = answerTasks(env.clients, 2, (n) => {
       if (++acknowledged[n - 1]! === clientCount) allUploaded[n - 1] = performance.now();
     });
-    progress(`two rounds with ${clientCount} clients`);
+    progress(`round 1 of 2 with ${clientCount} clients`);
     await env.createRun({ name: 'overhead', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
     for (const { opened, closed } of events) {
       const [t0, t1] = await Promise.all([opened, closed]);
       rounds.push({ seconds: (t1 - t0) / 1000, aggregateS: (t1 - allUploaded[rounds.length]!) / 1000, cpu: cpu() });
       cpu = env.cpu();
+      if (rounds.length < events.length) progress(`round ${rounds.length + 1} of 2 with ${clientCount} clients`);
     }
     await work;
     return { ...rounds[1]!, firstRoundSeconds: rounds[0]!.seconds };
@@ -300,6 +308,7 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_aggregate_s: ingest.foldS,
     ingest_cpu_s_coordinators: ingest.cpu.coordinators,
     ingest_cpu_s_nats_server: ingest.cpu.nats,
+    ingest_cpu_mbps: ingest.cpu.coordinators === null || ingest.cpu.nats === null ? null : (ingest.bytes * ingestClients) / (ingest.cpu.coordinators + ingest.cpu.nats) / 1e6,
     ingest_cpu_s_clients: ingest.cpu.clients,
     round_overhead_s_1000: overhead.seconds,
     round_overhead_first_round_s: overhead.firstRoundSeconds,
