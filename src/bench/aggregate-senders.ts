@@ -15,6 +15,7 @@ import type { Task } from '../wire/messages.js';
 import { loadLetheProto } from '../wire/proto.js';
 import { createClient, type FleetClient } from '../wire/services.js';
 import { BenchClient, preparedUpdate } from './bench-client.js';
+import { nextMessage } from './child-messages.js';
 
 export interface SenderJob {
   readonly shapes: readonly (readonly [string, readonly number[]])[];
@@ -24,22 +25,6 @@ export interface SenderJob {
 
 /** Connections to each coordinator the uploads share, as many clients behind one NAT would share a few. */
 const CHANNELS = 8;
-
-/** The parent's next message; undefined once it has disconnected. */
-function nextMessage(): Promise<unknown> {
-  return new Promise((resolve) => {
-    const onMessage = (m: unknown): void => {
-      process.off('disconnect', onDisconnect);
-      resolve(m);
-    };
-    const onDisconnect = (): void => {
-      process.off('message', onMessage);
-      resolve(undefined);
-    };
-    process.once('message', onMessage);
-    process.once('disconnect', onDisconnect);
-  });
-}
 
 async function runJob(job: SenderJob): Promise<void> {
   const proto = loadLetheProto();
@@ -72,7 +57,7 @@ async function runJob(job: SenderJob): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  for (let job = await nextMessage(); job !== undefined; job = await nextMessage()) await runJob(job as SenderJob);
+  for (let job = await nextMessage<SenderJob>(); job !== undefined; job = await nextMessage<SenderJob>()) await runJob(job);
 }
 
 void main();

@@ -36,6 +36,7 @@ import type { MessageInput, PushUpdateRequest, PushUpdateResponse, Task } from '
 import { bindServer, clientStreamHandler, createServer } from '../wire/server.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
 import { measureFold } from './aggregate-fold.js';
+import { replyOf } from './child-messages.js';
 import type { SenderJob } from './aggregate-senders.js';
 import { BenchClient, preparedUpdate } from './bench-client.js';
 
@@ -178,12 +179,12 @@ export class SenderProcess {
       clients: clients.map((c, k) => ({ id: c.id, privateKeyPem: exportPrivateKeyPem(c.keys.privateKey), task: tasks[k]!, address: addressOf(k) })),
     };
     this.child.send(job);
-    await replyOf(this.child, 'ready');
+    await replyOf(this.child, 'ingest senders', 'ready');
   }
 
   /** Every client pushes at once; resolves when all are acknowledged. */
   async go(): Promise<void> {
-    const done = replyOf(this.child, 'done');
+    const done = replyOf(this.child, 'ingest senders', 'done');
     this.child.send('go');
     await done;
   }
@@ -265,27 +266,6 @@ export async function measureIngest(bytesPerClient: number, clientCount: number)
     drain.close();
     await env.tearDown();
   }
-}
-
-/** Resolves on the child's message `expected`; rejects on an error message or an exit before it. */
-function replyOf(child: ChildProcess, expected: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: unknown): void => {
-      cleanUp();
-      if (m === expected) resolve();
-      else reject(new Error(`ingest senders: ${JSON.stringify(m)}`));
-    };
-    const onExit = (code: number | null): void => {
-      cleanUp();
-      reject(new Error(`ingest senders exited (code ${code}) before saying ${expected}`));
-    };
-    const cleanUp = (): void => {
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMessage);
-    child.on('exit', onExit);
-  });
 }
 
 export async function measureRoundOverhead(clientCount: number): Promise<number> {

@@ -20,6 +20,9 @@
  *                            mostly measure the queue for a core; CPU seconds do not.
  *   ingest_cpu_mbps        – ingest's update bytes per CPU-second of the coordinators and nats-server together:
  *                            what the system moves per core, without the clients, which run elsewhere in real use.
+ *   ingest_jetstream_floor_mbps – the same bytes through JetStream alone in the same run (nats-floor.ts): two
+ *                            processes publish their halves as the blob store does, one reads the other's back.
+ *                            No gRPC, signatures, hashing or KV: the ceiling of ingest_mbps on this machine.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
  */
@@ -43,6 +46,7 @@ import { loadLetheProto } from '../wire/proto.js';
 import { callUnary, createClient, type AdminClient } from '../wire/services.js';
 import { ALL_TARGETS, answerTasks, SenderProcess, SMALL, uploadShapes, WIDE } from './aggregate.js';
 import { BenchClient } from './bench-client.js';
+import { measureJetStreamFloor } from './nats-floor.js';
 
 export interface NatsBenchOptions {
   /** 'nats://127.0.0.1:4222': the NATS server(s) with JetStream. */
@@ -73,6 +77,9 @@ export interface NatsBenchResult {
    * system moves per core, whatever the machine's load and wherever its clients run.
    */
   readonly ingest_cpu_mbps: number | null;
+  /** The same bytes through JetStream alone, in the same run (nats-floor.ts), and ingest_mbps as a fraction of it. */
+  readonly ingest_jetstream_floor_mbps: number;
+  readonly ingest_of_floor: number;
   /** CPU seconds of the process that plays the uploading clients (gRPC), in the ingest window (null without /proc). */
   readonly ingest_cpu_s_clients: number | null;
   /** In the run's second round (steady state); round_overhead_first_round_s is the first. */
@@ -297,6 +304,8 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
   const progress = options.onProgress ?? (() => undefined);
   const ingestClients = options.ingestClients ?? 4;
   const ingest = await measureIngest(servers, options.ingestBytes ?? 16e6, ingestClients, progress);
+  progress('the same bytes through JetStream alone');
+  const floor = await measureJetStreamFloor(servers, ingest.bytes, ingestClients);
   const roundClients = options.roundClients ?? 1000;
   const overhead = await measureRoundOverhead(servers, roundClients, progress);
   return {
@@ -310,6 +319,8 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_cpu_s_nats_server: ingest.cpu.nats,
     ingest_cpu_mbps: ingest.cpu.coordinators === null || ingest.cpu.nats === null ? null : (ingest.bytes * ingestClients) / (ingest.cpu.coordinators + ingest.cpu.nats) / 1e6,
     ingest_cpu_s_clients: ingest.cpu.clients,
+    ingest_jetstream_floor_mbps: floor,
+    ingest_of_floor: ingest.mbps / floor,
     round_overhead_s_1000: overhead.seconds,
     round_overhead_first_round_s: overhead.firstRoundSeconds,
     round_clients: roundClients,
