@@ -275,20 +275,27 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
 async function measureRoundOverhead(servers: readonly string[], clientCount: number, progress: (line: string) => void) {
   const env = await setUp(servers, SMALL, clientCount, progress);
   try {
-    const events = [1, 2].map((n) => ({ opened: env.at('round.started', n), closed: env.at('round.aggregated', n) }));
+    const acknowledged = [0, 0];
+    const allUploaded: ((time: number) => void)[] = [];
+    const events = [1, 2].map((n) => ({
+      opened: env.at('round.started', n),
+      closed: env.at('round.aggregated', n),
+      uploaded: new Promise<number>((resolve) => allUploaded.push(resolve)),
+    }));
     let cpu = env.cpu(); // from before the run's creation (round 1), then from round 1's close: upper bounds
     const rounds: { seconds: number; aggregateS: number; cpu: ReturnType<typeof cpu> }[] = [];
-    const acknowledged = [0, 0];
-    const allUploaded: number[] = [];
     // Everyone long-polls before the run exists, like idle clients waiting for work.
     const work = answerTasks(env.clients, 2, (n) => {
-      if (++acknowledged[n - 1]! === clientCount) allUploaded[n - 1] = performance.now();
+      if (++acknowledged[n - 1]! === clientCount) allUploaded[n - 1]!(performance.now());
     });
+    // Rejects as soon as a client fails (its round would never close); never settles otherwise.
+    const clientFailure = work.then(() => new Promise<never>(() => undefined));
+    clientFailure.catch(() => undefined); // raced below; `await work` reports the failure
     progress(`round 1 of 2 with ${clientCount} clients`);
     await env.createRun({ name: 'overhead', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
-    for (const { opened, closed } of events) {
-      const [t0, t1] = await Promise.all([opened, closed]);
-      rounds.push({ seconds: (t1 - t0) / 1000, aggregateS: (t1 - allUploaded[rounds.length]!) / 1000, cpu: cpu() });
+    for (const { opened, closed, uploaded } of events) {
+      const [t0, t1, tUploaded] = await Promise.race([Promise.all([opened, closed, uploaded]), clientFailure]);
+      rounds.push({ seconds: (t1 - t0) / 1000, aggregateS: (t1 - tUploaded) / 1000, cpu: cpu() });
       cpu = env.cpu();
       if (rounds.length < events.length) progress(`round ${rounds.length + 1} of 2 with ${clientCount} clients`);
     }
