@@ -18,8 +18,15 @@ function startWorker(): ChildProcess {
   return fork(fileURLToPath(new URL('./nats-floor-worker.js', import.meta.url)), [], { stdio: 'inherit', execArgv: withoutHeapFloor() });
 }
 
-/** MB/s of `clientCount` objects of `bytesPerClient` each through a temporary stream (deleted afterwards). */
-export async function measureJetStreamFloor(servers: readonly string[], bytesPerClient: number, clientCount: number): Promise<number> {
+export interface JetStreamFloor {
+  /** MB/s from the first publish to the last byte read back. */
+  readonly mbps: number;
+  /** MB/s of the publishing alone (until both sides' chunks are acknowledged). */
+  readonly publishMbps: number;
+}
+
+/** `clientCount` objects of `bytesPerClient` each through a temporary stream (deleted afterwards). */
+export async function measureJetStreamFloor(servers: readonly string[], bytesPerClient: number, clientCount: number): Promise<JetStreamFloor> {
   const stream = `lethe_bench_floor_${process.pid}_${Date.now().toString(36)}`;
   const nc = await connect({ servers: [...servers] });
   const jsm = await nc.jetstreamManager();
@@ -34,10 +41,12 @@ export async function measureJetStreamFloor(servers: readonly string[], bytesPer
     const published = workers.map((w) => nextReply(w, WHO, (m) => (typeof m === 'object' && m !== null && 'seqs' in m ? (m as { seqs: number[][] }).seqs : undefined)));
     for (const w of workers) w.send('publish');
     const [, peerSeqs] = await Promise.all(published);
+    const acknowledged = performance.now();
     const read = replyOf(workers[0]!, WHO, 'read');
     workers[0]!.send({ read: peerSeqs });
     await read;
-    return (bytesPerClient * clientCount) / ((performance.now() - start) / 1000) / 1e6;
+    const mbps = (seconds: number): number => (bytesPerClient * clientCount) / seconds / 1e6;
+    return { mbps: mbps((performance.now() - start) / 1000), publishMbps: mbps((acknowledged - start) / 1000) };
   } finally {
     for (const w of workers) w.kill();
     await jsm.streams.delete(stream).catch(() => undefined);

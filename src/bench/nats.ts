@@ -23,6 +23,7 @@
  *   ingest_jetstream_floor_mbps – the same bytes through JetStream alone in the same run (nats-floor.ts): two
  *                            processes publish their halves as the blob store does, one reads the other's back.
  *                            No gRPC, signatures, hashing or KV: the ceiling of ingest_mbps on this machine.
+ *                            ingest_jetstream_publish_mbps is its publishing alone, with nothing read back.
  *
  *   lethe bench nats --json [--nats nats://127.0.0.1:4222] [--round-clients 1000] [--ingest-mib 16]
  */
@@ -80,6 +81,8 @@ export interface NatsBenchResult {
   /** The same bytes through JetStream alone, in the same run (nats-floor.ts), and ingest_mbps as a fraction of it. */
   readonly ingest_jetstream_floor_mbps: number;
   readonly ingest_of_floor: number;
+  /** Of the floor, the publishing alone: what JetStream takes in here even when nothing is read back. */
+  readonly ingest_jetstream_publish_mbps: number;
   /** CPU seconds of the process that plays the uploading clients (gRPC), in the ingest window (null without /proc). */
   readonly ingest_cpu_s_clients: number | null;
   /** In the run's second round (steady state); round_overhead_first_round_s is the first. */
@@ -326,8 +329,9 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_cpu_s_nats_server: ingest.cpu.nats,
     ingest_cpu_mbps: ingest.cpu.coordinators === null || ingest.cpu.nats === null ? null : (ingest.bytes * ingestClients) / (ingest.cpu.coordinators + ingest.cpu.nats) / 1e6,
     ingest_cpu_s_clients: ingest.cpu.clients,
-    ingest_jetstream_floor_mbps: floor,
-    ingest_of_floor: ingest.mbps / floor,
+    ingest_jetstream_floor_mbps: floor.mbps,
+    ingest_of_floor: ingest.mbps / floor.mbps,
+    ingest_jetstream_publish_mbps: floor.publishMbps,
     round_overhead_s_1000: overhead.seconds,
     round_overhead_first_round_s: overhead.firstRoundSeconds,
     round_clients: roundClients,

@@ -21,9 +21,11 @@ describe('JetStream floor of the NATS bench', () => {
   it.skipIf(!existsSync(BUILT))('moves both halves through a temporary file stream, reads one back, and deletes the stream', async () => {
     const { measureJetStreamFloor } = (await import(`../../${BUILT}`)) as typeof import('../../src/bench/nats-floor.js');
     // 3 objects of 2.5 MB: each is three chunks (1 MiB less headroom), split 2 + 1 over the two workers.
-    const mbps = await measureJetStreamFloor(SERVERS, 2.5e6, 3);
+    const { mbps, publishMbps } = await measureJetStreamFloor(SERVERS, 2.5e6, 3);
     expect(mbps).toBeGreaterThan(0);
     expect(Number.isFinite(mbps)).toBe(true);
+    // The read-back comes after the publishing, in the same window.
+    expect(publishMbps).toBeGreaterThan(mbps);
     expect(await floorStreams()).toEqual([]);
   }, 60_000);
 });
