@@ -177,12 +177,13 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
   const group = new ProcessGroup({ executable: process.execPath, script: CLI });
   let bus: NatsEventBus | undefined;
   const channels: { close(): void }[] = [];
-  const tearDown = async (): Promise<void> => {
+  /** Stops everything; the data dirs and logs go too unless `keepLogs` (a failed set-up: its error names a log). */
+  const tearDown = async (keepLogs = false): Promise<void> => {
     for (const c of channels) c.close();
     await bus?.close();
     await group.stopAll();
     await destroyNatsState(servers, prefix);
-    await rm(root, { recursive: true, force: true });
+    if (!keepLogs) await rm(root, { recursive: true, force: true });
   };
   try {
     const children = Array.from({ length: COORDINATORS }, (_, i) => {
@@ -230,7 +231,7 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
       tearDown,
     };
   } catch (err) {
-    await tearDown().catch(() => undefined);
+    await tearDown(true).catch(() => undefined);
     throw err;
   }
 }

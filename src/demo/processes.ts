@@ -50,7 +50,8 @@ export class ProcessGroup {
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
     const exited = new Promise<number | string>((resolve) => {
-      child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+      // 'close', not 'exit': by then its output has been read to the end, so a failure can quote its last words.
+      child.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
       child.once('error', (err) => resolve(`spawn error: ${err.message}`));
     });
     const handle: ChildHandle = {
@@ -68,7 +69,7 @@ export class ProcessGroup {
           };
           const timer = setTimeout(() => {
             done();
-            reject(new Error(`${name} did not print ${pattern} within ${timeoutMs} ms; see ${logPath}`));
+            reject(new Error(`${name} did not print ${pattern} within ${timeoutMs} ms${lastWords(seen)}; see ${logPath}`));
           }, timeoutMs);
           const done = (): void => {
             clearTimeout(timer);
@@ -77,7 +78,7 @@ export class ProcessGroup {
           void exited.then((code) => {
             if (!watchers.has(check)) return;
             done();
-            reject(new Error(`${name} exited (${code}) before printing ${pattern}; see ${logPath}`));
+            reject(new Error(`${name} exited (${code}) before printing ${pattern}${lastWords(seen)}; see ${logPath}`));
           });
           watchers.add(check);
           check(seen);
@@ -127,4 +128,17 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
     }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/**
+ * ': "<the child's last words>"', or '' when it printed nothing: its last line that is neither a stack frame nor Node's
+ * version banner, which for a failing lethe command is its reason (`lethe <command>: <error>`).
+ */
+function lastWords(output: string): string {
+  const said = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !/^at /.test(l) && !/^Node\.js v\d/.test(l))
+    .at(-1);
+  return said === undefined ? '' : `: "${said}"`;
 }

@@ -44,9 +44,16 @@ describe('demo processes', () => {
     expect(() => group.spawn('late', [], join(dir.path, 'l.log'))).toThrow(/stopping/);
   });
 
-  it('processes – waiting for a line fails clearly when the child exits first', async () => {
-    const group = new ProcessGroup({ executable: process.execPath, script: join(dir.path, 'missing.mjs') });
+  it('processes – waiting for a line fails clearly when the child exits first, quoting its last words', async () => {
+    const failing = join(dir.path, 'failing.mjs');
+    writeFileSync(failing, "console.log('starting');\nconsole.error('NATS unavailable (connection refused)');\nprocess.exit(1);\n");
+    const group = new ProcessGroup({ executable: process.execPath, script: failing });
     const child = group.spawn('broken', [], join(dir.path, 'b.log'));
-    await expect(child.waitForLine(/ready/, 10_000)).rejects.toThrow(/exited \(1\) before printing/);
+    await expect(child.waitForLine(/ready/, 10_000)).rejects.toThrow(/exited \(1\) before printing \/ready\/: "NATS unavailable \(connection refused\)"; see /);
+    // A crash ends with a stack and Node's banner: the quote is the error itself.
+    const crashing = join(dir.path, 'crashing.mjs');
+    writeFileSync(crashing, "throw new Error('boom');\n");
+    const crashed = new ProcessGroup({ executable: process.execPath, script: crashing }).spawn('crashed', [], join(dir.path, 'c.log'));
+    await expect(crashed.waitForLine(/ready/, 10_000)).rejects.toThrow(/before printing \/ready\/: "Error: boom"; see /);
   });
 });
