@@ -5,7 +5,7 @@
  * Prints one JSON line for the sample comparison and one per ε of the central curve. Progress goes to stderr.
  */
 import { UsageError, numberFlag } from '../cli/command.js';
-import { type Flags, intFlag, parseFlags, resolveDataDir, startBackend, str } from '../cli/flags.js';
+import { type Flags, intFlag, parseFlags, positiveFlag, resolveDataDir, startBackend, str } from '../cli/flags.js';
 import { CENTRAL_DP_DEFAULTS, type CentralDpBenchOptions, type CentralDpPoint, benchCentralDp } from './privacy-central.js';
 import { SAMPLE_DP_DEFAULTS, type SampleDpBenchOptions, type SampleDpBenchResult, benchSampleDp } from './privacy-sample.js';
 
@@ -40,11 +40,7 @@ export function privacyBenchOptions(flags: Flags, onProgress?: (line: string) =>
   const bad = parts.find((p) => !(PRIVACY_PARTS as readonly string[]).includes(p));
   if (bad !== undefined) throw new UsageError(`--parts: unknown part "${bad}"; expected some of ${PRIVACY_PARTS.join(', ')}`);
   const dataDir = resolveDataDir(str(flags['data-dir']));
-  const positive = (name: string, fallback: number): number => {
-    const x = numberFlag(name, str(flags[name]), fallback);
-    if (!(x > 0)) throw new UsageError(`--${name} must be > 0, got ${x}`);
-    return x;
-  };
+  const positive = (name: string, fallback: number): number => positiveFlag(name, flags[name], fallback);
   const s = SAMPLE_DP_DEFAULTS;
   const c = CENTRAL_DP_DEFAULTS;
   const epsilons = str(flags.epsilons)

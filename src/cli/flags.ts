@@ -40,6 +40,13 @@ export function intFlag(name: string, v: string | boolean | undefined, fallback:
   return n;
 }
 
+/** A number flag above zero, or `fallback`. */
+export function positiveFlag(name: string, v: string | boolean | undefined, fallback: number): number {
+  const n = numberFlag(name, str(v), fallback);
+  if (!(n > 0)) throw new UsageError(`--${name} must be > 0, got ${n}`);
+  return n;
+}
+
 /** --tls-ca [--tls-cert --tls-key] as absolute paths (they are recorded, and used from any directory later). */
 export function tlsFlags(flags: Flags): TlsClientFiles | undefined {
   const path = (k: string): string | undefined => {

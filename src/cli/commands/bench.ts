@@ -3,8 +3,8 @@
  * numbers BENCHMARKS.md records. Suites measure ratios against a baseline taken in the same run, since machines are
  * noisy.
  */
-import { type Command, UsageError, numberFlag } from '../command.js';
-import { intFlag, parseFlags, resolveDataDir, str } from '../flags.js';
+import { type Command, UsageError } from '../command.js';
+import { intFlag, parseFlags, positiveFlag, resolveDataDir, str } from '../flags.js';
 
 function print(result: object, json: boolean): void {
   if (json) {
@@ -28,8 +28,8 @@ const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Prom
       const values = parseFlags(argv, { json: { type: 'boolean' }, 'round-clients': { type: 'string' }, 'ingest-mib': { type: 'string' } });
       const { benchAggregate } = await import('../../bench/aggregate.js');
       const result = await benchAggregate({
-        roundClients: numberFlag('round-clients', str(values['round-clients']), 200),
-        ingestBytes: numberFlag('ingest-mib', str(values['ingest-mib']), 32) * 2 ** 20,
+        roundClients: intFlag('round-clients', values['round-clients'], 200),
+        ingestBytes: positiveFlag('ingest-mib', values['ingest-mib'], 32) * 2 ** 20,
       });
       print(result, values.json === true);
       return 0;
@@ -48,9 +48,9 @@ const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Prom
       const { benchNats } = await import('../../bench/nats.js');
       const result = await benchNats({
         servers: (str(values.nats) ?? 'nats://127.0.0.1:4222').split(','),
-        roundClients: numberFlag('round-clients', str(values['round-clients']), 1000),
-        ingestBytes: numberFlag('ingest-mib', str(values['ingest-mib']), 16) * 2 ** 20,
-        ingestClients: numberFlag('ingest-clients', str(values['ingest-clients']), 4),
+        roundClients: intFlag('round-clients', values['round-clients'], 1000),
+        ingestBytes: positiveFlag('ingest-mib', values['ingest-mib'], 16) * 2 ** 20,
+        ingestClients: intFlag('ingest-clients', values['ingest-clients'], 4),
         onProgress: (line) => process.stderr.write(`${line}\n`),
       });
       print(result, values.json === true);
@@ -79,7 +79,7 @@ const SUITES: Readonly<Record<string, { usage: string; run(argv: string[]): Prom
       await initBackend();
       const curves = await federatedCurves({
         dataDir: resolveDataDir(str(values['data-dir'])),
-        rounds: numberFlag('rounds', str(values.rounds), 6),
+        rounds: intFlag('rounds', values.rounds, 6),
         modes: modes as (typeof CURVE_MODES)[number][],
         onProgress: (line) => process.stderr.write(`${line}\n`),
       });
