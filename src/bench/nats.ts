@@ -217,7 +217,7 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
       /** Resolves with the time (performance.now) of the event of `type` for round `round` (subscribe before it happens). */
       at(type: 'round.started' | 'round.aggregated', round: number): Promise<number> {
         const sub: Subscription = theBus.subscribe(SUBJECTS.ofType(type));
-        return (async () => {
+        const time = (async () => {
           for await (const event of sub) {
             if (!('round' in event) || event.round !== round) continue;
             sub.unsubscribe();
@@ -225,6 +225,10 @@ async function setUp(servers: readonly string[], model: GPT2Config, n: number, p
           }
           throw new Error(`the bus closed before ${type} of round ${round}`);
         })();
+        // Awaited by the measurement; one it no longer waits for (it failed) must not end the process before the
+        // tear-down has deleted the bench's NATS state.
+        time.catch(() => undefined);
+        return time;
       },
       createRun: (config: Record<string, unknown>) =>
         callUnary(admin, 'CreateRun', { extraJson: JSON.stringify({ base_model: baseModel, ...config }) }, { metadata }),
