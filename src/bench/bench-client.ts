@@ -80,9 +80,10 @@ export function preparedUpdate(task: Task, shapes: ReadonlyMap<string, readonly 
     task.uploadTensors.map((name) => {
       const shape = shapes.get(name)!;
       const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-      // Different in every round, as real updates are: a payload already stored takes a shorter path at ingest.
-      const seed = salt + 7919 * task.round;
-      for (let i = 0; i < data.length; i++) data[i] = (((i + seed) * 2654435761) % 1000) * 1e-7;
+      // Different for every client and round, as real updates are: a payload already stored takes another path at
+      // ingest. (Seeded by (i + seed) mod 1000 alone, a client's round-2 update was another's from round 1.)
+      const seed = Math.imul(salt + 7919 * task.round, 2246822519);
+      for (let i = 0; i < data.length; i++) data[i] = ((Math.imul(i + 1, 2654435761) ^ seed) >>> 0) % 1000 * 1e-7;
       return [name, { shape: [...shape], data }] as const;
     }),
   );
