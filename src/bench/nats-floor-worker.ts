@@ -14,6 +14,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { connect, type NatsConnection } from 'nats';
+import { CHUNK_READS_IN_FLIGHT, chunkBytesOn } from '../store/nats/blobs.js';
 import { ChunkPublisher } from '../store/nats/chunk-publisher.js';
 import { nextMessage } from './child-messages.js';
 
@@ -24,9 +25,6 @@ export interface FloorJob {
   readonly bytes: number;
 }
 
-/** Chunk size and reads in flight as in NatsBlobs (src/store/nats/blobs.ts). */
-const CHUNK_HEADROOM = 4096;
-const READS_IN_FLIGHT = 8;
 
 function reply(message: unknown): void {
   process.send!(message);
@@ -34,7 +32,7 @@ function reply(message: unknown): void {
 
 async function publishAll(nc: NatsConnection, job: FloorJob, objects: readonly Uint8Array[]): Promise<number[][]> {
   const js = nc.jetstream({ timeout: 30_000 });
-  const chunk = Math.min(1 << 20, nc.info?.max_payload ?? 1 << 20) - CHUNK_HEADROOM;
+  const chunk = chunkBytesOn(nc);
   return Promise.all(
     objects.map(async (bytes, k) => {
       const publisher = new ChunkPublisher(js, `${job.stream}.${process.pid}.${k}`, () => undefined);
@@ -48,11 +46,11 @@ async function publishAll(nc: NatsConnection, job: FloorJob, objects: readonly U
 async function readAll(nc: NatsConnection, stream: string, seqs: readonly number[], bytes: number): Promise<void> {
   const api = `$JS.API.DIRECT.GET.${stream}`;
   const out = Buffer.allocUnsafe(bytes);
-  const replies = seqs.slice(0, READS_IN_FLIGHT).map((seq) => nc.request(api, JSON.stringify({ seq }), { timeout: 30_000 }));
+  const replies = seqs.slice(0, CHUNK_READS_IN_FLIGHT).map((seq) => nc.request(api, JSON.stringify({ seq }), { timeout: 30_000 }));
   let offset = 0;
   for (let i = 0; i < seqs.length; i++) {
     const m = await replies[i]!;
-    const next = seqs[i + READS_IN_FLIGHT];
+    const next = seqs[i + CHUNK_READS_IN_FLIGHT];
     if (next !== undefined) replies.push(nc.request(api, JSON.stringify({ seq: next }), { timeout: 30_000 }));
     out.set(m.data, offset);
     offset += m.data.length;

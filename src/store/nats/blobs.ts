@@ -23,7 +23,7 @@
  * uploads, and reads the adapters it stored, without reading them back.
  */
 import { createHash } from 'node:crypto';
-import { Empty, headers, nuid, type JetStreamClient, type JetStreamManager } from 'nats';
+import { Empty, headers, nuid, type JetStreamClient, type JetStreamManager, type NatsConnection } from 'nats';
 import { joinPieces } from '../blob-writer.js';
 import { IntegrityError, InvalidArgumentError, NotFoundError, StoreClosedError, StoreIOError } from '../errors.js';
 import type { BlobStore, BlobWriter } from '../store.js';
@@ -37,6 +37,11 @@ import { isWrongLastSequence } from './errors.js';
 const MAX_BLOB_BYTES = 1 << 30;
 /** Bytes of a chunk message kept free for its headers (subject and JetStream headers are well under this). */
 const CHUNK_HEADROOM = 4096;
+
+/** An object chunk's size on `nc`: as large as the server's max_payload allows, up to 1 MiB, less room for headers. */
+export function chunkBytesOn(nc: Pick<NatsConnection, 'info'>): number {
+  return Math.min(1 << 20, nc.info?.max_payload ?? 1 << 20) - CHUNK_HEADROOM;
+}
 
 function sha256Of(bytes: Uint8Array): Buffer {
   return createHash('sha256').update(bytes).digest();
@@ -59,7 +64,7 @@ interface ObjectMeta {
 }
 
 /** Chunk reads of one object in flight at most: a window of ~1 MiB replies, as for writes. */
-const CHUNK_READS_IN_FLIGHT = 8;
+export const CHUNK_READS_IN_FLIGHT = 8;
 
 /** How many blobs readAhead reads at once, and how many bytes it may hold that nobody has asked for yet. */
 export interface ReadAheadConfig {
@@ -130,7 +135,7 @@ export class NatsBlobs implements BlobStore {
     if (totalBytes > MAX_BLOB_BYTES) throw new InvalidArgumentError(`blob size must be 0-${MAX_BLOB_BYTES} bytes, got ${totalBytes}`);
     const id = nuid.next();
     const subject = `$O.${this.bucket}.C.${id}`;
-    const chunk = this.chunkBytes();
+    const chunk = chunkBytesOn(this.ctx.nc);
     const chunks = this.publisher(subject);
     let pieces: Uint8Array[] = [];
     const all: Uint8Array[] = [];
@@ -281,7 +286,7 @@ export class NatsBlobs implements BlobStore {
   private async write(name: string, bytes: Uint8Array, digest: Buffer): Promise<void> {
     const id = nuid.next();
     const chunkSubject = `$O.${this.bucket}.C.${id}`;
-    const chunk = this.chunkBytes();
+    const chunk = chunkBytesOn(this.ctx.nc);
     const chunks = this.publisher(chunkSubject);
     try {
       for (let offset = 0; offset < bytes.length; offset += chunk) chunks.publish(bytes.subarray(offset, Math.min(bytes.length, offset + chunk)));
@@ -298,11 +303,6 @@ export class NatsBlobs implements BlobStore {
   /** Publishes an object's chunks on `subject`, a few awaiting acknowledgement at a time. */
   private publisher(subject: string): ChunkPublisher {
     return new ChunkPublisher(this.js, subject, () => (this.ctx.isClosed ? new StoreClosedError('store a blob') : undefined));
-  }
-
-  /** As large as the server's max_payload allows, up to 1 MiB, less room for the headers. */
-  private chunkBytes(): number {
-    return Math.min(1 << 20, this.ctx.nc.info?.max_payload ?? 1 << 20) - CHUNK_HEADROOM;
   }
 
   /**
