@@ -8,14 +8,16 @@
  *                            aggregate.ts, without the coordinators' heap floor); each coordinator verifies every chunk's
  *                            running digest, stores the payload in the JetStream object store and the record in KV;
  *                            the leader reads them all back from JetStream and folds them into the new adapter.
- *                            Update bytes / wall time from the first byte sent to round.aggregated, in the run's
- *                            second round (steady state; ingest_first_round_mbps is the first).
+ *                            Update bytes / wall time from the first byte sent to round.aggregated: the median of
+ *                            the run's rounds after the first (steady state; each in ingest_rounds_mbps), and
+ *                            ingest_first_round_mbps the first, which also compiles the code paths.
  *   round_overhead_s_1000  – 1,000 enrolled clients, half on each coordinator, that long-poll for the task, fetch the
- *                            adapter and upload a prepared update at once, in each of a run's two rounds: seconds
- *                            from round.started to round.aggregated in the second round (steady state;
- *                            round_overhead_first_round_s is the first, which also compiles the code paths).
+ *                            adapter and upload a prepared update at once, in every round of one run: seconds from
+ *                            round.started to round.aggregated, the median of the rounds between the first and the
+ *                            last (each in round_overhead_rounds_s; round_overhead_first_round_s is the first; see
+ *                            measureRoundOverhead).
  *   *_cpu_s                – CPU seconds (user + system) the two coordinator processes, and a nats-server running on
- *                            this machine, spent in each measured window (Linux /proc; null elsewhere), and the
+ *                            this machine, spent in the median round (Linux /proc; null elsewhere), and the
  *                            process that plays the clients. Wall times on a shared, loaded machine
  *                            mostly measure the queue for a core; CPU seconds do not.
  *   ingest_cpu_mbps        – ingest's update bytes per CPU-second of the coordinators and nats-server together:
@@ -63,9 +65,10 @@ export interface NatsBenchOptions {
 }
 
 export interface NatsBenchResult {
-  /** In the run's second round (steady state); ingest_first_round_mbps is the first. */
+  /** The median of the run's rounds after the first (steady state, all in ingest_rounds_mbps); ingest_first_round_mbps is the first. */
   readonly ingest_mbps: number;
   readonly ingest_first_round_mbps: number;
+  readonly ingest_rounds_mbps: readonly number[];
   readonly ingest_bytes_per_client: number;
   readonly ingest_clients: number;
   /** Seconds from the first byte sent until every upload was acknowledged (stored), and from then to round.aggregated. */
@@ -85,9 +88,10 @@ export interface NatsBenchResult {
   readonly ingest_jetstream_publish_mbps: number;
   /** CPU seconds of the process that plays the uploading clients (gRPC), in the ingest window (null without /proc). */
   readonly ingest_cpu_s_clients: number | null;
-  /** In the run's second round (steady state); round_overhead_first_round_s is the first. */
+  /** The median of the run's rounds between the first and the last (steady state, each in round_overhead_rounds_s); round_overhead_first_round_s is the first. */
   readonly round_overhead_s_1000: number;
   readonly round_overhead_first_round_s: number;
+  readonly round_overhead_rounds_s: readonly number[];
   readonly round_clients: number;
   /** Of round_overhead_s_1000, the seconds from the last acknowledged upload to round.aggregated (closing the round). */
   readonly round_aggregate_s: number;
@@ -103,6 +107,14 @@ export interface NatsBenchResult {
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const COORDINATORS = 2;
+/** Rounds measured after each run's first: their median is reported, since one round on a shared machine is noisy. */
+const STEADY_ROUNDS = 3;
+
+/** The element of `xs` whose `by` is the median (the lower middle for an even count). */
+function medianBy<T>(xs: readonly T[], by: (x: T) => number): T {
+  const sorted = [...xs].sort((a, b) => by(a) - by(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+}
 /** Clients enrolled per join token: each redemption is a compare-and-set on the token's key. */
 const CLIENTS_PER_TOKEN = 25;
 /** gRPC channels per coordinator shared by the clients (many clients behind a few connections). */
@@ -251,7 +263,7 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
   });
   try {
     const started = env.at('round.started', 1);
-    await env.createRun({ name: 'ingest', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
+    await env.createRun({ name: 'ingest', rounds: 1 + STEADY_ROUNDS, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r, alpha: 2 * r, targets: ALL_TARGETS } });
     await started;
     const round = async (n: number) => {
       const tasks = await Promise.all(env.clients.map((c) => c.pullTask(30_000)));
@@ -267,8 +279,10 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
       const end = await aggregated;
       return { mbps: (bytes * clientCount) / ((end - start) / 1000) / 1e6, bytes, uploadS: (acknowledged - start) / 1000, foldS: (end - acknowledged) / 1000, cpu: cpu() };
     };
-    const first = await round(1);
-    return { ...(await round(2)), firstRoundMbps: first.mbps };
+    const rounds = [];
+    for (let n = 1; n <= 1 + STEADY_ROUNDS; n++) rounds.push(await round(n));
+    const steady = rounds.slice(1);
+    return { ...medianBy(steady, (r) => r.mbps), firstRoundMbps: rounds[0]!.mbps, roundsMbps: steady.map((r) => r.mbps) };
   } finally {
     senders.kill();
     await env.tearDown();
@@ -276,39 +290,43 @@ async function measureIngest(servers: readonly string[], bytesPerClient: number,
 }
 
 /**
- * Two rounds of one run with `clientCount` clients, each client answering both in turn (its second long poll waits
- * while the first round closes, as an idle client's does). A round is timed from round.started to round.aggregated;
- * the second is the steady state, where the first also compiles the code paths, in the coordinators and the clients.
+ * One run of STEADY_ROUNDS + 2 rounds with `clientCount` clients, each client answering every round in turn: as soon
+ * as its upload is acknowledged it long-polls for the next round, as an idle client does, so a round's window also
+ * holds the clients' requests for the next. A round is timed from round.started to round.aggregated. Reported: the
+ * median of the rounds between the first (which also compiles the code paths, in the coordinators and the clients)
+ * and the last (which has no next round to poll for, so is lighter than any other).
  */
 async function measureRoundOverhead(servers: readonly string[], clientCount: number, progress: (line: string) => void) {
   const env = await setUp(servers, SMALL, clientCount, progress);
   try {
-    const acknowledged = [0, 0];
+    const count = STEADY_ROUNDS + 2;
+    const acknowledged = new Array<number>(count).fill(0);
     const allUploaded: ((time: number) => void)[] = [];
-    const events = [1, 2].map((n) => ({
-      opened: env.at('round.started', n),
-      closed: env.at('round.aggregated', n),
+    const events = Array.from({ length: count }, (_, i) => ({
+      opened: env.at('round.started', i + 1),
+      closed: env.at('round.aggregated', i + 1),
       uploaded: new Promise<number>((resolve) => allUploaded.push(resolve)),
     }));
-    let cpu = env.cpu(); // from before the run's creation (round 1), then from round 1's close: upper bounds
+    let cpu = env.cpu(); // from before the run's creation (round 1), then from the previous round's close: upper bounds
     const rounds: { seconds: number; aggregateS: number; cpu: ReturnType<typeof cpu> }[] = [];
     // Everyone long-polls before the run exists, like idle clients waiting for work.
-    const work = answerTasks(env.clients, 2, (n) => {
+    const work = answerTasks(env.clients, count, (n) => {
       if (++acknowledged[n - 1]! === clientCount) allUploaded[n - 1]!(performance.now());
     });
     // Rejects as soon as a client fails (its round would never close); never settles otherwise.
     const clientFailure = work.then(() => new Promise<never>(() => undefined));
     clientFailure.catch(() => undefined); // raced below; `await work` reports the failure
-    progress(`round 1 of 2 with ${clientCount} clients`);
-    await env.createRun({ name: 'overhead', rounds: 2, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
+    progress(`round 1 of ${count} with ${clientCount} clients`);
+    await env.createRun({ name: 'overhead', rounds: count, clients_per_round: clientCount, min_clients: clientCount, round_deadline_s: 600, lora: { r: 8, alpha: 16 } });
     for (const { opened, closed, uploaded } of events) {
       const [t0, t1, tUploaded] = await Promise.race([Promise.all([opened, closed, uploaded]), clientFailure]);
       rounds.push({ seconds: (t1 - t0) / 1000, aggregateS: (t1 - tUploaded) / 1000, cpu: cpu() });
       cpu = env.cpu();
-      if (rounds.length < events.length) progress(`round ${rounds.length + 1} of 2 with ${clientCount} clients`);
+      if (rounds.length < count) progress(`round ${rounds.length + 1} of ${count} with ${clientCount} clients`);
     }
     await work;
-    return { ...rounds[1]!, firstRoundSeconds: rounds[0]!.seconds };
+    const steady = rounds.slice(1, -1);
+    return { ...medianBy(steady, (r) => r.seconds), firstRoundSeconds: rounds[0]!.seconds, roundsSeconds: steady.map((r) => r.seconds) };
   } finally {
     await env.tearDown();
   }
@@ -326,6 +344,7 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
   return {
     ingest_mbps: ingest.mbps,
     ingest_first_round_mbps: ingest.firstRoundMbps,
+    ingest_rounds_mbps: ingest.roundsMbps,
     ingest_bytes_per_client: ingest.bytes,
     ingest_clients: ingestClients,
     ingest_upload_s: ingest.uploadS,
@@ -339,6 +358,7 @@ export async function benchNats(options: NatsBenchOptions = {}): Promise<NatsBen
     ingest_jetstream_publish_mbps: floor.publishMbps,
     round_overhead_s_1000: overhead.seconds,
     round_overhead_first_round_s: overhead.firstRoundSeconds,
+    round_overhead_rounds_s: overhead.roundsSeconds,
     round_clients: roundClients,
     round_aggregate_s: overhead.aggregateS,
     round_cpu_s_coordinators: overhead.cpu.coordinators,
