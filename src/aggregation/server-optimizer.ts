@@ -19,7 +19,7 @@
  * sign), so moments accumulated on the factors are meaningless; index.ts rejects that combination.
  */
 import { distance, globalNorm, hostTensor, sameLayout, type HostTensor, type TensorMap } from '../tensors/host.js';
-import { applyUpdate, weightedSum } from './aggregate.js';
+import { weightedSum } from './aggregate.js';
 import { OptimizerStateError, StrategyConfigError } from './errors.js';
 import type { AggregateOutcome, AggregationStrategy, ClientFailure, ClientInstructions, ClientUpdate, RoundContext } from './strategy.js';
 
@@ -97,7 +97,6 @@ export class ServerOptimizer {
   step(global: TensorMap, pseudoGradient: TensorMap, into?: TensorMap): Map<string, HostTensor> {
     this.steps++;
     const { kind, lr } = this.config;
-    if (kind === 'fedavg' && into === undefined) return applyUpdate(global, pseudoGradient, lr);
     const out = new Map<string, HostTensor>();
     for (const [name, x] of global) {
       const target = into === undefined ? new Float32Array(x.data.length) : into.get(name)?.data;
