@@ -109,16 +109,16 @@ const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const COORDINATORS = 2;
 /** Rounds measured after each run's first: their median is reported, since one round on a shared machine is noisy. */
 const STEADY_ROUNDS = 3;
+/** Clients enrolled per join token: each redemption is a compare-and-set on the token's key. */
+const CLIENTS_PER_TOKEN = 25;
+/** gRPC channels per coordinator shared by the clients (many clients behind a few connections). */
+const CHANNELS = 8;
 
 /** The element of `xs` whose `by` is the median (the lower middle for an even count). */
 function medianBy<T>(xs: readonly T[], by: (x: T) => number): T {
   const sorted = [...xs].sort((a, b) => by(a) - by(b));
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
-/** Clients enrolled per join token: each redemption is a compare-and-set on the token's key. */
-const CLIENTS_PER_TOKEN = 25;
-/** gRPC channels per coordinator shared by the clients (many clients behind a few connections). */
-const CHANNELS = 8;
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux); null where it cannot be read. */
 function cpuSeconds(pid: number | undefined): number | null {
